@@ -1,0 +1,53 @@
+# Routing ML — the two commands are `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+DEMO_ITEMS ?= 5000
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test setup deps dev-deps migrate demo bench bench-training bench-predictions bench-quality lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.deps: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt requirements.txt $(VENV)/.deps
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+deps: $(VENV)/.deps
+dev-deps: $(VENV)/.dev-deps
+
+## setup: everything `run` needs before the servers start (idempotent)
+setup: deps
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py collectstatic --no-input -v 0
+	$(PY) manage.py seed_demo_erp --items $(DEMO_ITEMS) --if-empty
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py train --sync --activate --if-no-model
+
+## run: set up, then serve the web app and the task cluster in the foreground (Ctrl-C stops both)
+run: setup
+	HOST=$(HOST) PORT=$(PORT) PY=$(PY) BIN=$(BIN) bash scripts/serve.sh
+
+## test: the whole test suite
+test: $(VENV)/.dev-deps
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev-deps
+	$(BIN)/ruff check .
+
+## bench: the speed figures quoted in the README (full scale: BENCH_ITEMS=325000)
+BENCH_ITEMS ?= 325000
+BENCH_DB ?= /tmp/routing_ml_bench.sqlite3
+bench: deps
+	DATABASE_URL=sqlite:///$(BENCH_DB) MODEL_ROOT=/tmp/routing_ml_bench_models $(PY) manage.py bench --items $(BENCH_ITEMS)
+
+clean:
+	rm -rf var/db.sqlite3* var/models var/quality_reports var/staticfiles

@@ -1,0 +1,178 @@
+"""Mirrors of the three ERP views Routing ML reads.
+
+Table and column names are exactly those of the ERP (`BI_ITEM_INFO_VIEW`,
+`BI_ROUTING_VIEW`, `BI_WORK_ORDER_RESULTS`), so the same models read the real
+views through the `erp` database alias (`ERP_DATABASE_URL`, unmanaged) or, by
+default, ordinary tables in the default database filled by the demo generator
+or the CSV import.
+
+Units: routing times are minutes; `RUN_TIME` is minutes per `RUN_TIME_QTY`
+units. Work results are hours for the whole order; `erp.data` converts them.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, OuterRef, Q, Subquery
+from django.utils import timezone
+
+# When the real ERP is attached the views are read-only and not ours to migrate.
+ERP_MANAGED = not getattr(settings, "ERP_EXTERNAL", False)
+
+
+class Item(models.Model):
+    """One row of `BI_ITEM_INFO_VIEW`: the item master."""
+
+    item_cd = models.CharField("item code", max_length=50, primary_key=True, db_column="ITEM_CD")
+    item_nm = models.CharField("name", max_length=200, blank=True, null=True, db_column="ITEM_NM")
+    part_type = models.CharField(max_length=50, blank=True, null=True, db_column="PART_TYPE")
+    part_nm = models.CharField(max_length=100, blank=True, null=True, db_column="PartNm")
+    item_type = models.CharField(max_length=50, blank=True, null=True, db_column="ITEM_TYPE")
+    item_acct = models.CharField(max_length=50, blank=True, null=True, db_column="ITEM_ACCT")
+    item_unit = models.CharField(max_length=20, blank=True, null=True, db_column="ITEM_UNIT")
+    item_material = models.CharField(max_length=50, blank=True, null=True, db_column="ITEM_MATERIAL")
+    material_desc = models.CharField(max_length=200, blank=True, null=True, db_column="MATERIAL_DESC")
+    raw_matl_kind = models.CharField(max_length=50, blank=True, null=True, db_column="RAW_MATL_KIND")
+    item_grp1 = models.CharField(max_length=50, blank=True, null=True, db_column="ITEM_GRP1")
+    group1 = models.CharField(max_length=50, blank=True, null=True, db_column="GROUP1")
+    group2 = models.CharField(max_length=50, blank=True, null=True, db_column="GROUP2")
+    standard_yn = models.CharField(max_length=1, blank=True, null=True, db_column="STANDARD_YN")
+    draw_no = models.CharField(max_length=100, blank=True, null=True, db_column="DRAW_NO")
+    draw_rev = models.CharField(max_length=20, blank=True, null=True, db_column="DRAW_REV")
+    seal_type_grup = models.CharField(max_length=50, blank=True, null=True, db_column="SealTypeGrup")
+    in_sealtype_cd = models.CharField(max_length=50, blank=True, null=True, db_column="IN_SEALTYPE_CD")
+    mid_sealtype_cd = models.CharField(max_length=50, blank=True, null=True, db_column="MID_SEALTYPE_CD")
+    out_sealtype_cd = models.CharField(max_length=50, blank=True, null=True, db_column="OUT_SEALTYPE_CD")
+    outdiameter = models.FloatField(blank=True, null=True, db_column="OUTDIAMETER")
+    indiameter = models.FloatField(blank=True, null=True, db_column="INDIAMETER")
+    outthickness = models.FloatField(blank=True, null=True, db_column="OUTTHICKNESS")
+    in_sealsize = models.FloatField(blank=True, null=True, db_column="IN_SEALSIZE")
+    mid_sealsize = models.FloatField(blank=True, null=True, db_column="MID_SEALSIZE")
+    out_sealsize = models.FloatField(blank=True, null=True, db_column="OUT_SEALSIZE")
+    rotate_clockwise = models.FloatField(blank=True, null=True, db_column="ROTATE_CLOCKWISE")
+    rotate_ctrclockwise = models.FloatField(blank=True, null=True, db_column="ROTATE_CTRCLOCKWISE")
+    insrt_dt = models.DateTimeField("inserted", blank=True, null=True, db_column="INSRT_DT")
+
+    class Meta:
+        managed = ERP_MANAGED
+        db_table = "BI_ITEM_INFO_VIEW"
+        ordering = ["item_cd"]
+        indexes = [models.Index(fields=["part_type"], name="erp_item_part_type")]
+
+    def __str__(self) -> str:
+        return self.item_cd
+
+
+class RoutingOperationQuerySet(models.QuerySet):
+    def valid_on(self, when=None) -> "RoutingOperationQuerySet":
+        """Operations whose validity window contains `when` (today by default); open ends count as valid."""
+        when = when or timezone.now()
+        return self.filter(
+            Q(valid_from_dt__isnull=True) | Q(valid_from_dt__lte=when),
+            Q(valid_to_dt__isnull=True) | Q(valid_to_dt__gte=when),
+        )
+
+    def current(self, when=None) -> "RoutingOperationQuerySet":
+        """The current routing of every item: among its valid routings, the one with the newest INSRT_DT.
+
+        Ties on INSRT_DT go to the highest ROUT_NO so the choice is deterministic.
+        """
+        valid = self.valid_on(when)
+        newest = (
+            valid.filter(item_cd=OuterRef("item_cd"))
+            .order_by(F("insrt_dt").desc(nulls_last=True), "-rout_no")
+            .values("rout_no")[:1]
+        )
+        return valid.filter(rout_no=Subquery(newest)).order_by("item_cd", "proc_seq")
+
+    def for_item(self, item_cd: str) -> "RoutingOperationQuerySet":
+        return self.filter(item_cd=item_cd)
+
+
+class RoutingOperation(models.Model):
+    """One operation of one routing (`BI_ROUTING_VIEW`). Times are minutes; run time per RUN_TIME_QTY units."""
+
+    class InsideFlag(models.TextChoices):
+        IN_HOUSE = "IN", "in-house"
+        OUTSOURCED = "OUT", "outsourced"
+
+    # The ERP view has no surrogate key; Django needs one to manage the demo table.
+    id = models.BigAutoField(primary_key=True, db_column="ROW_ID")
+    item_cd = models.CharField("item code", max_length=50, db_column="ITEM_CD")
+    rout_no = models.CharField("routing no.", max_length=20, db_column="ROUT_NO")
+    proc_seq = models.IntegerField("sequence", db_column="PROC_SEQ")
+    job_cd = models.CharField("job", max_length=50, db_column="JOB_CD")
+    job_nm = models.CharField("job name", max_length=200, blank=True, null=True, db_column="JOB_NM")
+    res_cd = models.CharField("work centre", max_length=50, blank=True, null=True, db_column="RES_CD")
+    res_dis = models.CharField("work centre name", max_length=200, blank=True, null=True, db_column="RES_DIS")
+    inside_flag = models.CharField(max_length=3, choices=InsideFlag.choices, blank=True, null=True, db_column="INSIDE_FLAG")
+    time_unit = models.CharField(max_length=10, blank=True, null=True, db_column="TIME_UNIT")
+    setup_time = models.FloatField("setup minutes", blank=True, null=True, db_column="SETUP_TIME")
+    run_time = models.FloatField("run minutes", blank=True, null=True, db_column="RUN_TIME")
+    run_time_qty = models.FloatField(blank=True, null=True, db_column="RUN_TIME_QTY")
+    mfg_lt = models.FloatField(blank=True, null=True, db_column="MFG_LT")
+    queue_time = models.FloatField(blank=True, null=True, db_column="QUEUE_TIME")
+    wait_time = models.FloatField(blank=True, null=True, db_column="WAIT_TIME")
+    move_time = models.FloatField(blank=True, null=True, db_column="MOVE_TIME")
+    valid_from_dt = models.DateTimeField(blank=True, null=True, db_column="VALID_FROM_DT")
+    valid_to_dt = models.DateTimeField(blank=True, null=True, db_column="VALID_TO_DT")
+    insrt_dt = models.DateTimeField("inserted", blank=True, null=True, db_column="INSRT_DT")
+
+    objects = RoutingOperationQuerySet.as_manager()
+
+    class Meta:
+        managed = ERP_MANAGED
+        db_table = "BI_ROUTING_VIEW"
+        ordering = ["item_cd", "rout_no", "proc_seq"]
+        indexes = [
+            models.Index(fields=["item_cd", "rout_no", "proc_seq"], name="erp_rout_item_rout_seq"),
+            models.Index(fields=["res_cd"], name="erp_rout_res"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_cd}/{self.rout_no}#{self.proc_seq} {self.job_cd}"
+
+    @property
+    def run_minutes_per_unit(self) -> float | None:
+        if self.run_time is None:
+            return None
+        return self.run_time / (self.run_time_qty or 1.0)
+
+
+class WorkResult(models.Model):
+    """One operation of one work order actually run (`BI_WORK_ORDER_RESULTS`). Hours for the whole order."""
+
+    id = models.BigAutoField(primary_key=True, db_column="ROW_ID")
+    item_cd = models.CharField("item code", max_length=50, db_column="ITEM_CD")
+    rout_no = models.CharField(max_length=20, blank=True, null=True, db_column="ROUT_NO")
+    proc_seq = models.IntegerField(blank=True, null=True, db_column="PROC_SEQ")
+    job_cd = models.CharField(max_length=50, db_column="JOB_CD")
+    res_cd = models.CharField(max_length=50, blank=True, null=True, db_column="RES_CD")
+    report_dt = models.DateTimeField(db_column="REPORT_DT")
+    order_qty = models.FloatField(db_column="ORDER_QTY")
+    bad_qty = models.FloatField(blank=True, null=True, db_column="BAD_QTY")
+    setup_hours = models.FloatField(blank=True, null=True, db_column="SETUP_HOURS")
+    mach_worked_hours = models.FloatField(blank=True, null=True, db_column="MACH_WORKED_HOURS")
+
+    class Meta:
+        managed = ERP_MANAGED
+        db_table = "BI_WORK_ORDER_RESULTS"
+        ordering = ["item_cd", "report_dt"]
+        indexes = [
+            models.Index(fields=["item_cd", "job_cd"], name="erp_wr_item_job"),
+            models.Index(fields=["report_dt"], name="erp_wr_report_dt"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_cd} {self.job_cd} {self.report_dt:%Y-%m-%d}"
+
+    @property
+    def run_minutes_per_unit(self) -> float | None:
+        if self.mach_worked_hours is None or not self.order_qty:
+            return None
+        return self.mach_worked_hours * 60.0 / self.order_qty
+
+    @property
+    def setup_minutes(self) -> float | None:
+        return None if self.setup_hours is None else self.setup_hours * 60.0

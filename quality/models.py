@@ -1,0 +1,194 @@
+"""Quality monitoring records: the settings, each evaluation cycle and the alerts it raised."""
+
+from __future__ import annotations
+
+from croniter import croniter
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from routing_ml.errors import InvalidTransition
+
+
+class QualitySettings(models.Model):
+    """The one current set of thresholds, sampling, retraining and schedule options (row pk=1), with history."""
+
+    class Strategy(models.TextChoices):
+        STRATIFIED = "stratified", "stratified by PART_TYPE"
+        RANDOM = "random", "random"
+        RECENT = "recent", "most recently produced"
+
+    mae_warning = models.FloatField("MAE warning (minutes)", default=5.0, validators=[MinValueValidator(0)])
+    mae_critical = models.FloatField("MAE critical (minutes)", default=10.0, validators=[MinValueValidator(0)])
+    process_match_warning = models.FloatField(default=0.85, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    process_match_critical = models.FloatField(default=0.80, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    cv_max = models.FloatField("CV max", default=0.5, validators=[MinValueValidator(0)])
+    sample_count_min = models.FloatField(default=3, validators=[MinValueValidator(0)])
+    drift_psi_threshold = models.FloatField("drift PSI warning", default=0.25, validators=[MinValueValidator(0)])
+
+    sample_size = models.PositiveIntegerField(default=500, validators=[MinValueValidator(10), MaxValueValidator(10000)])
+    sample_strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.STRATIFIED)
+    recent_window_days = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(3650)])
+    min_work_orders = models.PositiveIntegerField("min. work orders per item", default=1, validators=[MinValueValidator(1)])
+    sample_seed = models.IntegerField(default=42)
+
+    auto_retrain = models.BooleanField(default=True)
+    cooldown_hours = models.FloatField(default=24, validators=[MinValueValidator(0)])
+    queue_capacity = models.PositiveIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(20)])
+    auto_deploy = models.BooleanField(default=True)
+    min_improvement_pct = models.FloatField(default=5.0, validators=[MinValueValidator(0), MaxValueValidator(100)])
+
+    schedule_cron = models.CharField("schedule (cron)", max_length=100, default="0 2 * * *")
+    schedule_enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = verbose_name_plural = "quality settings"
+        permissions = [("view_dashboard", "Can view quality dashboards")]
+
+    def __str__(self) -> str:
+        return "Quality settings"
+
+    @classmethod
+    def current(cls) -> "QualitySettings":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    def clean(self) -> None:
+        errors = {}
+        if self.mae_warning is not None and self.mae_critical is not None and self.mae_warning > self.mae_critical:
+            errors["mae_warning"] = "The MAE warning threshold must not be higher than the critical one."
+        if (
+            self.process_match_warning is not None
+            and self.process_match_critical is not None
+            and self.process_match_warning < self.process_match_critical
+        ):
+            errors["process_match_warning"] = "The process-match warning threshold must not be lower than the critical one."
+        if self.schedule_cron and not croniter.is_valid(self.schedule_cron):
+            errors["schedule_cron"] = f"{self.schedule_cron!r} is not a valid cron expression (e.g. '0 2 * * *')."
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+
+class QualityCycleQuerySet(models.QuerySet):
+    def finished(self) -> "QualityCycleQuerySet":
+        return self.filter(status=QualityCycle.Status.SUCCEEDED)
+
+    def latest_finished(self) -> "QualityCycle | None":
+        return self.finished().order_by("-finished_at", "-pk").first()
+
+
+class QualityCycle(models.Model):
+    """One evaluation of the active model against actual work-order results."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "manual"
+        API = "api", "API"
+        SCHEDULE = "schedule", "schedule"
+        GATE = "gate", "deployment gate"
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    model_version = models.ForeignKey("registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="quality_cycles")
+    sample_strategy = models.CharField(max_length=20, choices=QualitySettings.Strategy.choices)
+    sample_size = models.PositiveIntegerField()
+    items_sampled = models.PositiveIntegerField(default=0)
+    items_evaluated = models.PositiveIntegerField(default=0)
+    items_without_actuals = models.PositiveIntegerField(default=0)
+    items_failed = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    metrics_by_part_type = models.JSONField(default=dict, blank=True)
+    drift = models.JSONField(default=dict, blank=True, help_text="Population stability index per feature.")
+    report = models.JSONField(default=dict, blank=True)
+    report_path = models.CharField(max_length=500, blank=True)
+    retraining_job = models.ForeignKey("training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="quality_cycles")
+    retraining_decision = models.TextField(blank=True, help_text="Why a retraining job was or was not enqueued.")
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+
+    objects = QualityCycleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        permissions = [("run_qualitycycle", "Can run quality cycles")]
+
+    def __str__(self) -> str:
+        return f"cycle {self.pk} ({self.status})"
+
+
+class QualityAlertQuerySet(models.QuerySet):
+    def open(self) -> "QualityAlertQuerySet":
+        return self.filter(status__in=QualityAlert.UNRESOLVED_STATES)
+
+
+class QualityAlert(models.Model):
+    """A threshold a cycle breached. Resolves itself when a later cycle is back inside it."""
+
+    class Level(models.TextChoices):
+        WARNING = "warning", "warning"
+        CRITICAL = "critical", "critical"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "open"
+        ACKNOWLEDGED = "acknowledged", "acknowledged"
+        RESOLVED = "resolved", "resolved"
+
+    UNRESOLVED_STATES = (Status.OPEN, Status.ACKNOWLEDGED)
+
+    cycle = models.ForeignKey(QualityCycle, on_delete=models.CASCADE, related_name="alerts")
+    level = models.CharField(max_length=10, choices=Level.choices, db_index=True)
+    metric = models.CharField(max_length=50)
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    message = models.TextField()
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.OPEN, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+
+    objects = QualityAlertQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        permissions = [("acknowledge_qualityalert", "Can acknowledge and resolve quality alerts")]
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.metric}={self.value} ({self.status})"
+
+    def acknowledge(self, by=None) -> None:
+        if self.status != self.Status.OPEN:
+            raise InvalidTransition(f"Alert {self.pk} is {self.status}; only open alerts can be acknowledged.")
+        self.status, self.acknowledged_by, self.acknowledged_at = self.Status.ACKNOWLEDGED, by, timezone.now()
+        self.save(update_fields=["status", "acknowledged_by", "acknowledged_at"])
+
+    acknowledge.alters_data = True
+
+    def resolve(self, by=None, resolution: str = "") -> None:
+        if self.status == self.Status.RESOLVED:
+            raise InvalidTransition(f"Alert {self.pk} is already resolved.")
+        self.status, self.resolved_by, self.resolved_at = self.Status.RESOLVED, by, timezone.now()
+        self.resolution = resolution or (f"resolved by {by}" if by else "")
+        self.save(update_fields=["status", "resolved_by", "resolved_at", "resolution"])
+
+    resolve.alters_data = True

@@ -1,0 +1,109 @@
+"""The in-process cache of model bundles that every web and worker process uses.
+
+Each process re-reads which version is active at most every MODEL_RELOAD_INTERVAL seconds
+(one indexed query), so an activation or rollback made anywhere is served within seconds
+without a restart. When the new version cannot be loaded the process keeps serving the
+bundle it had and logs why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+from django.conf import settings
+
+from routing_ml.errors import ArtifactError, ModelNotFound, NoActiveModel
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoader:
+    # Besides the active bundle, keep a couple of others for `model_version` comparisons.
+    MAX_EXTRA = 2
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._active_label: str | None = None
+        self._active_model = None
+        self._checked_at = float("-inf")
+        self._extra: OrderedDict[str, object] = OrderedDict()
+        self.last_error: str | None = None
+
+    def _load(self, version):
+        from training.engine import BundleError, RoutingModel
+
+        try:
+            return RoutingModel.load(version.artifact_dir, mmap=True)
+        except BundleError as exc:
+            raise ArtifactError(f"Model version {version.label} cannot be loaded: {exc}", details={"label": version.label}) from exc
+
+    def refresh(self, force: bool = False) -> None:
+        """Follow the database's active version; on a load failure keep the current bundle."""
+        from .models import ModelVersion
+
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._checked_at < settings.MODEL_RELOAD_INTERVAL:
+                return
+            self._checked_at = now
+            active = ModelVersion.objects.get_active()
+            if active is None:
+                self._active_label, self._active_model = None, None
+                return
+            if active.label == self._active_label:
+                return
+            try:
+                model = self._load(active)
+            except ArtifactError as exc:
+                self.last_error = exc.message
+                logger.error("Keeping model %s: %s", self._active_label, exc.message)
+                return
+            logger.info("Now serving model version %s (was %s)", active.label, self._active_label)
+            self._active_label, self._active_model = active.label, model
+            self.last_error = None
+
+    def active(self):
+        """(label, model) of the version this process serves; NoActiveModel (1002, HTTP 503) when there is none."""
+        self.refresh()
+        with self._lock:
+            if self._active_model is None:
+                raise NoActiveModel("No model version is active. Train one and activate it (ML admins: Model versions → Activate).")
+            return self._active_label, self._active_model
+
+    def get(self, label: str):
+        """(label, model) of a named ready version, e.g. to compare it with the active one."""
+        from .models import ModelVersion
+
+        self.refresh()
+        with self._lock:
+            if label == self._active_label and self._active_model is not None:
+                return label, self._active_model
+            if label in self._extra:
+                self._extra.move_to_end(label)
+                return label, self._extra[label]
+        version = ModelVersion.objects.filter(label=label).first()
+        if version is None:
+            raise ModelNotFound(f"Model version {label!r} does not exist.")
+        if version.status != ModelVersion.Status.READY:
+            raise ModelNotFound(f"Model version {label!r} is {version.status}, not ready.", http_status=409)
+        model = self._load(version)
+        with self._lock:
+            self._extra[label] = model
+            while len(self._extra) > self.MAX_EXTRA:
+                self._extra.popitem(last=False)
+        return label, model
+
+    def served_label(self) -> str | None:
+        return self._active_label
+
+    def clear(self) -> None:
+        with self._lock:
+            self._active_label, self._active_model = None, None
+            self._extra.clear()
+            self._checked_at = float("-inf")
+
+
+loader = ModelLoader()

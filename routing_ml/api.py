@@ -1,0 +1,101 @@
+"""API plumbing shared by every app: the one error body, the API root, role permissions."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .errors import RoutingMLError
+
+logger = logging.getLogger(__name__)
+
+# Codes for errors that are not the runbooks' own: the HTTP status doubles as the code.
+_DRF_MESSAGES = {
+    status.HTTP_400_BAD_REQUEST: "The request is invalid.",
+    status.HTTP_401_UNAUTHORIZED: "Authentication credentials were not provided or are invalid.",
+    status.HTTP_403_FORBIDDEN: "You do not have permission to perform this action.",
+    status.HTTP_404_NOT_FOUND: "Not found.",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "Method not allowed.",
+    status.HTTP_429_TOO_MANY_REQUESTS: "Too many requests.",
+}
+
+
+def error_body(code: int, message: str, details=None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def exception_handler(exc, context):
+    """Every API error, whatever raised it, leaves as `{"error": {"code", "message", "details"}}`."""
+    if isinstance(exc, RoutingMLError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        logger.exception("Unhandled API error", exc_info=exc)
+        return Response(error_body(500, "Internal server error.", None), status=500)
+    data = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        message, details = "The request is invalid.", data
+    elif isinstance(data, dict) and set(data) <= {"detail", "code", "messages"} and "detail" in data:
+        message, details = str(data["detail"]), ({"messages": data["messages"]} if "messages" in data else None)
+    else:
+        message, details = _DRF_MESSAGES.get(response.status_code, "Error."), data
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        details = {"retry_after_seconds": int(exc.wait)}
+    response.data = error_body(response.status_code, message, details)
+    return response
+
+
+def json_error_view(status_code: int, message: str):
+    """Django-level handlers (handler404/500) so API paths never answer with an HTML page."""
+
+    def view(request, exception=None):
+        if request.path.startswith("/api/"):
+            return JsonResponse(error_body(status_code, message), status=status_code)
+        from django.views import defaults
+
+        if status_code == 404:
+            return defaults.page_not_found(request, exception)
+        return defaults.server_error(request)
+
+    return view
+
+
+def require_perm(perm: str):
+    """A DRF permission class for one Django permission: `permission_classes = [require_perm("registry.activate_modelversion")]`."""
+
+    class _Perm(BasePermission):
+        message = f"This action needs the permission {perm}."
+
+        def has_permission(self, request, view):
+            return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))
+
+    _Perm.__name__ = f"Requires_{perm.replace('.', '_')}"
+    return _Perm
+
+
+@extend_schema(exclude=True)
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def api_root(request, format=None):
+    """Where everything lives."""
+    return Response(
+        {
+            "token": reverse("token_obtain_pair", request=request, format=format),
+            "schema": reverse("schema", request=request, format=format),
+            "docs": reverse("swagger-ui", request=request, format=format),
+            "health": request.build_absolute_uri("/health"),
+        }
+    )

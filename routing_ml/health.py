@@ -1,0 +1,110 @@
+"""Liveness and readiness: /health (all checks) and /health/db.
+
+Overall status: `unhealthy` (HTTP 503) when the database or the ERP source cannot be read;
+`degraded` when something works but needs attention (no active model yet, no worker seen);
+`healthy` otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connections, router
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+OK, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+# The cluster runs housekeeping every minute; a few missed beats mean no worker is alive.
+WORKER_SILENCE = timedelta(minutes=5)
+
+
+def _timed(check):
+    start = time.perf_counter()
+    try:
+        result = check()
+    except Exception as exc:  # a health check reports failures, it never raises them
+        result = {"status": UNHEALTHY, "error": f"{type(exc).__name__}: {exc}", "code": 1001}
+    result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
+    return result
+
+
+def check_database() -> dict:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"status": OK, "vendor": connections["default"].vendor}
+
+
+def check_erp() -> dict:
+    from erp.models import Item
+
+    alias = router.db_for_read(Item) or "default"
+    exists = Item.objects.using(alias).exists()
+    if not exists:
+        return {"status": DEGRADED, "alias": alias, "message": "The ERP item master is empty: import or seed ERP data."}
+    return {"status": OK, "alias": alias}
+
+
+def check_model() -> dict:
+    from registry.loader import loader
+    from registry.models import ModelVersion
+
+    active = ModelVersion.objects.get_active()
+    if active is None:
+        return {"status": DEGRADED, "active_version": None, "message": "No model version is active yet: train and activate one."}
+    served = loader.served_label()
+    return {"status": OK, "active_version": active.label, "served_by_this_process": served}
+
+
+def check_queue() -> dict:
+    from django_q.brokers import get_broker
+    from django_q.models import Success
+
+    from training.models import TrainingJob
+
+    broker = get_broker()
+    queued = broker.queue_size()
+    last = Success.objects.filter(func="training.tasks.housekeeping").order_by("-stopped").values_list("stopped", flat=True).first()
+    result = {
+        "status": OK,
+        "broker": "redis" if settings.REDIS_URL else "orm",
+        "queued_tasks": queued,
+        "training_jobs_in_flight": TrainingJob.objects.in_flight().count(),
+        "last_worker_beat": last.isoformat() if last else None,
+    }
+    if last is None or timezone.now() - last > WORKER_SILENCE:
+        result["status"] = DEGRADED
+        result["message"] = "No task worker has been seen in the last 5 minutes: start `python manage.py qcluster`."
+    return result
+
+
+def _overall(checks: dict) -> str:
+    statuses = {c["status"] for c in checks.values()}
+    if UNHEALTHY in statuses:
+        return UNHEALTHY
+    return DEGRADED if DEGRADED in statuses else OK
+
+
+@never_cache
+@require_GET
+def health(request):
+    checks = {"database": _timed(check_database)}
+    if checks["database"]["status"] == OK:
+        checks["erp"] = _timed(check_erp)
+        checks["model"] = _timed(check_model)
+        checks["queue"] = _timed(check_queue)
+    status = _overall(checks)
+    body = {"status": status, "version": settings.VERSION, "timestamp": timezone.now().isoformat(), "checks": checks}
+    return JsonResponse(body, status=503 if status == UNHEALTHY else 200)
+
+
+@never_cache
+@require_GET
+def health_db(request):
+    result = _timed(check_database)
+    body = {"status": result["status"], "database": result, "timestamp": timezone.now().isoformat()}
+    return JsonResponse(body, status=503 if result["status"] == UNHEALTHY else 200)

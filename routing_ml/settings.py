@@ -1,0 +1,221 @@
+"""Routing ML settings: one module, driven by environment variables (django-environ).
+
+Safe local defaults: SQLite under var/, the django-q2 ORM broker, artifacts under var/models/.
+Every variable that is set but malformed fails at start-up with ImproperlyConfigured naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VERSION = "0.1.0"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _typed(name: str, cast, default):
+    """Read `name` with `cast`, turning any parse failure into ImproperlyConfigured that names the variable."""
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError, environ.ImproperlyConfigured) as exc:
+        raise ImproperlyConfigured(f"Environment variable {name} has an invalid value {os.environ.get(name)!r}: {exc}") from exc
+
+
+def _database(name: str, url: str) -> dict:
+    try:
+        config = environ.Env.db_url_config(url)
+    except Exception as exc:  # django-environ raises several types for bad URLs
+        raise ImproperlyConfigured(f"Environment variable {name} is not a valid database URL ({url!r}): {exc}") from exc
+    if config.get("ENGINE", "") not in environ.Env.DB_SCHEMES.values() and "." not in config.get("ENGINE", ""):
+        raise ImproperlyConfigured(f"Environment variable {name} names an unsupported database scheme: {url!r}")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        if config["NAME"] != ":memory:":
+            Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        # WAL lets readers (web workers) run beside the writer (qcluster); IMMEDIATE takes the write
+        # lock at BEGIN so two writers queue on the busy timeout instead of failing mid-transaction.
+        config.setdefault("OPTIONS", {}).update(
+            {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+            }
+        )
+    elif config["ENGINE"].startswith("django.db.backends.postgresql"):
+        config.setdefault("CONN_MAX_AGE", 60)
+        config.setdefault("CONN_HEALTH_CHECKS", True)
+    return config
+
+
+DEBUG = _typed("DEBUG", env.bool, True)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("Environment variable SECRET_KEY must be set when DEBUG is false.")
+    SECRET_KEY = "dev-insecure-routing-ml-key-do-not-use-in-production"
+ALLOWED_HOSTS = _typed("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = _typed("CSRF_TRUSTED_ORIGINS", env.list, [])
+
+DATABASES = {"default": _database("DATABASE_URL", env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"))}
+ERP_DATABASE_URL = env.str("ERP_DATABASE_URL", default="")
+# With a real ERP attached, the erp models read its views through their own alias and are unmanaged.
+ERP_EXTERNAL = bool(ERP_DATABASE_URL)
+if ERP_EXTERNAL:
+    DATABASES["erp"] = _database("ERP_DATABASE_URL", ERP_DATABASE_URL)
+DATABASE_ROUTERS = ["erp.router.ErpRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+MODEL_ROOT = Path(env.str("MODEL_ROOT", default=str(BASE_DIR / "var" / "models"))).resolve()
+QUALITY_REPORT_ROOT = Path(env.str("QUALITY_REPORT_ROOT", default=str(MODEL_ROOT.parent / "quality_reports"))).resolve()
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"Environment variable REDIS_URL must be a redis:// URL, got {REDIS_URL!r}")
+
+# How often a process re-reads which model version is active (seconds).
+MODEL_RELOAD_INTERVAL = _typed("MODEL_RELOAD_INTERVAL", env.float, 2.0)
+PREDICTION_BATCH_LIMIT = _typed("PREDICTION_BATCH_LIMIT", env.int, 1000)
+TRAINING_TIMEOUT = _typed("TRAINING_TIMEOUT", env.int, 3600)
+TRAINING_HEARTBEAT_TIMEOUT = _typed("TRAINING_HEARTBEAT_TIMEOUT", env.int, 300)
+
+INSTALLED_APPS = [
+    "django_prometheus",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "django_filters",
+    "drf_spectacular",
+    "django_q",
+    "simple_history",
+    "routing_ml.apps.RoutingMLConfig",
+    "erp",
+    "registry",
+    "training",
+    "predictions",
+    "quality",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "routing_ml.urls"
+WSGI_APPLICATION = "routing_ml.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "routing_ml.api.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": _typed("API_THROTTLE_RATE", env.str, "100000/hour")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Routing ML API",
+    "DESCRIPTION": "Predict manufacturing routings; train, register and monitor the models behind them.",
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# django-q2: the ORM broker by default (nothing else to run); Redis when REDIS_URL is set.
+Q_CLUSTER = {
+    "name": "routing_ml",
+    "workers": _typed("Q_WORKERS", env.int, 2),
+    "timeout": TRAINING_TIMEOUT,
+    # retry must exceed timeout or a long job would be handed to a second worker while still running.
+    "retry": TRAINING_TIMEOUT + 600,
+    "max_attempts": 1,
+    "queue_limit": 20,
+    "catch_up": False,
+    "save_limit": 500,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = _typed("SECURE_SSL_REDIRECT", env.bool, True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = _typed("SECURE_HSTS_SECONDS", env.int, 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    # /health and /metrics are probed over plain HTTP by load balancers and Prometheus.
+    SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics$"]

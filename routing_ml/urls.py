@@ -1,0 +1,35 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from . import api, health, views
+
+api_v1 = [
+    path("", api.api_root, name="api-root"),
+    path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("", include("training.urls")),
+    path("", include("registry.urls")),
+    path("", include("predictions.api_urls")),
+    path("", include("quality.api_urls")),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("health", health.health, name="health"),
+    path("health/db", health.health_db, name="health-db"),
+    path("", include("django_prometheus.urls")),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("", include("predictions.urls")),
+    path("", include("quality.urls")),
+]
+
+handler404 = api.json_error_view(404, "Not found.")
+handler500 = api.json_error_view(500, "Internal server error.")

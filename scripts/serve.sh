@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Start gunicorn and the django-q2 cluster together; Ctrl-C (or either one dying) stops both.
+set -euo pipefail
+: "${PY:=.venv/bin/python}" "${BIN:=.venv/bin}" "${HOST:=127.0.0.1}" "${PORT:=8000}" "${WEB_WORKERS:=2}"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+"$PY" manage.py qcluster &
+pids+=($!)
+# Each worker memory-maps the model arrays, so the large ones share the page cache instead of being copied.
+"$BIN/gunicorn" routing_ml.wsgi --bind "$HOST:$PORT" --workers "$WEB_WORKERS" --access-logfile - --timeout 120 &
+pids+=($!)
+
+cat <<MSG
+
+  Routing ML is running.
+    Planner pages   http://$HOST:$PORT/predict/
+    Dashboards      http://$HOST:$PORT/quality/
+    Admin           http://$HOST:$PORT/admin/
+    API docs        http://$HOST:$PORT/api/docs/
+    Health          http://$HOST:$PORT/health
+  Press Ctrl-C to stop the web server and the task cluster.
+
+MSG
+wait -n
