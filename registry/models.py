@@ -6,6 +6,7 @@ database refuse a second one, whatever the number of processes activating at onc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +18,11 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from routing_ml.errors import ArtifactError, InvalidTransition, ModelNotFound
+
+
+def manifest_digest(directory: Path) -> str:
+    """sha256 of a bundle's manifest.json: the manifest holds every other file's sha256, so this pins them all."""
+    return hashlib.sha256((Path(directory) / "manifest.json").read_bytes()).hexdigest()
 
 
 class ModelVersionQuerySet(models.QuerySet):
@@ -84,16 +90,19 @@ class ModelVersion(models.Model):
 
     def verify_artifacts(self) -> dict:
         """Check every file of the bundle against its manifest; return the manifest or raise ArtifactError (1002)."""
-        from training.engine.bundle import verify_bundle
-        from training.engine import BundleError
+        from training.engine import BundleError, verify_bundle
 
+        details = {"label": self.label, "path": str(self.artifact_dir)}
         try:
-            manifest = verify_bundle(self.artifact_dir)
+            digest = manifest_digest(self.artifact_dir)
+        except OSError:
+            raise ArtifactError(f"Model version {self.label} cannot be served: {self.artifact_dir}/manifest.json is missing.", details=details)
+        if self.manifest_sha256 and digest != self.manifest_sha256:
+            raise ArtifactError(f"Model version {self.label} cannot be served: manifest.json differs from the registered one.", details=details)
+        try:
+            return verify_bundle(self.artifact_dir)
         except BundleError as exc:
-            raise ArtifactError(f"Model version {self.label} cannot be served: {exc}", details={"label": self.label}) from exc
-        if self.manifest_sha256 and manifest.get("_sha256") and manifest["_sha256"] != self.manifest_sha256:
-            raise ArtifactError(f"Model version {self.label}: manifest.json differs from the registered one.", details={"label": self.label})
-        return manifest
+            raise ArtifactError(f"Model version {self.label} cannot be served: {exc}", details=details) from exc
 
     def activate(self, by=None, reason: str = "", kind: str | None = None) -> "DeploymentEvent":
         """Make this version the one every process serves. Refuses unusable artifacts; the current one stays active."""

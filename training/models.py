@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from routing_ml.errors import ErrorCode, InvalidTransition, QueueFull
 
-DEFAULT_QUEUE_CAPACITY = 3
+# The time-estimator candidates the engine knows; baseline is always fitted, the others must beat it.
+CANDIDATES = ("baseline", "mlp", "stacking")
 
 
 class TrainingJobQuerySet(models.QuerySet):
@@ -100,8 +101,14 @@ class TrainingJob(models.Model):
         return timezone.now().strftime("v%Y%m%d-%H%M%S-%f")
 
     @classmethod
-    def enqueue(cls, *, parameters: dict | None = None, trigger: str = Trigger.MANUAL, by=None, label: str | None = None) -> "TrainingJob":
-        """Queue a job for the cluster, or refuse with 1003 when `queue capacity` jobs are already queued or running."""
+    def enqueue(
+        cls, *, parameters: dict | None = None, trigger: str = Trigger.MANUAL, by=None, label: str | None = None, run_inline: bool = False
+    ) -> "TrainingJob":
+        """Queue a job for the cluster, or refuse with 1003 when `queue capacity` jobs are already queued or running.
+
+        With `run_inline` the job takes its place in the queue but is not handed to the cluster:
+        the caller runs it in-process (`train --sync`).
+        """
         from registry.models import ModelVersion
 
         label = label or cls.new_label()
@@ -120,7 +127,8 @@ class TrainingJob(models.Model):
                 )
             job = cls.objects.create(label=label, parameters=parameters or {}, trigger=trigger, requested_by=by if getattr(by, "pk", None) else None)
             job.append_log(f"queued by {by or trigger}")
-            transaction.on_commit(job._submit)
+            if not run_inline:
+                transaction.on_commit(job._submit)
         return job
 
     def _submit(self) -> None:

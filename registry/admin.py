@@ -1,0 +1,111 @@
+from django.contrib import admin, messages
+from simple_history.admin import SimpleHistoryAdmin
+
+from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, fmt
+from routing_ml.errors import RoutingMLError
+
+from .models import DeploymentEvent, ModelVersion
+
+HEADLINE_METRICS = ["process_match", "exact_match", "op_f1", "mae", "trim_mae", "rmse", "setup_mae", "items_evaluated"]
+
+
+def _metric_column(name: str):
+    @admin.display(description=name)
+    def column(self, version):
+        return fmt(version.headline(name))
+
+    return column
+
+
+class DeploymentEventInline(admin.TabularInline):
+    model = DeploymentEvent
+    fk_name = "to_version"
+    fields = ["created_at", "kind", "from_version", "performed_by", "reason"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "deployment history (this version made active)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(SimpleHistoryAdmin):
+    list_display = ["label", "status_badge", "is_active", "m_process_match", "m_exact_match", "m_mae", "m_trim_mae", "selected_estimator", "unique_items", "total_samples", "created_at"]
+    list_filter = ["status", "is_active", "selected_estimator"]
+    search_fields = ["label", "description"]
+    date_hierarchy = "created_at"
+    actions = ["activate_version", "rollback_active"]
+    inlines = [DeploymentEventInline]
+    change_form_template = "admin/registry/modelversion/change_form.html"
+    fields = ["label", "status", "is_active", "description", "tags", "selected_estimator", "total_samples", "unique_items", "unique_processes",
+              "training_duration_seconds", "training_cutoff", "artifact_path", "manifest_sha256", "parameters", "created_at", "activated_at"]
+    readonly_fields = [f for f in fields if f not in ("description", "tags")]
+
+    m_process_match = _metric_column("process_match")
+    m_exact_match = _metric_column("exact_match")
+    m_mae = _metric_column("mae")
+    m_trim_mae = _metric_column("trim_mae")
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, version):
+        return badge(version.status)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_activate_permission(self, request):
+        return request.user.has_perm("registry.activate_modelversion")
+
+    @admin.action(description="Activate the selected version", permissions=["activate"])
+    def activate_version(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.WARNING)
+            return
+        version = queryset.get()
+        try:
+            version.activate(by=request.user, reason="activated in the admin")
+        except RoutingMLError as exc:
+            self.message_user(request, f"[{exc.code}] {exc.message}", messages.ERROR)
+            return
+        self.message_user(request, f"{version.label} is now the active model version.", messages.SUCCESS)
+
+    @admin.action(description="Roll back to the previously active version", permissions=["activate"])
+    def rollback_active(self, request, queryset):
+        try:
+            event = ModelVersion.rollback(by=request.user, reason="rolled back in the admin")
+        except RoutingMLError as exc:
+            self.message_user(request, f"[{exc.code}] {exc.message}", messages.ERROR)
+            return
+        self.message_user(request, f"Rolled back from {event.from_version} to {event.to_version}.", messages.SUCCESS)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        version = self.get_object(request, object_id) if object_id else None
+        if version is not None:
+            active = ModelVersion.objects.get_active()
+            names = sorted(set(HEADLINE_METRICS) | set(version.metrics or {}) | set((active.metrics or {}) if active else {}))
+            extra_context["metric_rows"] = [
+                (name, fmt((version.metrics or {}).get(name), 4), fmt((active.metrics or {}).get(name), 4) if active else "—") for name in names
+            ]
+            extra_context["active_version"] = active
+            extra_context["candidate_rows"] = [
+                (name, [fmt((scores or {}).get(m), 4) for m in HEADLINE_METRICS], name == version.selected_estimator)
+                for name, scores in (version.candidate_scores or {}).items()
+            ]
+            extra_context["headline_metrics"] = HEADLINE_METRICS
+            extra_context["can_activate"] = request.user.has_perm("registry.activate_modelversion")
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(DeploymentEvent)
+class DeploymentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["created_at", "kind", "from_version", "to_version", "performed_by", "reason"]
+    list_filter = ["kind"]
+    list_select_related = ["from_version", "to_version", "performed_by"]
+    date_hierarchy = "created_at"
+    search_fields = ["from_version__label", "to_version__label", "reason"]

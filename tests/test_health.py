@@ -1,0 +1,87 @@
+"""/health reports each dependency and sums them up; /health/db checks the database alone."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_q.models import Task
+
+from erp.models import Item
+from registry.models import ModelVersion
+from routing_ml import health
+
+
+def beat_worker(minutes_ago: float = 0):
+    when = timezone.now() - timedelta(minutes=minutes_ago)
+    Task.objects.create(id=f"t{minutes_ago}", name="hk", func="training.tasks.housekeeping", started=when, stopped=when, success=True)
+
+
+@pytest.mark.django_db
+def test_fresh_install_is_degraded_not_an_error(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert {"version", "timestamp", "checks"} <= set(body)
+    assert body["checks"]["database"]["status"] == "healthy"
+    assert body["checks"]["model"]["status"] == "degraded" and body["checks"]["model"]["active_version"] is None
+    assert body["checks"]["erp"]["status"] == "degraded"
+    assert body["checks"]["queue"]["status"] == "degraded"
+
+
+@pytest.mark.django_db
+def test_all_checks_green_is_healthy(client):
+    Item.objects.create(item_cd="ITEM-1", part_type="SLEEVE")
+    ModelVersion.objects.create(label="v1", status="ready", is_active=True)
+    beat_worker(minutes_ago=1)
+    body = client.get("/health").json()
+    assert body["status"] == "healthy", body
+    assert body["checks"]["model"]["active_version"] == "v1"
+    assert body["checks"]["queue"]["training_jobs_in_flight"] == 0
+
+
+@pytest.mark.django_db
+def test_silent_worker_degrades_health(client):
+    Item.objects.create(item_cd="ITEM-1")
+    ModelVersion.objects.create(label="v1", status="ready", is_active=True)
+    beat_worker(minutes_ago=30)
+    body = client.get("/health").json()
+    assert body["status"] == "degraded"
+    assert "qcluster" in body["checks"]["queue"]["message"]
+
+
+@pytest.mark.django_db
+def test_database_down_is_unhealthy_503(client, monkeypatch):
+    def broken():
+        raise ConnectionError("database is locked out")
+
+    monkeypatch.setattr(health, "check_database", broken)
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert body["checks"]["database"]["code"] == 1001
+    assert client.get("/health/db").status_code == 503
+
+
+@pytest.mark.django_db
+def test_erp_unreadable_is_unhealthy(client, monkeypatch):
+    def broken():
+        raise ConnectionError("ERP server unreachable")
+
+    monkeypatch.setattr(health, "check_erp", broken)
+    assert client.get("/health").status_code == 503
+
+
+@pytest.mark.django_db
+def test_health_db_alone(client):
+    response = client.get("/health/db")
+    assert response.status_code == 200
+    assert response.json()["status"] == "healthy"
+
+
+@pytest.mark.django_db
+def test_prometheus_metrics_are_exposed(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert b"django_http_requests" in response.content

@@ -1,0 +1,121 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, progress_bar
+from routing_ml.errors import RoutingMLError
+
+from .models import CANDIDATES, TrainingJob
+
+
+class StartTrainingForm(forms.Form):
+    label = forms.SlugField(required=False, help_text="Leave empty for a timestamp label.")
+    candidates = forms.MultipleChoiceField(
+        choices=[(c, c) for c in CANDIDATES], initial=list(CANDIDATES), widget=forms.CheckboxSelectMultiple,
+        help_text="baseline is always trained; a candidate replaces it only if it is clearly better on held-out items.",
+    )
+    sample_size = forms.IntegerField(required=False, min_value=20, help_text="Train on a sample of items (empty: all items).")
+    min_improvement_pct = forms.FloatField(required=False, min_value=0, max_value=100, initial=5.0)
+    activate = forms.BooleanField(required=False, help_text="Activate the new version as soon as it is ready.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def parameters(self) -> dict:
+        data = self.cleaned_data
+        candidates = list(data["candidates"])
+        if "baseline" not in candidates:
+            candidates.insert(0, "baseline")
+        params = {"candidates": candidates, "activate": data["activate"], "seed": 0}
+        for name in ("sample_size", "min_improvement_pct", "description"):
+            if data.get(name) not in (None, ""):
+                params[name] = data[name]
+        return params
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "label", "status_badge", "trigger", "progress_column", "stage", "model_version", "requested_by", "created_at", "duration"]
+    list_filter = ["status", "trigger"]
+    list_select_related = ["model_version", "requested_by"]
+    search_fields = ["label", "id"]
+    date_hierarchy = "created_at"
+    actions = ["cancel_jobs", "retry_jobs"]
+    change_list_template = "admin/training/trainingjob/change_list.html"
+    change_form_template = "admin/training/trainingjob/change_form.html"
+    readonly_fields = [
+        "label", "status_badge", "trigger", "progress_column", "stage", "heartbeat_at", "parameters", "candidate_scores", "selected_estimator",
+        "model_version", "requested_by", "created_at", "started_at", "finished_at", "duration", "error_code", "error", "log_view",
+    ]
+    fields = readonly_fields
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job):
+        return badge(job.status)
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_column(self, job):
+        return progress_bar(job.progress)
+
+    @admin.display(description="duration")
+    def duration(self, job):
+        seconds = job.duration_seconds
+        return "—" if seconds is None else f"{seconds:.0f} s"
+
+    @admin.display(description="log")
+    def log_view(self, job):
+        return format_html('<pre class="job-log" id="job-log" style="max-height:420px;overflow:auto;white-space:pre-wrap">{}</pre>', job.log or "")
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("training.view_trainingjob")
+
+    def get_urls(self):
+        return [path("start/", self.admin_site.admin_view(self.start_view), name="training_trainingjob_start"), *super().get_urls()]
+
+    def start_view(self, request):
+        if not request.user.has_perm("training.add_trainingjob"):
+            raise PermissionDenied
+        form = StartTrainingForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                job = TrainingJob.enqueue(parameters=form.parameters(), trigger=TrainingJob.Trigger.MANUAL, by=request.user, label=form.cleaned_data["label"] or None)
+            except RoutingMLError as exc:
+                form.add_error(None, f"[{exc.code}] {exc.message}")
+            else:
+                self.message_user(request, f"Training job {job.pk} queued (label {job.label}).", messages.SUCCESS)
+                return redirect(reverse("admin:training_trainingjob_change", args=[job.pk]))
+        context = {**self.admin_site.each_context(request), "title": "Start training", "form": form, "opts": self.model._meta}
+        return render(request, "admin/training/trainingjob/start.html", context)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_start": request.user.has_perm("training.add_trainingjob")}
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Cancel selected jobs", permissions=["cancel"])
+    def cancel_jobs(self, request, queryset):
+        done, refused = 0, []
+        for job in queryset:
+            try:
+                job.cancel(by=request.user)
+                done += 1
+            except RoutingMLError as exc:
+                refused.append(exc.message)
+        self.message_user(request, f"Cancellation requested for {done} job(s).", messages.SUCCESS)
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)
+
+    @admin.action(description="Retry selected jobs (new job, same parameters)", permissions=["add_job"])
+    def retry_jobs(self, request, queryset):
+        for job in queryset:
+            try:
+                new = job.retry(by=request.user)
+                self.message_user(request, f"Job {job.pk} retried as job {new.pk}.", messages.SUCCESS)
+            except RoutingMLError as exc:
+                self.message_user(request, f"[{exc.code}] {exc.message}", messages.WARNING)
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("training.cancel_trainingjob")
+
+    def has_add_job_permission(self, request):
+        return request.user.has_perm("training.add_trainingjob")

@@ -1,0 +1,159 @@
+"""Configuration objects and errors of the routing engine.
+
+Everything here is plain data so that the Django side can store a config as JSON
+(`EngineConfig.to_dict` / `EngineConfig.from_dict`) and rebuild it later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+CATEGORICAL = "categorical"
+NUMERIC = "numeric"
+CANDIDATES = ("baseline", "mlp", "stacking")
+
+
+class TrainingCancelled(Exception):
+    """Raised by a `check_cancel` callback to stop `train` between two stages."""
+
+
+class BundleError(Exception):
+    """A model bundle on disk is missing, incomplete or corrupt (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One item attribute used for similarity.
+
+    `weight` multiplies the feature's columns *after* they are scaled, so it really
+    changes distances (a weight applied before a scaler would be scaled away again).
+    A weight of 0 switches the feature off.
+    """
+
+    name: str
+    kind: Literal["categorical", "numeric"]
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in (CATEGORICAL, NUMERIC):
+            raise ValueError(f"feature {self.name!r}: kind must be 'categorical' or 'numeric', not {self.kind!r}")
+        if not self.weight >= 0:
+            raise ValueError(f"feature {self.name!r}: weight must be >= 0, not {self.weight!r}")
+
+
+def _cat(name: str, weight: float = 1.0) -> FeatureSpec:
+    return FeatureSpec(name, CATEGORICAL, weight)
+
+
+def _num(name: str, weight: float = 1.0) -> FeatureSpec:
+    return FeatureSpec(name, NUMERIC, weight)
+
+
+# Part type, material, groups and seal types decide which operations an item needs; sizes
+# decide the work centre and the times. Free text with one value per item (name, drawing
+# number) only adds noise to the similarity, so it is listed with weight 0 (off) so that an
+# admin sees it and can switch it on.
+DEFAULT_FEATURES: tuple[FeatureSpec, ...] = (
+    _cat("PART_TYPE", 2.0),
+    _cat("PartNm", 1.0),
+    _cat("ITEM_TYPE", 1.0),
+    _cat("ITEM_ACCT", 0.5),
+    _cat("ITEM_UNIT", 0.5),
+    _cat("ITEM_MATERIAL", 1.5),
+    _cat("MATERIAL_DESC", 0.5),
+    _cat("RAW_MATL_KIND", 1.0),
+    _cat("ITEM_GRP1", 1.0),
+    _cat("GROUP1", 1.0),
+    _cat("GROUP2", 1.0),
+    _cat("STANDARD_YN", 0.5),
+    _cat("SealTypeGrup", 1.0),
+    _cat("IN_SEALTYPE_CD", 1.0),
+    _cat("MID_SEALTYPE_CD", 1.0),
+    _cat("OUT_SEALTYPE_CD", 1.0),
+    _cat("DRAW_REV", 0.0),
+    _cat("DRAW_NO", 0.0),
+    _cat("ITEM_NM", 0.0),
+    _num("OUTDIAMETER", 1.5),
+    _num("INDIAMETER", 1.0),
+    _num("OUTTHICKNESS", 1.0),
+    _num("IN_SEALSIZE", 1.0),
+    _num("MID_SEALSIZE", 1.0),
+    _num("OUT_SEALSIZE", 1.0),
+    _num("ROTATE_CLOCKWISE", 0.5),
+    _num("ROTATE_CTRCLOCKWISE", 0.5),
+)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Parameters of one training run (stored in the bundle's manifest)."""
+
+    features: tuple[FeatureSpec, ...] = DEFAULT_FEATURES
+    n_components: int = 32
+    top_k: int = 20
+    holdout_share: float = 0.1
+    max_holdout_items: int = 5000
+    candidates: tuple[str, ...] = CANDIDATES
+    min_improvement_pct: float = 5.0
+    seed: int = 0
+    # One-hot columns per categorical feature (the most frequent values; the rest is "other").
+    max_categories: int = 64
+    # A value seen fewer times than this goes to "other": a one-off value cannot make two items similar.
+    min_category_count: int = 2
+    # Rows (item, operation) used to fit the mlp/stacking time estimators; keeps training fast.
+    max_time_rows: int = 30_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Accept lists (from JSON) and dicts for features, and normalise to tuples.
+        feats = tuple(f if isinstance(f, FeatureSpec) else FeatureSpec(**f) for f in self.features)
+        object.__setattr__(self, "features", feats)
+        object.__setattr__(self, "candidates", tuple(self.candidates))
+        unknown = set(self.candidates) - set(CANDIDATES)
+        if unknown:
+            raise ValueError(f"unknown candidates {sorted(unknown)}; choose from {CANDIDATES}")
+        names = [f.name for f in feats]
+        if len(names) != len(set(names)):
+            raise ValueError("feature names must be unique")
+        if self.n_components < 1 or self.top_k < 1:
+            raise ValueError("n_components and top_k must be >= 1")
+        if not 0 <= self.holdout_share < 1:
+            raise ValueError("holdout_share must be in [0, 1)")
+
+    @property
+    def active_features(self) -> tuple[FeatureSpec, ...]:
+        """Features with a positive weight (weight 0 means off)."""
+        return tuple(f for f in self.features if f.weight > 0)
+
+    def feature_weights(self) -> dict[str, float]:
+        """`{name: weight}` of every listed feature, as shown to admins."""
+        return {f.name: f.weight for f in self.features}
+
+    def with_weights(self, weights: dict[str, float]) -> EngineConfig:
+        """A copy with some feature weights replaced (unknown names are refused)."""
+        known = {f.name for f in self.features}
+        unknown = set(weights) - known
+        if unknown:
+            raise ValueError(f"unknown features {sorted(unknown)}")
+        feats = tuple(FeatureSpec(f.name, f.kind, float(weights.get(f.name, f.weight))) for f in self.features)
+        return self.replace(features=feats)
+
+    def replace(self, **changes: Any) -> EngineConfig:
+        """A copy with some fields changed."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(changes)
+        return EngineConfig(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        data = asdict(self)
+        data["features"] = [asdict(f) for f in self.features]
+        data["candidates"] = list(self.candidates)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
+        """Rebuild from `to_dict` output; unknown keys are ignored so old manifests still load."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

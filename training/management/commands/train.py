@@ -1,0 +1,77 @@
+"""Train a model version, on the cluster (default) or in this process (--sync)."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from registry.models import ModelVersion
+from routing_ml.errors import RoutingMLError
+from training.models import CANDIDATES, TrainingJob
+from training.pipeline import run_job
+
+
+def parse_candidates(text: str) -> list[str]:
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = sorted(set(names) - set(CANDIDATES))
+    if unknown:
+        raise CommandError(f"Unknown candidate(s) {', '.join(unknown)}; choose from {', '.join(CANDIDATES)}.")
+    if "baseline" not in names:
+        names.insert(0, "baseline")  # the others are judged against it
+    return names
+
+
+class Command(BaseCommand):
+    help = "Train a new model version from the ERP data. Without --sync the job goes to the task cluster and its id is printed."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--label", help="Label of the new version (default: a timestamp).")
+        parser.add_argument("--candidates", default=",".join(CANDIDATES), help="Comma-separated: baseline,mlp,stacking.")
+        parser.add_argument("--sample-size", type=int, help="Train on a seeded sample of this many items.")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--min-improvement-pct", type=float, help="A candidate must beat baseline's trimmed MAE by this much.")
+        parser.add_argument("--until", help="Only learn from work results reported up to this date (YYYY-MM-DD).")
+        parser.add_argument("--activate", action="store_true", help="Activate the version when training succeeds.")
+        parser.add_argument("--sync", action="store_true", help="Run in this process and print the result as JSON on the last line.")
+        parser.add_argument("--if-no-model", action="store_true", help="Do nothing when a model version is already active.")
+
+    def handle(self, *args, **opts):
+        if opts["if_no_model"] and ModelVersion.objects.active().exists():
+            self.stdout.write(f"Model version {ModelVersion.objects.get_active().label} is active; not training.")
+            return
+        if opts["sample_size"] is not None and opts["sample_size"] < 20:
+            raise CommandError("--sample-size must be at least 20 items.")
+        parameters = {"candidates": parse_candidates(opts["candidates"]), "seed": opts["seed"], "activate": opts["activate"]}
+        for name in ("sample_size", "min_improvement_pct", "until"):
+            if opts[name] is not None:
+                parameters[name] = opts[name]
+        try:
+            job = TrainingJob.enqueue(parameters=parameters, trigger=TrainingJob.Trigger.MANUAL, label=opts["label"], run_inline=opts["sync"])
+        except RoutingMLError as exc:
+            raise CommandError(f"[{exc.code}] {exc.message}")
+        if not opts["sync"]:
+            self.stdout.write(f"Queued training job {job.pk} (label {job.label}). Follow it in the admin or at /api/v1/training/jobs/{job.pk}/.")
+            self.stdout.write(str(job.pk))
+            return
+        outcome = run_job(job)
+        job.refresh_from_db()
+        self.stderr.write(outcome)
+        if job.status != TrainingJob.Status.SUCCEEDED:
+            raise CommandError(f"Training job {job.pk} {job.status}: {job.error.splitlines()[0] if job.error else outcome}")
+        version = job.model_version
+        self.stdout.write(
+            json.dumps(
+                {
+                    "label": version.label,
+                    "job": job.pk,
+                    "active": ModelVersion.objects.filter(pk=version.pk, is_active=True).exists(),
+                    "selected": version.selected_estimator,
+                    "metrics": version.metrics,
+                    "candidates": version.candidate_scores,
+                    "dataset": version.dataset_stats,
+                    "duration_seconds": version.training_duration_seconds,
+                },
+                default=str,
+            )
+        )

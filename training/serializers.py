@@ -1,0 +1,42 @@
+from rest_framework import serializers
+
+from .models import CANDIDATES, TrainingJob
+
+
+class TrainingJobSerializer(serializers.ModelSerializer):
+    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
+    requested_by = serializers.StringRelatedField()
+    duration_seconds = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id", "label", "status", "trigger", "parameters", "progress", "stage", "heartbeat_at", "error", "error_code",
+            "cancel_requested", "candidate_scores", "selected_estimator", "model_version", "requested_by",
+            "created_at", "started_at", "finished_at", "duration_seconds", "log",
+        ]
+        read_only_fields = fields
+
+
+class TrainingRequestSerializer(serializers.Serializer):
+    """What a caller may ask for when starting a job."""
+
+    label = serializers.SlugField(required=False, max_length=100)
+    candidates = serializers.ListField(child=serializers.ChoiceField(choices=CANDIDATES), required=False, allow_empty=False)
+    sample_size = serializers.IntegerField(required=False, min_value=20)
+    seed = serializers.IntegerField(required=False, default=0)
+    min_improvement_pct = serializers.FloatField(required=False, min_value=0, max_value=100)
+    until = serializers.DateField(required=False)
+    activate = serializers.BooleanField(required=False, default=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    def validate_candidates(self, value):
+        return value if "baseline" in value else ["baseline", *value]
+
+    def to_parameters(self) -> dict:
+        data = dict(self.validated_data)
+        data.pop("label", None)
+        if "until" in data:
+            data["until"] = data["until"].isoformat()
+        data.setdefault("candidates", list(CANDIDATES))
+        return data
