@@ -179,6 +179,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Predict manufacturing routings; train, register and monitor the models behind them.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several records have a `status`; name each choice set after its model so clients get stable enum names.
+    "ENUM_NAME_OVERRIDES": {
+        "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
+        "ModelVersionStatusEnum": "registry.models.ModelVersion.Status",
+        "QualityCycleStatusEnum": "quality.models.QualityCycle.Status",
+        "QualityAlertStatusEnum": "quality.models.QualityAlert.Status",
+    },
 }
 
 # django-q2: the ORM broker by default (nothing else to run); Redis when REDIS_URL is set.
