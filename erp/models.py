@@ -65,7 +65,7 @@ class Item(models.Model):
 
 
 class RoutingOperationQuerySet(models.QuerySet):
-    def valid_on(self, when=None) -> "RoutingOperationQuerySet":
+    def valid_on(self, when=None) -> RoutingOperationQuerySet:
         """Operations whose validity window contains `when` (today by default); open ends count as valid."""
         when = when or timezone.now()
         return self.filter(
@@ -73,7 +73,7 @@ class RoutingOperationQuerySet(models.QuerySet):
             Q(valid_to_dt__isnull=True) | Q(valid_to_dt__gte=when),
         )
 
-    def current(self, when=None) -> "RoutingOperationQuerySet":
+    def current(self, when=None) -> RoutingOperationQuerySet:
         """The current routing of every item: among its valid routings, the one with the newest INSRT_DT.
 
         Ties on INSRT_DT go to the highest ROUT_NO so the choice is deterministic.
@@ -86,7 +86,7 @@ class RoutingOperationQuerySet(models.QuerySet):
         )
         return valid.filter(rout_no=Subquery(newest)).order_by("item_cd", "proc_seq")
 
-    def for_item(self, item_cd: str) -> "RoutingOperationQuerySet":
+    def for_item(self, item_cd: str) -> RoutingOperationQuerySet:
         return self.filter(item_cd=item_cd)
 
 

@@ -46,6 +46,8 @@ def _database(name: str, url: str) -> dict:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
             }
         )
+        # A file, not memory, so tests can hand the same database to a real qcluster process.
+        config.setdefault("TEST", {"NAME": str(BASE_DIR / "var" / "test_db.sqlite3")})
     elif config["ENGINE"].startswith("django.db.backends.postgresql"):
         config.setdefault("CONN_MAX_AGE", 60)
         config.setdefault("CONN_HEALTH_CHECKS", True)
@@ -185,6 +187,9 @@ SPECTACULAR_SETTINGS = {
         "ModelVersionStatusEnum": "registry.models.ModelVersion.Status",
         "QualityCycleStatusEnum": "quality.models.QualityCycle.Status",
         "QualityAlertStatusEnum": "quality.models.QualityAlert.Status",
+        "TrainingJobTriggerEnum": "training.models.TrainingJob.Trigger",
+        "QualityCycleTriggerEnum": "quality.models.QualityCycle.Trigger",
+        "SampleStrategyEnum": "quality.models.QualitySettings.Strategy",
     },
 }
 

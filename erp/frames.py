@@ -1,0 +1,167 @@
+"""Turn raw ERP frames into the frames the training engine consumes. Pure pandas/numpy, no Django.
+
+Units, once and for all: every time out of here is **minutes**, run time **minutes per unit**.
+
+* `current_routings(routings)` — the current routing of every item: among the routings valid
+  on `when`, the one with the newest `INSRT_DT` (ties → highest `ROUT_NO`), one row per
+  operation with `SETUP_MINUTES` and `RUN_MINUTES_PER_UNIT = RUN_TIME / RUN_TIME_QTY`.
+* `actuals_from_work_results(work_results)` — one row per work-order operation with
+  `SETUP_MINUTES = SETUP_HOURS × 60` and `RUN_MINUTES_PER_UNIT = MACH_WORKED_HOURS × 60 / ORDER_QTY`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+CURRENT_ROUTING_COLUMNS = [
+    "ITEM_CD", "PROC_SEQ", "JOB_CD", "JOB_NM", "RES_CD", "INSIDE_FLAG", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT",
+]  # fmt: skip
+ACTUAL_COLUMNS = [
+    "ITEM_CD", "PROC_SEQ", "JOB_CD", "RES_CD", "REPORT_DT", "ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT",
+]  # fmt: skip
+
+# TIME_UNIT values the ERP may use, as a factor to minutes. Empty means minutes (the ERP default).
+TIME_UNIT_TO_MINUTES = {"MIN": 1.0, "M": 1.0, "MINUTE": 1.0, "MINUTES": 1.0, "HR": 60.0, "H": 60.0,
+                        "HOUR": 60.0, "HOURS": 60.0, "SEC": 1 / 60, "S": 1 / 60, "SECOND": 1 / 60}  # fmt: skip
+
+
+def to_timestamp(when: date | datetime | pd.Timestamp | str | None) -> pd.Timestamp:
+    """A naive UTC Timestamp for `when` (now when None); aware values are converted to UTC."""
+    if when is None:
+        return pd.Timestamp.now(tz="UTC").tz_localize(None)
+    ts = pd.Timestamp(when)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+def _minutes_factor(time_unit: pd.Series) -> np.ndarray:
+    """Factor to minutes per row; unknown or empty units are taken as minutes."""
+    codes, uniques = pd.factorize(time_unit)  # a handful of distinct values: map those, not every row
+    factors = np.array([TIME_UNIT_TO_MINUTES.get(str(u).strip().upper(), 1.0) for u in uniques] + [1.0])
+    return factors[codes]  # code -1 (empty) picks the trailing 1.0
+
+
+def _datetimes(values: pd.Series) -> np.ndarray:
+    """int64 nanosecond-free comparable keys (NaT → int64 min, so it sorts lowest)."""
+    return pd.to_datetime(values).to_numpy(dtype="datetime64[us]").view(np.int64)
+
+
+def current_routings(routings: pd.DataFrame, when: date | datetime | pd.Timestamp | str | None = None) -> pd.DataFrame:
+    """The current routing of every item in a `BI_ROUTING_VIEW` frame, in minutes.
+
+    An operation is valid on `when` (now by default) when `VALID_FROM_DT <= when <= VALID_TO_DT`,
+    empty ends counting as open. Among each item's routings (`ROUT_NO`) with valid operations,
+    the current one has the newest `INSRT_DT` (the latest over its operations; empty counts as
+    oldest); ties go to the highest `ROUT_NO` (string order, as `RoutingOperation.objects.current()`).
+    Returns `CURRENT_ROUTING_COLUMNS`, sorted by ITEM_CD, PROC_SEQ; `PROC_SEQ` is int64 and
+    `RUN_MINUTES_PER_UNIT = RUN_TIME / RUN_TIME_QTY` (empty or non-positive quantity → 1).
+    """
+    if routings.empty:
+        return _empty_current()
+    at = to_timestamp(when).to_datetime64().astype("datetime64[us]").view(np.int64)
+    nat = np.iinfo(np.int64).min
+    valid = routings["ITEM_CD"].notna().to_numpy() & routings["PROC_SEQ"].notna().to_numpy()
+    if "VALID_FROM_DT" in routings:
+        vf = _datetimes(routings["VALID_FROM_DT"])
+        valid &= (vf == nat) | (vf <= at)
+    if "VALID_TO_DT" in routings:
+        vt = _datetimes(routings["VALID_TO_DT"])
+        valid &= (vt == nat) | (vt >= at)
+    rows = np.flatnonzero(valid)  # positions into `routings`; columns are taken once, at the end
+    if not len(rows):
+        return _empty_current()
+
+    item_code, item_uniques = pd.factorize(routings["ITEM_CD"].to_numpy(dtype=object)[rows])
+    # rank items in string order (numpy sorts fixed-width text much faster than Python objects)
+    item_rank = np.empty(len(item_uniques), dtype=np.int64)
+    item_rank[np.argsort(np.asarray(item_uniques, dtype=str), kind="stable")] = np.arange(len(item_uniques))
+    item = item_rank[item_code]
+    rout = routings["ROUT_NO"].to_numpy(dtype=object)[rows]
+    rout_code, rout_uniques = pd.factorize(np.where(pd.isna(rout), "", rout).astype(object), sort=True)
+    routing_key = item * max(len(rout_uniques), 1) + rout_code
+    inserted = _datetimes(routings["INSRT_DT"])[rows] if "INSRT_DT" in routings else np.full(len(rows), nat)
+    routing_inserted = pd.Series(inserted).groupby(routing_key).transform("max").to_numpy()
+
+    # per item, the routing that sorts last by (insert time, ROUT_NO) wins
+    order = np.lexsort((rout_code, routing_inserted, item))
+    last_of_item = np.append(np.flatnonzero(np.diff(item[order])), len(order) - 1)
+    winner = np.full(len(item_uniques), -1, dtype=np.int64)
+    winner[item[order][last_of_item]] = routing_key[order][last_of_item]
+    keep = routing_key == winner[item]
+
+    seq = pd.to_numeric(routings["PROC_SEQ"]).to_numpy()[rows][keep].astype(np.int64)
+    final = rows[keep][np.lexsort((seq, item[keep]))]
+
+    def column(name: str):
+        return routings[name].to_numpy()[final] if name in routings else None
+
+    def numbers(name: str) -> np.ndarray:
+        if name not in routings:
+            return np.full(len(final), np.nan)
+        return pd.to_numeric(routings[name], errors="coerce").to_numpy(dtype=float)[final]
+
+    factor = _minutes_factor(routings["TIME_UNIT"].iloc[final]) if "TIME_UNIT" in routings else 1.0
+    qty = numbers("RUN_TIME_QTY")
+    qty = np.where(np.isnan(qty) | (qty <= 0), 1.0, qty)
+    return pd.DataFrame(
+        {
+            "ITEM_CD": column("ITEM_CD"),
+            "PROC_SEQ": pd.to_numeric(routings["PROC_SEQ"]).to_numpy()[final].astype(np.int64),
+            "JOB_CD": column("JOB_CD"),
+            "JOB_NM": column("JOB_NM"),
+            "RES_CD": column("RES_CD"),
+            "INSIDE_FLAG": column("INSIDE_FLAG"),
+            "SETUP_MINUTES": numbers("SETUP_TIME") * factor,
+            "RUN_MINUTES_PER_UNIT": numbers("RUN_TIME") * factor / qty,
+        },
+        columns=CURRENT_ROUTING_COLUMNS,
+    )
+
+
+def _empty_current() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ITEM_CD": pd.Series(dtype="str"),
+            "PROC_SEQ": pd.Series(dtype=np.int64),
+            "JOB_CD": pd.Series(dtype="str"),
+            "JOB_NM": pd.Series(dtype="str"),
+            "RES_CD": pd.Series(dtype="str"),
+            "INSIDE_FLAG": pd.Series(dtype="str"),
+            "SETUP_MINUTES": pd.Series(dtype=float),
+            "RUN_MINUTES_PER_UNIT": pd.Series(dtype=float),
+        }
+    )
+
+
+def actuals_from_work_results(work_results: pd.DataFrame) -> pd.DataFrame:
+    """Actual times per work-order operation from a `BI_WORK_ORDER_RESULTS` frame, in minutes.
+
+    Rows with `ORDER_QTY <= 0` (or empty) or empty `MACH_WORKED_HOURS` are dropped: they say
+    nothing about the run time per unit. `SETUP_MINUTES` stays empty where `SETUP_HOURS` is.
+    `PROC_SEQ` is int64, or the nullable Int64 when some rows have none. Input order is kept.
+    """
+    qty = pd.to_numeric(work_results["ORDER_QTY"], errors="coerce").to_numpy(dtype=float)
+    hours = pd.to_numeric(work_results["MACH_WORKED_HOURS"], errors="coerce").to_numpy(dtype=float)
+    keep = (qty > 0) & ~np.isnan(hours)
+    wr = work_results.loc[keep]
+    qty, hours = qty[keep], hours[keep]
+    setup = pd.to_numeric(wr["SETUP_HOURS"], errors="coerce").to_numpy(dtype=float)
+    seq = pd.to_numeric(wr["PROC_SEQ"], errors="coerce")
+    seq = seq.astype(np.int64) if not seq.isna().any() else seq.astype("Int64")
+    return pd.DataFrame(
+        {
+            "ITEM_CD": wr["ITEM_CD"].to_numpy(),
+            "PROC_SEQ": seq.array,
+            "JOB_CD": wr["JOB_CD"].to_numpy(),
+            "RES_CD": wr["RES_CD"].to_numpy(),
+            "REPORT_DT": pd.to_datetime(wr["REPORT_DT"]).to_numpy(dtype="datetime64[us]"),
+            "ORDER_QTY": qty,
+            "SETUP_MINUTES": setup * 60.0,
+            "RUN_MINUTES_PER_UNIT": hours * 60.0 / qty,
+        },
+        columns=ACTUAL_COLUMNS,
+    )
