@@ -7,6 +7,7 @@ Every variable that is set but malformed fails at start-up with ImproperlyConfig
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -46,8 +47,9 @@ def _database(name: str, url: str) -> dict:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
             }
         )
-        # A file, not memory, so tests can hand the same database to a real qcluster process.
-        config.setdefault("TEST", {"NAME": str(BASE_DIR / "var" / "test_db.sqlite3")})
+        # A file, not memory, so tests can hand the same database to a real qcluster process;
+        # one per test run, so concurrent runs on one machine never share it.
+        config.setdefault("TEST", {"NAME": str(Path(tempfile.gettempdir()) / f"routing_ml_test_{os.getpid()}.sqlite3")})
     elif config["ENGINE"].startswith("django.db.backends.postgresql"):
         config.setdefault("CONN_MAX_AGE", 60)
         config.setdefault("CONN_HEALTH_CHECKS", True)
