@@ -165,3 +165,16 @@ def actuals_from_work_results(work_results: pd.DataFrame) -> pd.DataFrame:
         },
         columns=ACTUAL_COLUMNS,
     )
+
+
+def latest_per_operation(actuals: pd.DataFrame, keep: int) -> pd.DataFrame:
+    """The `keep` most recent work-order rows of each (item, operation): what the shop floor does now.
+
+    Old orders of an item would otherwise outvote its recent ones after a process change, and a
+    retrained model could never follow a drift. Ties on REPORT_DT keep input order. Vectorised.
+    """
+    if actuals.empty or keep <= 0:
+        return actuals
+    ordered = actuals.sort_values(["ITEM_CD", "JOB_CD", "REPORT_DT"], ascending=[True, True, False], kind="stable")
+    rank = ordered.groupby(["ITEM_CD", "JOB_CD"], sort=False).cumcount()
+    return ordered[rank.to_numpy() < keep].sort_index(kind="stable")

@@ -55,7 +55,7 @@ class QualitySettings(models.Model):
         return "Quality settings"
 
     @classmethod
-    def current(cls) -> "QualitySettings":
+    def current(cls) -> QualitySettings:
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
 
@@ -77,13 +77,16 @@ class QualitySettings(models.Model):
     def save(self, *args, **kwargs):
         self.pk = 1
         super().save(*args, **kwargs)
+        from .schedule import sync_quality_schedule
+
+        sync_quality_schedule()
 
 
 class QualityCycleQuerySet(models.QuerySet):
-    def finished(self) -> "QualityCycleQuerySet":
+    def finished(self) -> QualityCycleQuerySet:
         return self.filter(status=QualityCycle.Status.SUCCEEDED)
 
-    def latest_finished(self) -> "QualityCycle | None":
+    def latest_finished(self) -> QualityCycle | None:
         return self.finished().order_by("-finished_at", "-pk").first()
 
 
@@ -132,10 +135,49 @@ class QualityCycle(models.Model):
     def __str__(self) -> str:
         return f"cycle {self.pk} ({self.status})"
 
+    def _close(self, status: str, **fields) -> None:
+        self.status = status
+        self.finished_at = timezone.now()
+        self.duration_seconds = round((self.finished_at - self.started_at).total_seconds(), 3)
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.save()
+
+    def succeed(self, **fields) -> None:
+        self._close(self.Status.SUCCEEDED, **fields)
+
+    succeed.alters_data = True
+
+    def fail(self, error: str, **fields) -> None:
+        self._close(self.Status.FAILED, error=error, **fields)
+
+    fail.alters_data = True
+
+    def summary(self) -> dict:
+        """The figures a caller wants on one line: the metrics plus what was evaluated and how long it took."""
+        return {
+            "cycle": self.pk,
+            "status": self.status,
+            "model_version": self.model_version.label if self.model_version_id else None,
+            **(self.metrics or {}),
+            "items_sampled": self.items_sampled,
+            "items_evaluated": self.items_evaluated,
+            "items_without_actuals": self.items_without_actuals,
+            "items_failed": self.items_failed,
+            "duration_seconds": self.duration_seconds,
+            "alerts": [f"{a.level}:{a.metric}" for a in self.alerts.all()],
+            "retraining_job": self.retraining_job_id,
+            "retraining_decision": self.retraining_decision,
+            "error": self.error or None,
+        }
+
 
 class QualityAlertQuerySet(models.QuerySet):
-    def open(self) -> "QualityAlertQuerySet":
+    def open(self) -> QualityAlertQuerySet:
         return self.filter(status__in=QualityAlert.UNRESOLVED_STATES)
+
+    def critical(self) -> QualityAlertQuerySet:
+        return self.filter(level=QualityAlert.Level.CRITICAL)
 
 
 class QualityAlert(models.Model):

@@ -26,13 +26,13 @@ def manifest_digest(directory: Path) -> str:
 
 
 class ModelVersionQuerySet(models.QuerySet):
-    def active(self) -> "ModelVersionQuerySet":
+    def active(self) -> ModelVersionQuerySet:
         return self.filter(is_active=True)
 
-    def ready(self) -> "ModelVersionQuerySet":
+    def ready(self) -> ModelVersionQuerySet:
         return self.filter(status=ModelVersion.Status.READY)
 
-    def get_active(self) -> "ModelVersion | None":
+    def get_active(self) -> ModelVersion | None:
         return self.active().first()
 
 
@@ -104,7 +104,7 @@ class ModelVersion(models.Model):
         except BundleError as exc:
             raise ArtifactError(f"Model version {self.label} cannot be served: {exc}", details=details) from exc
 
-    def activate(self, by=None, reason: str = "", kind: str | None = None) -> "DeploymentEvent":
+    def activate(self, by=None, reason: str = "", kind: str | None = None, details: dict | None = None) -> DeploymentEvent:
         """Make this version the one every process serves. Refuses unusable artifacts; the current one stays active."""
         kind = kind or DeploymentEvent.Kind.ACTIVATE
         if self.status != self.Status.READY:
@@ -122,7 +122,8 @@ class ModelVersion(models.Model):
                     raise InvalidTransition(f"Model version {self.label} is no longer ready.")
                 self.is_active, self.activated_at = True, now
                 return DeploymentEvent.objects.create(
-                    kind=kind, from_version=previous, to_version=self, performed_by=by if getattr(by, "pk", None) else None, reason=reason
+                    kind=kind, from_version=previous, to_version=self, performed_by=by if getattr(by, "pk", None) else None, reason=reason,
+                    details=details or {},
                 )
         except IntegrityError as exc:
             # Another process activated a version between our read and write; the database kept exactly one.
@@ -131,7 +132,7 @@ class ModelVersion(models.Model):
     activate.alters_data = True
 
     @classmethod
-    def rollback(cls, by=None, reason: str = "") -> "DeploymentEvent":
+    def rollback(cls, by=None, reason: str = "") -> DeploymentEvent:
         """Re-activate the version that was active before the current one."""
         current = cls.objects.get_active()
         if current is None:

@@ -15,10 +15,10 @@ CANDIDATES = ("baseline", "mlp", "stacking")
 
 
 class TrainingJobQuerySet(models.QuerySet):
-    def in_flight(self) -> "TrainingJobQuerySet":
+    def in_flight(self) -> TrainingJobQuerySet:
         return self.filter(status__in=TrainingJob.ACTIVE_STATES)
 
-    def stale(self, older_than: timedelta) -> "TrainingJobQuerySet":
+    def stale(self, older_than: timedelta) -> TrainingJobQuerySet:
         """Running jobs whose worker stopped beating (killed, crashed, machine restarted)."""
         cutoff = timezone.now() - older_than
         return self.filter(status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff)
@@ -56,6 +56,7 @@ class TrainingJob(models.Model):
     cancel_requested = models.BooleanField(default=False)
     candidate_scores = models.JSONField(default=dict, blank=True)
     selected_estimator = models.CharField(max_length=30, blank=True)
+    gate = models.JSONField(default=dict, blank=True, help_text="Champion/challenger decision for retraining jobs.")
     model_version = models.ForeignKey("registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_jobs")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     task_id = models.CharField(max_length=64, blank=True)
@@ -103,7 +104,7 @@ class TrainingJob(models.Model):
     @classmethod
     def enqueue(
         cls, *, parameters: dict | None = None, trigger: str = Trigger.MANUAL, by=None, label: str | None = None, run_inline: bool = False
-    ) -> "TrainingJob":
+    ) -> TrainingJob:
         """Queue a job for the cluster, or refuse with 1003 when `queue capacity` jobs are already queued or running.
 
         With `run_inline` the job takes its place in the queue but is not handed to the cluster:
@@ -221,7 +222,7 @@ class TrainingJob(models.Model):
 
     mark_cancelled.alters_data = True
 
-    def retry(self, by=None) -> "TrainingJob":
+    def retry(self, by=None) -> TrainingJob:
         """A new job with the same parameters (the old one keeps its history)."""
         if not self.is_terminal or self.status == self.Status.SUCCEEDED:
             raise InvalidTransition(f"Training job {self.pk} is {self.status}; only failed or cancelled jobs can be retried.")
@@ -237,7 +238,8 @@ class TrainingJob(models.Model):
         """Fail running jobs whose heartbeat stopped, and remove what they left on disk."""
         from .pipeline import discard_job_artifacts
 
-        older_than = older_than or timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT)
+        if older_than is None:
+            older_than = timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT)
         reaped = []
         for job in cls.objects.stale(older_than):
             if job.fail(f"worker stopped: no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} (reaped)"):

@@ -13,8 +13,7 @@ import threading
 import time
 import traceback
 import uuid
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -24,8 +23,10 @@ from django.utils.dateparse import parse_datetime
 
 from registry.models import ModelVersion, manifest_digest
 from routing_ml.errors import ErrorCode
+from training.engine import drift
 
 from .models import TrainingJob
+from .signals import version_trained
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +47,19 @@ def engine_config(parameters: dict):
     return EngineConfig(**fields)
 
 
+# Each item's times are learned from its most recent work orders per operation (see latest_per_operation).
+DEFAULT_RECENT_ORDERS = 3
+
+
 def load_frames(parameters: dict):
     """The engine's three input frames, optionally restricted to a seeded sample of items."""
     import numpy as np
 
     from erp.data import load_training_frames
+    from erp.frames import latest_per_operation
 
     items, routings, actuals = load_training_frames(until=parameters.get("until"))
+    actuals = latest_per_operation(actuals, int(parameters.get("recent_orders", DEFAULT_RECENT_ORDERS)))
     sample_size = parameters.get("sample_size")
     if sample_size and sample_size < len(items):
         rng = np.random.default_rng(parameters.get("seed", 0))
@@ -102,7 +109,7 @@ def _aware(value):
     if not value:
         return None
     parsed = parse_datetime(str(value)) or datetime.fromisoformat(str(value))
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, dt_timezone.utc)
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 def _write_json(path: Path, data) -> None:
@@ -142,9 +149,12 @@ def run_job(job: TrainingJob) -> str:
         result = train(items, routings, actuals, engine_config(params), progress=progress, check_cancel=check_cancel)
         check_cancel()
         job.beat(92, "saving the bundle")
-        version = _register(job, result, params, time.monotonic() - started)
+        version = _register(job, result, params, time.monotonic() - started, items)
         job.append_log(f"registered model version {version.label} (selected estimator: {result.selected})")
         job.finish(version, candidate_scores=result.candidate_scores, selected=result.selected)
+        for receiver, response in version_trained.send_robust(sender=TrainingJob, job=job, version=version):
+            if isinstance(response, Exception):
+                job.append_log(f"{getattr(receiver, '__name__', receiver)} failed after training: {response}")
         if params.get("activate"):
             version.activate(by=job.requested_by, reason=f"activated by training job {job.pk}")
             job.append_log(f"activated {version.label}")
@@ -162,7 +172,7 @@ def run_job(job: TrainingJob) -> str:
         heartbeat.stop()
 
 
-def _register(job: TrainingJob, result, params: dict, duration: float) -> ModelVersion:
+def _register(job: TrainingJob, result, params: dict, duration: float, items) -> ModelVersion:
     """Write the bundle to a temporary directory, rename it into place, then point a ready row at it."""
     root = Path(settings.MODEL_ROOT)
     root.mkdir(parents=True, exist_ok=True)
@@ -176,7 +186,9 @@ def _register(job: TrainingJob, result, params: dict, duration: float) -> ModelV
     result.model.save(tmp)
     manifest_sha256 = manifest_digest(tmp)
     tmp.rename(target)
-    stats = result.dataset_stats
+    stats = dict(result.dataset_stats)
+    # The items' attribute distribution, so quality cycles can measure drift against it.
+    stats["feature_profile"] = drift.profile(items)
     try:
         with transaction.atomic():
             version = ModelVersion.objects.create(

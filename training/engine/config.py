@@ -102,7 +102,7 @@ class EngineConfig:
     # A value seen fewer times than this goes to "other": a one-off value cannot make two items similar.
     min_category_count: int = 2
     # Rows (item, operation) used to fit the mlp/stacking time estimators; keeps training fast.
-    max_time_rows: int = 30_000
+    max_time_rows: int = 20_000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ dimensions for a fast dense cosine search.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,8 @@ from sklearn.decomposition import TruncatedSVD
 
 from .config import CATEGORICAL, EngineConfig, FeatureSpec
 
+# Up to this many rows, encoding runs per value in plain Python (faster than pandas there).
+SMALL_FRAME = 32
 # Scaled numerics are clipped so that one absurd value (a typo of 10^6 mm) cannot dominate a distance.
 NUMERIC_CLIP = 5.0
 
@@ -37,6 +40,18 @@ def factorize_categorical(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     return remap[codes], distinct
 
 
+def small_columns(frame: pd.DataFrame) -> dict[str, list]:
+    """{column: list of values} of a small frame in one conversion (cheaper than per column)."""
+    values = frame.to_numpy(dtype=object)
+    return {str(name): values[:, j].tolist() for j, name in enumerate(frame.columns)}
+
+
+def _normalise(emb: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    emb /= np.where(norms > 0, norms, 1.0)
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
 def signed_log1p(values: np.ndarray) -> np.ndarray:
     """log1p that keeps the sign, so negative measurements stay ordered."""
     return np.sign(values) * np.log1p(np.abs(values))
@@ -47,6 +62,13 @@ class _CategoricalColumns:
     spec: FeatureSpec
     categories: list[str]
     offset: int  # first column; then len(categories) value columns, "other", "missing"
+    _lookup: dict[str, int] | None = None
+
+    def lookup(self) -> dict[str, int]:
+        """{value: position among the categories}, built once."""
+        if self._lookup is None:
+            self._lookup = {c: i for i, c in enumerate(self.categories)}
+        return self._lookup
 
     @property
     def width(self) -> int:
@@ -118,8 +140,16 @@ class ItemEncoder:
         return self.embed_matrix(matrix)
 
     # -- transforming ----------------------------------------------------------------------
-    def encode(self, frame: pd.DataFrame) -> sp.csr_matrix:
-        """Sparse (n_rows, n_columns) float32 matrix; absent columns count as missing values."""
+    def encode_columns(self, frame: pd.DataFrame | dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
+        """Per row and feature block: the one non-zero column and its value, (n, n_blocks) each.
+
+        `frame` may also be a dict of column lists (see `small_columns`), the fast path for
+        a few rows.
+        """
+        if isinstance(frame, dict):
+            return self._encode_columns_small(frame)
+        if len(frame) <= SMALL_FRAME:
+            return self._encode_columns_small(small_columns(frame))
         n = len(frame)
         n_blocks = len(self.blocks)
         cols = np.empty((n, n_blocks), dtype=np.int32)
@@ -131,7 +161,7 @@ class ItemEncoder:
             if isinstance(block, _CategoricalColumns):
                 codes, distinct = factorize_categorical(column)
                 other = len(block.categories)
-                position = {c: i for i, c in enumerate(block.categories)}
+                position = block.lookup()
                 # Distinct value → its column; unknown → "other"; the appended slot (code -1) → "missing".
                 column_of = np.array([position.get(v, other) for v in distinct] + [other + 1], dtype=np.int32)
                 cols[:, b] = block.offset + column_of[codes]
@@ -142,6 +172,46 @@ class ItemEncoder:
                 scaled = np.clip((np.where(missing, 0.0, values) - block.center) / block.scale, -NUMERIC_CLIP, NUMERIC_CLIP)
                 cols[:, b] = block.offset + missing.astype(np.int32)
                 data[:, b] = np.where(missing, weight, weight * scaled)
+        return cols, data
+
+    def _encode_columns_small(self, columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
+        """Same as `encode_columns` with plain Python per value: for a few rows, pandas'
+        per-call overhead (~0.2 ms per column) would dominate an interactive prediction."""
+        n = max((len(v) for v in columns.values()), default=0)
+        n_blocks = len(self.blocks)
+        cols = np.empty((n, n_blocks), dtype=np.int32)
+        data = np.empty((n, n_blocks), dtype=np.float32)
+        for b, block in enumerate(self.blocks):
+            name = block.spec.name
+            values = columns.get(name) or [None] * n
+            weight = block.spec.weight
+            if isinstance(block, _CategoricalColumns):
+                position = block.lookup()
+                other = len(block.categories)
+                for i, v in enumerate(values):
+                    missing = v is None or v is pd.NA or (isinstance(v, float) and v != v)  # v != v: NaN
+                    text = "" if missing else str(v).strip()
+                    cols[i, b] = block.offset + (other + 1 if not text else position.get(text, other))
+                data[:, b] = weight
+            else:
+                for i, v in enumerate(values):
+                    try:
+                        x = float(v) if v is not None else math.nan
+                    except (TypeError, ValueError):
+                        x = math.nan
+                    if math.isfinite(x):
+                        z = (math.copysign(math.log1p(abs(x)), x) - block.center) / block.scale
+                        cols[i, b] = block.offset
+                        data[i, b] = weight * min(max(z, -NUMERIC_CLIP), NUMERIC_CLIP)
+                    else:
+                        cols[i, b] = block.offset + 1
+                        data[i, b] = weight
+        return cols, data
+
+    def encode(self, frame: pd.DataFrame) -> sp.csr_matrix:
+        """Sparse (n_rows, n_columns) float32 matrix; absent columns count as missing values."""
+        cols, data = self.encode_columns(frame)
+        n, n_blocks = cols.shape
         indptr = np.arange(0, n * n_blocks + 1, n_blocks, dtype=np.int64)
         return sp.csr_matrix((data.ravel(), cols.ravel(), indptr), shape=(n, self.n_columns))
 
@@ -152,13 +222,28 @@ class ItemEncoder:
         else:
             emb = np.zeros((matrix.shape[0], self.dim), dtype=np.float32)
             emb[:, : matrix.shape[1]] = matrix.toarray()
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        emb /= np.where(norms > 0, norms, 1.0)
-        return np.ascontiguousarray(emb, dtype=np.float32)
+        return _normalise(emb)
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+    def missing_columns(self) -> np.ndarray:
+        """Per feature block, the column that means "value missing"."""
+        return np.array(
+            [b.offset + len(b.categories) + 1 if isinstance(b, _CategoricalColumns) else b.offset + 1 for b in self.blocks],
+            dtype=np.int32,
+        )
+
+    def project(self, cols: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """Embedding from `encode_columns` output."""
+        n = cols.shape[0]
+        if n > 4096 or self.components is None:
+            indptr = np.arange(0, cols.size + 1, max(cols.shape[1], 1), dtype=np.int64)[: n + 1]
+            return self.embed_matrix(sp.csr_matrix((data.ravel(), cols.ravel(), indptr), shape=(n, self.n_columns)))
+        # Few rows: gather the projection rows of the non-zero columns instead of a sparse product.
+        emb = np.einsum("nb,nbd->nd", data, self.components.T[cols]).astype(np.float32)
+        return _normalise(emb)
+
+    def transform(self, frame: pd.DataFrame | dict[str, list]) -> np.ndarray:
         """Embedding of the items in `frame`."""
-        return self.embed_matrix(self.encode(frame))
+        return self.project(*self.encode_columns(frame))
 
     def column_names(self) -> list[str]:
         """Human-readable names of the encoded columns (for debugging and feature reports)."""

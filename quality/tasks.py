@@ -1,0 +1,16 @@
+"""django-q2 entry points for quality cycles."""
+
+from __future__ import annotations
+
+
+def run_cycle_task(trigger: str = "manual", user_id: int | None = None, sample_size: int | None = None, strategy: str | None = None) -> dict:
+    from django.contrib.auth import get_user_model
+
+    from .cycle import run_cycle
+
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    return run_cycle(trigger=trigger, by=user, sample_size=sample_size, strategy=strategy).summary()
+
+
+def scheduled_cycle() -> dict:
+    return run_cycle_task(trigger="schedule")

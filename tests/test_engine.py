@@ -1,0 +1,599 @@
+"""The pure ML core (training.engine): encoding, neighbours, votes, times, metrics, selection, bundles.
+
+No database and no Django: the engine takes DataFrames and returns a bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.engine import (
+    DEFAULT_FEATURES,
+    BundleError,
+    EngineConfig,
+    FeatureSpec,
+    RoutingModel,
+    TrainingCancelled,
+    metrics,
+    select_candidate,
+    train,
+    verify_bundle,
+)
+from training.engine import pipeline as train_module
+from training.engine.encoding import ItemEncoder
+from training.engine.neighbors import NeighborIndex, top_k
+from training.engine.tables import build_tables, weighted_trimmed_mean
+
+# --- a small factory with learnable rules ---------------------------------------------------
+
+ROUTES = {
+    "SLEEVE": ["CUT", "TURN", "INSPECT"],
+    "GLAND": ["CUT", "MILL", "DRILL", "INSPECT"],
+    "FACE": ["LAP", "INSPECT"],
+}
+JOB_NAMES = {
+    "CUT": "Cutting",
+    "TURN": "Turning",
+    "MILL": "Milling",
+    "DRILL": "Drilling",
+    "INSPECT": "Inspection",
+    "LAP": "Lapping",
+    "HEAT": "Heat treatment",
+}
+RUN_PER_50MM = {"CUT": 1.0, "TURN": 4.0, "MILL": 6.0, "DRILL": 2.0, "INSPECT": 0.5, "LAP": 3.0, "HEAT": 0.2}
+
+
+def make_factory(n_items: int = 300, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Items, current routings and actuals: the part type picks the operations, steel sleeves
+    are heat treated outside, the diameter picks the work centre and scales the times."""
+    rng = np.random.default_rng(seed)
+    part = rng.choice(list(ROUTES), n_items)
+    material = rng.choice(["SS304", "CERAMIC"], n_items)
+    od = np.round(rng.uniform(20, 200, n_items), 1)
+    items = pd.DataFrame(
+        {
+            "ITEM_CD": [f"IT{i:04d}" for i in range(n_items)],
+            "PART_TYPE": part,
+            "ITEM_MATERIAL": material,
+            "OUTDIAMETER": od,
+            "INDIAMETER": np.round(od * 0.6, 1),
+            "ITEM_NM": [f"name {i}" for i in range(n_items)],
+        }
+    )
+    op_rows, act_rows = [], []
+    for i, (code, p, m, d) in enumerate(zip(items.ITEM_CD, part, material, od, strict=True)):
+        jobs = list(ROUTES[p])
+        if p == "SLEEVE" and m == "SS304":
+            jobs.insert(2, "HEAT")
+        for n, job in enumerate(jobs):
+            res = f"{job}-{'L' if d > 100 else 'S'}"
+            std = RUN_PER_50MM[job] * d / 50
+            op_rows.append((code, 10 * (n + 1), job, JOB_NAMES[job], res, "OUT" if job == "HEAT" else "IN", 15.0, std))
+            if i % 5:  # every fifth item has no work results yet
+                for _ in range(3):
+                    act_rows.append(
+                        (
+                            code,
+                            10 * (n + 1),
+                            job,
+                            res,
+                            pd.Timestamp("2026-01-01") + pd.Timedelta(days=i),
+                            10,
+                            12.0,
+                            std * 1.2 * rng.lognormal(0, 0.05),
+                        )
+                    )
+    routings = pd.DataFrame(
+        op_rows, columns=["ITEM_CD", "PROC_SEQ", "JOB_CD", "JOB_NM", "RES_CD", "INSIDE_FLAG", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT"]
+    )
+    actuals = pd.DataFrame(
+        act_rows, columns=["ITEM_CD", "PROC_SEQ", "JOB_CD", "RES_CD", "REPORT_DT", "ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT"]
+    )
+    return items, routings, actuals
+
+
+FAST = EngineConfig(max_time_rows=2000, holdout_share=0.2)
+
+
+@pytest.fixture(scope="module")
+def factory():
+    return make_factory()
+
+
+@pytest.fixture(scope="module")
+def trained(factory):
+    items, routings, actuals = factory
+    return train(items, routings, actuals, FAST)
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+def test_categorical_encoding_has_frequent_values_other_and_missing():
+    cfg = EngineConfig(features=(FeatureSpec("COLOR", "categorical"),), max_categories=2, min_category_count=1)
+    frame = pd.DataFrame({"COLOR": ["red", "red", "red", "blue", "blue", "green", None, " "]})
+    enc = ItemEncoder(cfg).fit(frame)
+    assert enc.column_names() == ["COLOR=red", "COLOR=blue", "COLOR:other", "COLOR:missing"]
+    dense = enc.encode(pd.DataFrame({"COLOR": ["blue", "green", "never seen", None, "  red "]})).toarray()
+    assert dense.tolist() == [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0]]
+
+
+def test_rare_values_go_to_other_and_absent_columns_count_as_missing():
+    cfg = EngineConfig(features=(FeatureSpec("COLOR", "categorical"), FeatureSpec("SIZE", "numeric")), min_category_count=2)
+    enc = ItemEncoder(cfg).fit(pd.DataFrame({"COLOR": ["red", "red", "blue"], "SIZE": [1.0, 2.0, 3.0]}))
+    assert enc.column_names() == ["COLOR=red", "COLOR:other", "COLOR:missing", "SIZE", "SIZE:missing"]
+    dense = enc.encode(pd.DataFrame({"OTHER": [1]})).toarray()  # neither column given
+    assert dense.tolist() == [[0, 0, 1, 0, 1]]
+
+
+def test_numeric_encoding_is_log_robust_scaled_with_missing_indicator():
+    cfg = EngineConfig(features=(FeatureSpec("SIZE", "numeric", weight=2.0),))
+    sizes = [0.0, 1.0, 3.0, 7.0, 15.0]  # log1p: 0, ln2, ln4, ln8, ln16
+    enc = ItemEncoder(cfg).fit(pd.DataFrame({"SIZE": sizes}))
+    logs = np.log1p(sizes)
+    median, iqr = np.median(logs), np.percentile(logs, 75) - np.percentile(logs, 25)
+    dense = enc.encode(pd.DataFrame({"SIZE": [7.0, None, "n/a"]})).toarray()
+    assert dense[0] == pytest.approx([2.0 * (np.log1p(7.0) - median) / iqr, 0.0])
+    assert dense[1].tolist() == [0.0, 2.0] and dense[2].tolist() == [0.0, 2.0]  # missing indicator carries the weight
+
+
+def test_small_and_large_frames_encode_identically(factory):
+    """Interactive predictions take a per-value path; it must agree with the vectorised one."""
+    items = factory[0].copy()
+    items.loc[3, "PART_TYPE"] = None
+    items.loc[4, "OUTDIAMETER"] = np.nan
+    items.loc[5, "ITEM_MATERIAL"] = "  SS304 "
+    items.loc[6, "PART_TYPE"] = "UNSEEN"
+    items["OUTDIAMETER"] = items["OUTDIAMETER"].astype(object)
+    items.loc[7, "OUTDIAMETER"] = "not a number"
+    enc = ItemEncoder(EngineConfig(n_components=4)).fit(items)
+    enc.fit_embedding(enc.encode(items))
+    big = enc.transform(items.iloc[:100])
+    small = np.vstack([enc.transform(items.iloc[i : i + 10]) for i in range(0, 100, 10)])
+    assert np.allclose(big, small, atol=1e-6)
+
+
+def test_feature_weights_are_applied_after_scaling_and_change_neighbours():
+    """A query shares its colour with A and its size with B; the weights decide who is nearer."""
+    frame = pd.DataFrame(
+        {
+            "COLOR": ["red", "red", "blue", "green", "green", "blue", "green"],
+            "SIZE": [10.0, 1000.0, 10.0, 50.0, 200.0, 500.0, 5000.0],
+        }
+    )
+    index_rows = np.arange(1, len(frame))  # row 0 is the query; A is row 1, B is row 2
+
+    def nearest(color_weight: float, size_weight: float) -> int:
+        cfg = EngineConfig(
+            features=(FeatureSpec("COLOR", "categorical", color_weight), FeatureSpec("SIZE", "numeric", size_weight)),
+            min_category_count=1,
+            n_components=32,
+        )
+        enc = ItemEncoder(cfg).fit(frame)
+        emb = enc.fit_embedding(enc.encode(frame))
+        rows, _ = top_k(emb[index_rows], emb[:1], 1)
+        return int(index_rows[rows[0, 0]])
+
+    assert nearest(color_weight=5.0, size_weight=0.2) == 1
+    assert nearest(color_weight=0.2, size_weight=5.0) == 2
+
+    # The scaled numeric column scales linearly with its weight: it was not re-scaled away.
+    one = ItemEncoder(EngineConfig(features=(FeatureSpec("SIZE", "numeric", 1.0),))).fit(frame).encode(frame).toarray()
+    three = ItemEncoder(EngineConfig(features=(FeatureSpec("SIZE", "numeric", 3.0),))).fit(frame).encode(frame).toarray()
+    assert three == pytest.approx(3 * one)
+
+
+def test_default_features_switch_off_free_text():
+    weights = {f.name: f.weight for f in DEFAULT_FEATURES}
+    assert weights["DRAW_NO"] == 0 and weights["ITEM_NM"] == 0
+    assert weights["PART_TYPE"] > 0 and weights["OUTDIAMETER"] > 0
+    assert "ITEM_NM" not in [f.name for f in EngineConfig().active_features]
+
+
+# --- neighbour search ---------------------------------------------------------------------
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("n", [500, 40_000])
+def test_top_k_is_exact_on_small_and_large_indexes(n):
+    rng = np.random.default_rng(0)
+    index, queries = _unit(rng, n, 16), _unit(rng, 70, 16)
+    rows, sims = top_k(index, queries, 7)
+    expected = np.argsort(-(queries @ index.T), axis=1)[:, :7]
+    assert np.array_equal(rows, expected)
+    assert np.allclose(sims, np.take_along_axis(queries @ index.T, expected, axis=1))
+
+
+@pytest.mark.parametrize("n_queries", [2, 60])
+def test_clustered_index_returns_exactly_the_brute_force_neighbours(n_queries):
+    rng = np.random.default_rng(3)
+    centres = _unit(rng, 40, 16)
+    points = centres[rng.integers(0, 40, 30_000)] + 0.3 * rng.standard_normal((30_000, 16)).astype(np.float32)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    index = NeighborIndex.build(points, seed=0)
+    assert len(index.offsets) - 1 > 1  # really clustered
+    queries = points[:n_queries]
+    rows, sims = index.search(queries, 9, exclude=np.arange(n_queries))
+    brute = queries @ points.T
+    brute[np.arange(n_queries), np.arange(n_queries)] = -np.inf
+    assert np.allclose(sims, -np.sort(-brute, axis=1)[:, :9], atol=1e-6)
+    assert np.allclose(np.take_along_axis(brute, rows, axis=1), sims, atol=1e-6)
+    assert np.array_equal(index.vectors(np.array([5, 7])), points[[5, 7]])
+
+    keep = np.arange(0, 30_000, 3)
+    sub = index.subset(keep)
+    rows, sims = sub.search(queries, 5)
+    brute = queries @ points[keep].T
+    assert np.allclose(sims, -np.sort(-brute, axis=1)[:, :5], atol=1e-6)
+
+
+def test_top_k_handles_many_identical_items():
+    index = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (20_000, 1))
+    rows, sims = top_k(index, index[:3], 5, exclude=np.array([0, 1, 2]))
+    assert rows.shape == (3, 5) and np.allclose(sims, 1.0)
+    assert all(q not in rows[q] for q in range(3))
+
+
+def test_neighbours_exclude_the_item_itself(trained, factory):
+    items = factory[0]
+    query = items.iloc[[4]]
+    code = query.ITEM_CD.iloc[0]
+    with_self = trained.model.predict(query, exclude_self=False)[0]
+    without_self = trained.model.predict(query)[0]
+    similarity = {s["item_cd"]: s["similarity"] for s in with_self["similar_items"]}
+    assert similarity[code] == pytest.approx(1.0, abs=1e-5)  # itself, unless told to exclude it
+    assert code not in [s["item_cd"] for s in without_self["similar_items"]]
+    assert len(without_self["similar_items"]) == FAST.top_k
+
+
+# --- the routing vote and the times (hand-made index) -----------------------------------------
+
+
+@pytest.fixture
+def hand_model():
+    """Four indexed items at known cosine similarities to the query direction (1, 0)."""
+    routings = pd.DataFrame(
+        [
+            ("I1", 10, "CUT", "Cutting", "SAW-1", "IN", 5.0, 1.0),
+            ("I1", 20, "TURN", "Turning", "LATHE-1", "OUT", 8.0, 1.0),
+            ("I2", 10, "CUT", "Cutting", "SAW-2", "IN", 7.0, 3.0),
+            ("I2", 20, "TURN", "Turning", "LATHE-1", "IN", 9.0, 2.0),
+            ("I3", 10, "CUT", "Cutting", "SAW-2", "IN", 5.0, 4.0),
+            ("I3", 20, "MILL", "Milling", "MILL-1", "IN", 5.0, 4.0),
+            ("I4", 10, "LAP", "Lapping", "LAP-1", "IN", 5.0, 4.0),
+        ],
+        columns=["ITEM_CD", "PROC_SEQ", "JOB_CD", "JOB_NM", "RES_CD", "INSIDE_FLAG", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT"],
+    )
+    actuals = pd.DataFrame(
+        [
+            ("I1", "CUT", 20.0, 2.0),
+            ("I1", "CUT", 30.0, 4.0),
+            ("I1", "CUT", 40.0, 6.0),
+            ("I2", "CUT", 10.0, 10.0),
+            ("I3", "CUT", 10.0, 1.0),
+            ("I3", "CUT", 10.0, 3.0),
+        ],
+        columns=["ITEM_CD", "JOB_CD", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT"],
+    )
+    codes = np.array(["I1", "I2", "I3", "I4"])
+    vocab, index = build_tables(codes, routings, actuals)
+    sims = np.array([0.9, 0.8, 0.95, 0.5])
+    emb = np.stack([sims, np.sqrt(1 - sims**2)], axis=1).astype(np.float32)
+    cfg = EngineConfig(features=(FeatureSpec("X", "numeric"),), top_k=4)
+    encoder = ItemEncoder(cfg).fit(pd.DataFrame({"X": [1.0, 2.0]}))
+    encoder.fit_embedding(encoder.encode(pd.DataFrame({"X": [1.0, 2.0]})))
+    return train_module.build_model(cfg, encoder, vocab, index, NeighborIndex.build(emb), codes, emb)
+
+
+def _predict_direction(model: RoutingModel) -> dict:
+    emb = np.array([[1.0, 0.0]], dtype=np.float32)
+    core = model.route(emb, None, 4)
+    return model.to_dicts(core, ["NEW"], model.choose_times(core, emb, None))[0]
+
+
+def test_signature_vote_confidence_and_alternatives(hand_model):
+    pred = _predict_direction(hand_model)
+    total = 0.9 + 0.8 + 0.95 + 0.5
+    assert pred["signature"] == ["CUT", "TURN"]  # 0.9 + 0.8 beats the single closest item (0.95)
+    assert pred["confidence"] == pytest.approx((0.9 + 0.8) / total, rel=1e-5)
+    assert pred["alternatives"] == [
+        {"signature": ["CUT", "MILL"], "support": pytest.approx(0.95 / total, rel=1e-5)},
+        {"signature": ["LAP"], "support": pytest.approx(0.5 / total, rel=1e-5)},
+    ]
+    assert [s["item_cd"] for s in pred["similar_items"]] == ["I3", "I1", "I2", "I4"]
+
+
+def test_work_centre_and_inside_flag_are_voted_within_the_winning_signature(hand_model):
+    ops = _predict_direction(hand_model)["operations"]
+    # CUT: SAW-1 (I1, 0.9) beats SAW-2 (I2, 0.8) — I3's SAW-2 does not count, its signature lost.
+    assert [op["res_cd"] for op in ops] == ["SAW-1", "LATHE-1"]
+    assert [op["inside_flag"] for op in ops] == ["IN", "OUT"]  # TURN: OUT 0.9 vs IN 0.8
+    assert [op["proc_seq"] for op in ops] == [10, 20]
+    assert [op["job_nm"] for op in ops] == ["Cutting", "Turning"]
+
+
+def test_times_come_from_neighbour_actuals_else_standard_times(hand_model):
+    cut, turn = _predict_direction(hand_model)["operations"]
+    # CUT: medians 4 (I1), 10 (I2), 2 (I3 — any neighbour with the job counts), weighted by similarity.
+    assert cut["time_source"] == "actuals"
+    assert cut["run_minutes_per_unit"] == pytest.approx((0.9 * 4 + 0.8 * 10 + 0.95 * 2) / (0.9 + 0.8 + 0.95), rel=1e-5)
+    assert cut["setup_minutes"] == pytest.approx((0.9 * 30 + 0.8 * 10 + 0.95 * 10) / (0.9 + 0.8 + 0.95), rel=1e-5)
+    assert cut["sample_count"] == 6
+    assert cut["run_p10"] < cut["run_minutes_per_unit"] < cut["run_p90"]
+    # TURN: nobody has actuals, so the neighbours' standard times are used, and said so.
+    assert turn["time_source"] == "standard"
+    assert turn["run_minutes_per_unit"] == pytest.approx((0.9 * 1.0 + 0.8 * 2.0) / 1.7, rel=1e-5)
+    assert turn["setup_minutes"] == pytest.approx((0.9 * 8.0 + 0.8 * 9.0) / 1.7, rel=1e-5)
+    assert turn["sample_count"] == 0 and turn["run_p10"] is None
+
+
+def test_weighted_trimmed_mean_drops_ten_percent_at_each_end():
+    values = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 100.0])
+    groups = np.zeros(10, dtype=np.int64)
+    assert weighted_trimmed_mean(groups, values, np.ones(10), 1)[0] == pytest.approx(5.5)
+    assert weighted_trimmed_mean(groups[:3], values[:3], np.array([1.0, 1.0, 2.0]), 1)[0] == pytest.approx(2.25)
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def test_lcs_helpers():
+    assert metrics.lcs_length(list("ABCBDAB"), list("BDCABA")) == 4
+    assert metrics.lcs_pairs(["A", "B", "C", "D"], ["A", "C", "D", "E"]) == [(0, 0), (2, 1), (3, 2)]
+    assert metrics.lcs_pairs([], ["A"]) == [] and metrics.lcs_length(["A"], []) == 0
+    assert metrics.process_match(["A", "B"], ["A", "B", "C", "D"]) == 0.5
+
+
+def _op(job: str, run: float | None, setup: float | None = None) -> dict:
+    return {"job_cd": job, "run_minutes_per_unit": run, "setup_minutes": setup}
+
+
+def test_evaluate_matches_hand_computed_values():
+    predictions = [
+        {"item_cd": "A", "operations": [_op("CUT", 2.0, 12.0), _op("TURN", 3.0, 5.0), _op("INSPECT", 1.0)]},
+        {"item_cd": "B", "operations": [_op("LAP", 1.0), _op("PACK", 1.0)]},
+        {"item_cd": "NOT-EVALUATED", "operations": [_op("LAP", 1.0)]},
+    ]
+    actual_routings = {"A": ["CUT", "TURN", "HEAT", "INSPECT"], "B": ["LAP", "PACK"]}
+    actual_times = pd.DataFrame(
+        {
+            "ITEM_CD": ["A", "A", "A", "Z"],
+            "JOB_CD": ["CUT", "CUT", "TURN", "CUT"],
+            "RUN_MINUTES_PER_UNIT": [1.0, 3.0, 4.0, 99.0],
+            "SETUP_MINUTES": [10.0, 20.0, 5.0, 99.0],
+        }
+    )
+    got = metrics.evaluate(predictions, actual_routings, actual_times)
+    assert got["items_evaluated"] == 2
+    assert got["items_without_actuals"] == 1  # B: counted, and still in the routing metrics
+    assert got["process_match"] == pytest.approx((3 / 4 + 1) / 2)
+    assert got["exact_match"] == pytest.approx(0.5)
+    assert got["op_precision"] == pytest.approx(5 / 5)
+    assert got["op_recall"] == pytest.approx(5 / 6)
+    assert got["op_f1"] == pytest.approx(10 / 11)
+    # Aligned ops with actuals: CUT |2 - mean(1, 3)| = 0, TURN |3 - 4| = 1; INSPECT has none.
+    assert got["operations_compared"] == 2
+    assert got["mae"] == pytest.approx(0.5)
+    assert got["trim_mae"] == pytest.approx(0.5)
+    assert got["rmse"] == pytest.approx(math.sqrt(0.5))
+    assert got["setup_mae"] == pytest.approx((3 + 0) / 2)
+    assert got["cv"] == pytest.approx(np.std([1.0, 3.0], ddof=1) / 2.0)  # only (A, CUT) has 2 rows
+    assert got["sample_count"] == pytest.approx((2 + 1) / 2)
+    assert set(metrics.METRIC_NAMES) <= set(got)
+
+
+def test_trim_mae_trims_ten_percent_of_errors():
+    jobs = [f"J{i}" for i in range(10)]
+    predictions = [{"item_cd": "A", "operations": [_op(j, 0.0) for j in jobs]}]
+    times = pd.DataFrame({"ITEM_CD": "A", "JOB_CD": jobs, "RUN_MINUTES_PER_UNIT": [1, 2, 3, 4, 5, 6, 7, 8, 9, 100.0]})
+    got = metrics.evaluate(predictions, {"A": jobs}, times)
+    assert got["mae"] == pytest.approx(14.5)
+    assert got["trim_mae"] == pytest.approx(5.5)
+
+
+def test_evaluate_with_nothing_to_compare_reports_none_not_zero():
+    got = metrics.evaluate([{"item_cd": "A", "operations": [_op("CUT", 1.0)]}], {"A": ["CUT"]}, None)
+    assert got["items_evaluated"] == 1 and got["items_without_actuals"] == 1
+    assert got["mae"] is None and got["trim_mae"] is None and got["process_match"] == 1.0
+
+
+# --- selection and training ------------------------------------------------------------------------
+
+
+def test_candidate_replaces_baseline_only_with_enough_improvement():
+    assert select_candidate({"baseline": {"trim_mae": 10.0}, "mlp": {"trim_mae": 9.6}}, 5.0) == "baseline"
+    assert select_candidate({"baseline": {"trim_mae": 10.0}, "mlp": {"trim_mae": 9.5}}, 5.0) == "mlp"
+    scores = {"baseline": {"trim_mae": 10.0}, "mlp": {"trim_mae": 9.0}, "stacking": {"trim_mae": 8.0}}
+    assert select_candidate(scores, 5.0) == "stacking"
+    assert select_candidate(scores, 25.0) == "baseline"
+    assert select_candidate({"baseline": {"trim_mae": None}, "mlp": {"trim_mae": 1.0}}, 5.0) == "baseline"
+
+
+def test_training_learns_the_routing_rules(trained, factory):
+    items, routings, actuals = factory
+    stats = trained.dataset_stats
+    assert stats["total_samples"] == len(routings)
+    assert stats["unique_items"] == 300 and stats["unique_processes"] == 7
+    assert stats["items_with_actuals"] == 240 and stats["actual_rows"] == len(actuals)
+    assert stats["holdout_items"] == 48 == len(trained.holdout_items)
+    assert trained.training_cutoff == actuals.REPORT_DT.max().isoformat()
+    assert set(trained.candidate_scores) == {"baseline", "mlp", "stacking"}
+    assert trained.metrics == trained.candidate_scores[trained.selected]
+    assert trained.metrics["items_evaluated"] == 48 and trained.metrics["items_without_actuals"] == 0
+    assert trained.metrics["process_match"] > 0.95
+    base_mae = trained.candidate_scores["baseline"]["mae"]
+    assert base_mae is not None and base_mae < 1.0  # minutes per unit; rules scale with diameter
+
+    new_gland = pd.DataFrame({"PART_TYPE": ["GLAND"], "ITEM_MATERIAL": ["CERAMIC"], "OUTDIAMETER": [150.0]})
+    pred = trained.model.predict(new_gland)[0]
+    assert pred["item_cd"] is None
+    assert pred["signature"] == ROUTES["GLAND"] and pred["confidence"] > 0.9
+    assert all(op["res_cd"].endswith("-L") for op in pred["operations"])  # large diameter → large machines
+
+
+def test_predict_by_item_code_alone_uses_the_stored_item(trained, factory):
+    items = factory[0]
+    code = items.ITEM_CD.iloc[7]
+    by_code = trained.model.predict(pd.DataFrame({"ITEM_CD": [code]}))[0]
+    by_attributes = trained.model.predict(items.iloc[[7]])[0]
+    assert by_code["signature"] == by_attributes["signature"]
+    assert [s["item_cd"] for s in by_code["similar_items"]] == [s["item_cd"] for s in by_attributes["similar_items"]]
+    assert trained.model.has_item(code) and not trained.model.has_item("NOPE")
+    own = factory[1][factory[1].ITEM_CD == code]
+    assert [op["job_cd"] for op in trained.model.item_routing(code)] == own.JOB_CD.tolist()
+    assert trained.model.item_routing("NOPE") is None
+
+
+def test_records_and_frames_give_the_same_predictions(trained, factory):
+    rows = factory[0].iloc[10:13]
+    records = rows.to_dict("records")
+    records.append({"PART_TYPE": "FACE", "OUTDIAMETER": 40.0})  # a new item, two attributes
+    frame = pd.concat([rows, pd.DataFrame([records[-1]])], ignore_index=True)
+    assert trained.model.predict(records) == trained.model.predict(frame)
+    big = factory[0].iloc[:100]  # more rows than the per-value path takes
+    for a, b in zip(trained.model.predict(big)[:3], trained.model.predict(big.iloc[:3]), strict=True):
+        assert a["signature"] == b["signature"] and a["confidence"] == pytest.approx(b["confidence"], rel=1e-5)
+        assert [s["item_cd"] for s in a["similar_items"]] == [s["item_cd"] for s in b["similar_items"]]
+        assert [o["run_minutes_per_unit"] for o in a["operations"]] == pytest.approx(
+            [o["run_minutes_per_unit"] for o in b["operations"]], rel=1e-4
+        )
+
+
+def test_holdout_items_are_never_in_the_fitted_index(factory, monkeypatch):
+    built, fitted_on = [], []
+    real_build, real_fit = train_module.build_model, train_module.fit_time_model
+
+    def spy_build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        built.append(set(model.indexed_item_codes()))
+        return model
+
+    def spy_fit(model, name, rng):
+        fitted_on.append(set(model.indexed_item_codes()))
+        return real_fit(model, name, rng)
+
+    monkeypatch.setattr(train_module, "build_model", spy_build)
+    monkeypatch.setattr(train_module, "fit_time_model", spy_fit)
+    result = train(*factory, FAST.replace(candidates=("baseline", "mlp"), min_improvement_pct=-1000.0))
+    holdout = set(result.holdout_items)
+    assert holdout and built[0].isdisjoint(holdout)  # the scoring index
+    assert fitted_on[0] == built[0]  # the candidate was fitted on the scoring index's items only
+    assert result.selected == "mlp" and holdout <= fitted_on[-1]  # the final refit uses all items
+    assert holdout <= set(result.model.indexed_item_codes())
+
+
+def test_selected_model_estimates_times_with_the_model(factory):
+    result = train(*factory, FAST.replace(candidates=("baseline", "mlp"), min_improvement_pct=-1000.0))
+    ops = result.model.predict(factory[0].iloc[[3]])[0]["operations"]
+    assert result.selected == "mlp" and {op["time_source"] for op in ops} == {"model"}
+    assert all(op["run_minutes_per_unit"] >= 0 for op in ops)
+
+
+@pytest.mark.parametrize("name", ["mlp", "stacking"])
+def test_fast_time_prediction_equals_sklearn_predict(name):
+    from training.engine.times import TimeFeatures, TimeModel, make_estimator, single_thread
+
+    rng = np.random.default_rng(0)
+    features = TimeFeatures(dim=8, job_counts=np.array([5, 3, 1]), res_counts=np.array([2, 2]))
+    x = rng.standard_normal((300, features.width)).astype(np.float32)
+    x[:, features.code_columns] = rng.integers(0, 5, (300, 2))
+    x[::7, features.baseline_column] = np.nan  # missing values take the trees' missing branch
+    y = rng.standard_normal(300)
+    with single_thread():
+        estimator = make_estimator(name, features, 0, n_rows=len(y)).fit(np.nan_to_num(x), y)
+    model = TimeModel(name, features, estimator)
+    clean = np.nan_to_num(x[:50])
+    assert model._fast is not None
+    assert model.predict_log_run(clean) == pytest.approx(estimator.predict(clean), abs=1e-5)  # float32 network
+
+
+def test_training_without_actuals_uses_standard_times_and_holds_nothing_out():
+    items, routings, actuals = make_factory(60)
+    result = train(items, routings, actuals.iloc[0:0], FAST)
+    assert result.selected == "baseline" and result.candidate_scores == {} and result.metrics == {}
+    assert result.dataset_stats["holdout_items"] == 0 and result.training_cutoff is None
+    ops = result.model.predict(items.iloc[[0]])[0]["operations"]
+    assert ops and {op["time_source"] for op in ops} == {"standard"}
+
+
+def test_training_without_routings_is_refused():
+    items, routings, actuals = make_factory(20)
+    with pytest.raises(ValueError, match="routing"):
+        train(items, routings.iloc[0:0], actuals, FAST)
+
+
+def test_cancellation_between_stages_raises_training_cancelled(factory):
+    calls, seen = [], []
+
+    def check_cancel():
+        calls.append(1)
+        if len(calls) == 3:
+            raise TrainingCancelled("stop")
+
+    with pytest.raises(TrainingCancelled):
+        train(*factory, FAST, progress=lambda pct, stage: seen.append(pct), check_cancel=check_cancel)
+    assert len(seen) == 2 and seen == sorted(seen)
+
+
+def test_progress_reaches_one_hundred(factory):
+    seen = []
+    train(*factory, FAST.replace(candidates=("baseline",)), progress=lambda pct, stage: seen.append((pct, stage)))
+    assert seen[-1] == (100.0, "done") and [p for p, _ in seen] == sorted(p for p, _ in seen)
+
+
+# --- bundles ------------------------------------------------------------------------------------------
+
+
+def test_bundle_round_trip_gives_identical_predictions(trained, factory, tmp_path):
+    manifest = trained.model.save(tmp_path / "bundle")
+    assert manifest["selected"] == trained.selected
+    assert set(manifest["libraries"]) >= {"python", "numpy", "pandas", "scikit-learn"}
+    files = {p.name for p in (tmp_path / "bundle").iterdir()} - {"manifest.json"}
+    assert files == set(manifest["files"]) and all(len(f["sha256"]) == 64 for f in manifest["files"].values())
+    assert json.loads((tmp_path / "bundle" / "manifest.json").read_text())["files"] == manifest["files"]
+
+    loaded = RoutingModel.load(tmp_path / "bundle", mmap=True)
+    assert isinstance(loaded.neighbors.emb.base, np.memmap)  # shared pages, not a private copy
+    query = pd.concat([factory[0].iloc[:20], pd.DataFrame({"PART_TYPE": ["FACE"], "OUTDIAMETER": [30.0]})])
+    assert loaded.predict(query) == trained.model.predict(query)
+    assert loaded.manifest["metrics"] == trained.metrics
+    assert RoutingModel.load(tmp_path / "bundle", mmap=False).predict(query) == trained.model.predict(query)
+
+
+def test_corrupt_bundle_file_raises_bundle_error_naming_the_file(trained, tmp_path):
+    trained.model.save(tmp_path)
+    path = tmp_path / "index_op_run.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="index_op_run.npy"):
+        RoutingModel.load(tmp_path)
+    with pytest.raises(BundleError, match="index_op_run.npy"):
+        verify_bundle(tmp_path)
+
+
+def test_missing_bundle_file_raises_bundle_error(trained, tmp_path):
+    trained.model.save(tmp_path)
+    (tmp_path / "encoder.joblib").unlink()
+    with pytest.raises(BundleError, match="encoder.joblib"):
+        RoutingModel.load(tmp_path)
+    (tmp_path / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="manifest.json"):
+        RoutingModel.load(tmp_path)
+
+
+def test_config_round_trips_through_json():
+    cfg = EngineConfig().with_weights({"PART_TYPE": 3.0})
+    again = EngineConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.feature_weights()["PART_TYPE"] == 3.0
+    with pytest.raises(ValueError):
+        EngineConfig(candidates=("baseline", "magic"))

@@ -1,0 +1,202 @@
+"""Training jobs end to end: the command, the cluster, cancellation, failures, the reaper, the queue."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from registry.models import ModelVersion
+from routing_ml.errors import QueueFull
+from training import pipeline
+from training.models import TrainingJob
+from training.tasks import housekeeping
+
+from .cluster import qcluster, wait_for
+
+SMALL = 400
+
+
+@pytest.fixture
+def small_erp(db):
+    call_command("seed_demo_erp", items=SMALL, seed=21, stdout=io.StringIO())
+
+
+def train_sync(**options) -> dict:
+    out = io.StringIO()
+    call_command("train", sync=True, stdout=out, stderr=io.StringIO(), **options)
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def leftover_dirs() -> list[str]:
+    return sorted(p.name for p in Path(settings.MODEL_ROOT).iterdir())
+
+
+def test_train_sync_registers_a_ready_version_with_held_out_scores_of_every_candidate(small_erp):
+    result = train_sync(label="first", candidates="baseline,mlp,stacking", activate=True)
+    version = ModelVersion.objects.get(label="first")
+    assert result["label"] == "first" and result["active"] is True
+    assert version.status == "ready" and version.is_active
+    assert set(version.candidate_scores) == {"baseline", "mlp", "stacking"}
+    for name, scores in version.candidate_scores.items():
+        assert scores["items_evaluated"] > 0, name
+        assert scores["trim_mae"] is not None and scores["trim_mae"] >= 0, name
+    assert version.selected_estimator in {"baseline", "mlp", "stacking"}
+    assert 0 < version.metrics["process_match"] <= 1
+    # Dataset statistics describe what the model learned from.
+    from erp.data import load_current_routings
+
+    routings = load_current_routings()
+    assert version.total_samples == len(routings)
+    assert version.unique_items == routings["ITEM_CD"].nunique()
+    assert version.unique_processes == routings["JOB_CD"].nunique()
+    assert version.dataset_stats["feature_profile"]
+    # The bundle is on disk under its label with a manifest that pins every file.
+    files = {p.name for p in version.artifact_dir.iterdir()}
+    assert {"manifest.json", "metrics.json", "training_request.json", "feature_weights.json"} <= files
+    version.verify_artifacts()
+    job = TrainingJob.objects.get(model_version=version)
+    assert job.status == "succeeded" and job.progress == 100
+    assert "registered model version first" in job.log
+    assert leftover_dirs() == ["first"]
+
+
+def test_train_with_empty_erp_fails_cleanly(db):
+    with pytest.raises(CommandError, match="no routings"):
+        train_sync(label="nothing")
+    job = TrainingJob.objects.get(label="nothing")
+    assert job.status == "failed" and job.error_code == 1004
+    assert not ModelVersion.objects.exists()
+    assert leftover_dirs() == []
+
+
+def test_failure_while_registering_leaves_no_version_and_no_directory(small_erp, monkeypatch):
+    def broken_create(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(ModelVersion.objects, "create", broken_create)
+    with pytest.raises(CommandError, match="database went away"):
+        train_sync(label="broken", candidates="baseline")
+    assert TrainingJob.objects.get(label="broken").status == "failed"
+    assert not ModelVersion.objects.filter(label="broken").exists()
+    assert leftover_dirs() == []
+
+
+def test_cancellation_is_honoured_between_stages(small_erp, monkeypatch):
+    real_load = pipeline.load_frames
+
+    def load_then_cancel(parameters):
+        frames = real_load(parameters)
+        TrainingJob.objects.filter(label="cancel-me").get().cancel(by=None)  # someone presses Cancel meanwhile
+        return frames
+
+    monkeypatch.setattr(pipeline, "load_frames", load_then_cancel)
+    with pytest.raises(CommandError, match="cancelled"):
+        train_sync(label="cancel-me", candidates="baseline")
+    job = TrainingJob.objects.get(label="cancel-me")
+    assert job.status == "cancelled"
+    assert not ModelVersion.objects.exists() and leftover_dirs() == []
+
+
+def test_queued_job_cancels_at_once_and_finished_job_refuses(db):
+    job = TrainingJob.enqueue(label="queued", run_inline=True)
+    job.cancel()
+    assert job.status == "cancelled"
+    with pytest.raises(Exception, match="cannot be cancelled"):
+        job.cancel()
+
+
+def test_queue_capacity_refuses_the_next_job_with_1003(db, admin_api):
+    for i in range(3):
+        TrainingJob.enqueue(label=f"q{i}", run_inline=True)
+    with pytest.raises(QueueFull) as caught:
+        TrainingJob.enqueue(label="q3", run_inline=True)
+    assert caught.value.code == 1003
+    response = admin_api.post("/api/v1/training/jobs/", {"candidates": ["baseline"]}, format="json")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == 1003
+    assert TrainingJob.objects.count() == 3
+
+
+def test_reaper_fails_a_running_job_whose_heartbeat_stopped(db):
+    job = TrainingJob.enqueue(label="orphan", run_inline=True)
+    assert job.start()
+    stale = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT + 60)
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=stale)
+    leftover = Path(settings.MODEL_ROOT) / ".tmp-orphan-1234"
+    leftover.mkdir()
+    fresh = TrainingJob.enqueue(label="alive", run_inline=True)
+    fresh.start()
+    assert housekeeping() == {"reaped": [job.pk]}
+    job.refresh_from_db()
+    fresh.refresh_from_db()
+    assert job.status == "failed" and "no heartbeat" in job.error
+    assert fresh.status == "running"
+    assert not leftover.exists()
+
+
+def test_api_starts_lists_reads_and_cancels_jobs(admin_api, planner_api, db):
+    created = admin_api.post("/api/v1/training/jobs/", {"candidates": ["mlp"], "sample_size": 100, "label": "api-job"}, format="json")
+    assert created.status_code == 202, created.content
+    body = created.json()
+    assert body["status"] == "queued" and body["trigger"] == "api"
+    assert body["parameters"]["candidates"] == ["baseline", "mlp"]
+    job_id = body["id"]
+    assert planner_api.get("/api/v1/training/jobs/").json()["results"][0]["id"] == job_id
+    assert planner_api.get(f"/api/v1/training/jobs/{job_id}/").json()["label"] == "api-job"
+    assert admin_api.delete(f"/api/v1/training/jobs/{job_id}/").json()["status"] == "cancelled"
+    again = admin_api.post(f"/api/v1/training/jobs/{job_id}/cancel/")
+    assert again.status_code == 409 and "cannot be cancelled" in again.json()["error"]["message"]
+
+
+def test_planner_may_not_start_or_cancel_training(planner_api, db):
+    assert planner_api.post("/api/v1/training/jobs/", {}, format="json").status_code == 403
+    job = TrainingJob.enqueue(label="x", run_inline=True)
+    assert planner_api.post(f"/api/v1/training/jobs/{job.pk}/cancel/").status_code == 403
+
+
+def test_bad_training_request_is_400_naming_the_field(admin_api, db):
+    response = admin_api.post("/api/v1/training/jobs/", {"candidates": ["xgboost"], "sample_size": 3}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()["error"]["details"]) == {"candidates", "sample_size"}
+
+
+@pytest.mark.cluster
+@pytest.mark.django_db(transaction=True)
+def test_job_enqueued_over_http_runs_on_a_real_qcluster(admin_api, tmp_path):
+    call_command("seed_demo_erp", items=SMALL, seed=22, stdout=io.StringIO())
+    response = admin_api.post("/api/v1/training/jobs/", {"candidates": ["baseline"], "label": "from-cluster", "activate": True}, format="json")
+    job_id = response.json()["id"]
+    with qcluster(tmp_path / "qcluster.log"):
+        wait_for(lambda: TrainingJob.objects.get(pk=job_id).is_terminal, timeout=240, message="the cluster to finish the job")
+    job = TrainingJob.objects.get(pk=job_id)
+    assert job.status == "succeeded", job.error + (tmp_path / "qcluster.log").read_text()[-3000:]
+    assert job.task_id
+    assert ModelVersion.objects.get_active().label == "from-cluster"
+
+
+@pytest.mark.cluster
+@pytest.mark.django_db(transaction=True)
+def test_killed_worker_leaves_no_running_job_after_the_reaper(tmp_path, settings):
+    call_command("seed_demo_erp", items=3000, seed=23, stdout=io.StringIO())
+    job = TrainingJob.enqueue(label="killed", parameters={"candidates": ["baseline", "mlp", "stacking"]})
+    with qcluster(tmp_path / "qcluster.log") as process:
+        wait_for(lambda: TrainingJob.objects.get(pk=job.pk).status == "running", timeout=120, message="the job to start")
+        import os
+        import signal
+
+        os.killpg(process.pid, signal.SIGKILL)  # the machine dies mid-training
+        process.wait()
+    stuck = TrainingJob.objects.get(pk=job.pk)
+    assert stuck.status == "running", stuck.log
+    assert TrainingJob.reap_stale(older_than=timedelta(seconds=0)) == [job.pk]
+    job.refresh_from_db()
+    assert job.status == "failed" and "no heartbeat" in job.error
+    assert not ModelVersion.objects.exists()
+    assert not any(Path(settings.MODEL_ROOT).iterdir())

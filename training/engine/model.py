@@ -1,0 +1,513 @@
+"""The fitted model: neighbour index + routing tables + time estimator, with save/load."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import scipy
+import sklearn
+
+from .config import BundleError, EngineConfig
+from .encoding import SMALL_FRAME, ItemEncoder, small_columns
+from .neighbors import NeighborIndex
+from .tables import IndexData, Vocab, ranges
+from .times import MIN_WEIGHT, TimeLookup, TimeModel, lookup_times
+
+BUNDLE_FORMAT = 1
+MANIFEST = "manifest.json"
+MAX_ALTERNATIVES = 3
+
+
+@dataclass
+class RoutingCore:
+    """Everything about a batch of queries except the final run time (shared by all candidates).
+
+    Operations of all queries are flattened: query q owns `op_*[op_offsets[q]:op_offsets[q+1]]`.
+    """
+
+    nbr: np.ndarray
+    sims: np.ndarray
+    win_sig: np.ndarray
+    confidence: np.ndarray
+    alt_sig: np.ndarray
+    alt_support: np.ndarray
+    op_offsets: np.ndarray
+    op_query: np.ndarray
+    op_job: np.ndarray
+    op_res: np.ndarray
+    op_inside: np.ndarray
+    times: TimeLookup
+
+
+@dataclass
+class TimeChoice:
+    """Final times per flattened operation and where they came from."""
+
+    run: np.ndarray
+    setup: np.ndarray
+    source: np.ndarray  # object array of "actuals" / "model" / "standard"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_bundle(directory: str | Path) -> dict[str, Any]:
+    """Check every file of a bundle against its manifest's sha256; return the manifest.
+
+    Raises `BundleError` naming the first missing or corrupt file (or the manifest itself).
+    """
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"model bundle {directory}: {MANIFEST} is missing (incomplete or not a bundle)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"model bundle {directory}: {MANIFEST} is unreadable ({exc})")
+    if manifest.get("bundle_format") != BUNDLE_FORMAT:
+        raise BundleError(f"model bundle {directory}: format {manifest.get('bundle_format')!r} is not {BUNDLE_FORMAT}")
+    for name, info in files.items():
+        path = directory / name
+        if not path.is_file():
+            raise BundleError(f"model bundle {directory}: file {name} is missing")
+        if _sha256(path) != info.get("sha256"):
+            raise BundleError(f"model bundle {directory}: file {name} is corrupt (sha256 differs from {MANIFEST})")
+    return manifest
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that must match for pickled estimators to be trusted."""
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "scipy": scipy.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def _none_if_nan(values: np.ndarray) -> list:
+    return [None if v != v else v for v in values.tolist()]  # v != v is the NaN test
+
+
+class RoutingModel:
+    """Predicts routings and times of items from their most similar indexed items.
+
+    Large arrays (embeddings, routing tables) may be memory-mapped read-only after `load`,
+    so several server processes share one copy of them.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        encoder: ItemEncoder,
+        vocab: Vocab,
+        index: IndexData,
+        neighbors: NeighborIndex,
+        known_codes: np.ndarray,
+        known_index_row: np.ndarray,
+        known_extra_row: np.ndarray,
+        extra_emb: np.ndarray,
+        time_model: TimeModel | None = None,
+        selected: str = "baseline",
+        manifest: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.vocab = vocab
+        self.index = index
+        self.neighbors = neighbors
+        self.known_codes = known_codes
+        self.known_index_row = known_index_row
+        self.known_extra_row = known_extra_row
+        self.extra_emb = extra_emb
+        self.time_model = time_model
+        self.selected = selected
+        self.manifest: dict[str, Any] = manifest or {}
+        self._sig_cache: dict[int, list[str]] = {}
+
+    def __repr__(self) -> str:
+        return f"<RoutingModel {self.selected} items={len(self.known_codes)} indexed={self.index.n_items} dim={self.encoder.dim}>"
+
+    # -- item look-ups -------------------------------------------------------------------
+    def _known_position(self, codes: np.ndarray) -> np.ndarray:
+        """Position of each code in `known_codes`, or -1."""
+        if len(self.known_codes) == 0 or len(codes) == 0:
+            return np.full(len(codes), -1, dtype=np.int64)
+        codes = np.asarray(codes, dtype=str)
+        pos = np.minimum(np.searchsorted(self.known_codes, codes), len(self.known_codes) - 1)
+        return np.where(self.known_codes[pos] == codes, pos, -1)
+
+    def has_item(self, item_cd: str) -> bool:
+        """True if the item was in the training item master (with or without a routing)."""
+        return bool(self._known_position(np.array([str(item_cd)]))[0] >= 0)
+
+    def index_row(self, item_cd: str) -> int:
+        """Row of the item in the neighbour index (items with routings), or -1."""
+        pos = self._known_position(np.array([str(item_cd)]))[0]
+        return int(self.known_index_row[pos]) if pos >= 0 else -1
+
+    def indexed_item_codes(self) -> list[str]:
+        """Codes of the items whose routings the model can propose."""
+        return self.index.item_codes.tolist()
+
+    def signature(self, sig: int) -> list[str]:
+        """Job codes of signature `sig` (cached: signatures repeat across items)."""
+        jobs = self._sig_cache.get(sig)
+        if jobs is None:
+            jobs = self._sig_cache[sig] = self.vocab.signature_jobs(sig)
+        return jobs
+
+    def item_routing(self, item_cd: str) -> list[dict[str, Any]] | None:
+        """The current routing the model holds for an indexed item, with its actual-time medians."""
+        row = self.index_row(item_cd)
+        if row < 0:
+            return None
+        idx, vocab = self.index, self.vocab
+        sl = slice(int(idx.op_offsets[row]), int(idx.op_offsets[row + 1]))
+        jobs = idx.op_job[sl]
+        keys = row * vocab.n_jobs + jobs.astype(np.int64)
+        pos = np.minimum(np.searchsorted(idx.pair_key, keys), max(idx.pair_key.size - 1, 0))
+        return [
+            {
+                "proc_seq": int(seq),
+                "job_cd": str(vocab.job_codes[j]),
+                "job_nm": str(vocab.job_names[j]),
+                "res_cd": str(vocab.res_codes[r]),
+                "inside_flag": "IN" if inside else "OUT",
+                "setup_minutes": None if np.isnan(s) else float(s),
+                "run_minutes_per_unit": None if np.isnan(u) else float(u),
+                "actual_run_median": None if np.isnan(idx.pair_run_med[p]) else float(idx.pair_run_med[p]),
+                "actual_count": int(idx.pair_count[p]),
+            }
+            for seq, j, r, inside, s, u, p in zip(
+                idx.op_seq[sl], jobs, idx.op_res[sl], idx.op_inside[sl], idx.op_setup[sl], idx.op_run[sl], pos, strict=True
+            )
+        ]
+
+    # -- embedding of queries ---------------------------------------------------------------
+    def embed(self, items: pd.DataFrame | dict[str, list]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        """Embedding, index row of the item itself (-1 if not indexed) and code of each query row.
+
+        A row that names a known item and carries no attribute at all uses the item's stored
+        embedding; otherwise the given attributes are encoded (a described item wins).
+        `items` is a DataFrame or, for a few rows, a dict of column lists.
+        """
+        if isinstance(items, pd.DataFrame) and len(items) <= SMALL_FRAME:
+            items = small_columns(items)
+        if isinstance(items, dict):
+            m = max((len(v) for v in items.values()), default=0)
+            raw = items.get("ITEM_CD")
+        else:
+            m = len(items)
+            raw = items["ITEM_CD"].tolist() if "ITEM_CD" in items.columns else None
+        codes = [None if v is None or v is pd.NA or v != v else str(v) for v in raw] if raw is not None else [None] * m
+        pos = self._known_position(np.array([c if c is not None else "" for c in codes], dtype=str)) if m else np.zeros(0, np.int64)
+        pos = np.where(np.array([c is not None for c in codes], dtype=bool), pos, -1) if m else pos
+        self_rows = np.where(pos >= 0, self.known_index_row[np.maximum(pos, 0)], -1).astype(np.int64)
+        cols, data = self.encoder.encode_columns(items)
+        has_attrs = (cols != self.encoder.missing_columns()[None, :]).any(axis=1)
+        stored = (pos >= 0) & ~has_attrs
+        if stored.any():
+            emb = np.empty((m, self.encoder.dim), dtype=np.float32)
+            if (~stored).any():
+                emb[~stored] = self.encoder.project(cols[~stored], data[~stored])
+            p = pos[stored]
+            in_index = self.known_index_row[p] >= 0
+            block = np.empty((p.size, self.encoder.dim), dtype=np.float32)
+            block[in_index] = self.neighbors.vectors(self.known_index_row[p[in_index]])
+            block[~in_index] = self.extra_emb[self.known_extra_row[p[~in_index]]]
+            emb[stored] = block
+        else:
+            emb = self.encoder.project(cols, data)
+        return emb, self_rows, codes
+
+    # -- the routing part -----------------------------------------------------------------
+    def route(self, emb: np.ndarray, exclude_rows: np.ndarray | None, k: int) -> RoutingCore:
+        """Neighbours, signature vote, per-operation work centre / flag vote and time look-ups."""
+        nbr, sims = self.neighbors.search(emb, k, exclude_rows)
+        m, kk = nbr.shape
+        vocab, idx = self.vocab, self.index
+        n_sig = max(len(vocab.sig_offsets) - 1, 1)
+        win = np.full(m, -1, dtype=np.int64)
+        conf = np.zeros(m)
+        alt_sig = np.full((m, MAX_ALTERNATIVES), -1, dtype=np.int64)
+        alt_support = np.zeros((m, MAX_ALTERNATIVES))
+        w = np.maximum(sims, MIN_WEIGHT).astype(np.float64)
+        sig = idx.item_sig[nbr].astype(np.int64)
+        if kk:
+            q = np.repeat(np.arange(m), kk)
+            uniq, inv = np.unique(q * n_sig + sig.ravel(), return_inverse=True)
+            support = np.bincount(inv.ravel(), weights=w.ravel())
+            uq, us = uniq // n_sig, uniq % n_sig
+            order = np.lexsort((us, -support, uq))  # per query: support desc, then sig id for determinism
+            uq, us, support = uq[order], us[order], support[order]
+            counts = np.bincount(uq, minlength=m)
+            rank = np.arange(uq.size) - (np.cumsum(counts) - counts)[uq]
+            share = support / np.bincount(q, weights=w.ravel(), minlength=m)[uq]
+            first = rank == 0
+            win[uq[first]] = us[first]
+            conf[uq[first]] = share[first]
+            alt = (rank >= 1) & (rank <= MAX_ALTERNATIVES)
+            alt_sig[uq[alt], rank[alt] - 1] = us[alt]
+            alt_support[uq[alt], rank[alt] - 1] = share[alt]
+
+        sig_len = np.diff(vocab.sig_offsets)
+        lengths = np.where(win >= 0, sig_len[np.maximum(win, 0)], 0) if len(sig_len) else np.zeros(m, np.int64)
+        op_offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        op_query = np.repeat(np.arange(m), lengths)
+        pos = np.arange(op_query.size) - op_offsets[op_query]
+        op_job = vocab.sig_jobs[vocab.sig_offsets[win[op_query]] + pos].astype(np.int64) if op_query.size else np.zeros(0, np.int64)
+
+        # Work centre and in-house flag: weighted vote of the neighbours that share the winning
+        # signature, position by position (their operations line up one to one).
+        n_ops = op_query.size
+        op_res = np.zeros(n_ops, dtype=np.int64)
+        op_inside = np.ones(n_ops, dtype=bool)
+        if n_ops:
+            mq, mj = np.nonzero(sig == win[:, None])
+            mrow = nbr[mq, mj]
+            mlen = lengths[mq]
+            src = ranges(idx.op_offsets[mrow], mlen)
+            grp = ranges(op_offsets[mq], mlen)
+            wexp = np.repeat(w[mq, mj], mlen)
+            res = idx.op_res[src].astype(np.int64)
+            n_res = max(len(vocab.res_codes), 1)
+            uniq, inv = np.unique(grp * n_res + res, return_inverse=True)
+            support = np.bincount(inv.ravel(), weights=wexp)
+            ug, ur = uniq // n_res, uniq % n_res
+            order = np.lexsort((ur, -support, ug))
+            ug, ur = ug[order], ur[order]
+            first = np.concatenate(([True], ug[1:] != ug[:-1]))
+            op_res[ug[first]] = ur[first]
+            inside_w = np.bincount(grp, weights=wexp * idx.op_inside[src], minlength=n_ops)
+            op_inside = inside_w >= 0.5 * np.bincount(grp, weights=wexp, minlength=n_ops)
+
+        times = lookup_times(idx, vocab.n_jobs, nbr, sims, op_query, op_job)
+        return RoutingCore(nbr, sims, win, conf, alt_sig, alt_support, op_offsets, op_query, op_job, op_res, op_inside, times)
+
+    # -- the time part ----------------------------------------------------------------------
+    def choose_times(self, core: RoutingCore, emb: np.ndarray, time_model: TimeModel | None) -> TimeChoice:
+        """Run/setup minutes per operation: the estimator if one is given, else neighbours' actuals, else standard."""
+        t = core.times
+        has_actuals = np.isfinite(t.base_run)
+        setup = np.where(np.isfinite(t.base_setup), t.base_setup, t.std_setup)
+        if time_model is not None:
+            run = time_model.predict_run(emb[core.op_query], core.op_job, core.op_res, t.base_run, t.std_run)
+            source = np.full(run.size, "model", dtype=object)
+        else:
+            run = np.where(has_actuals, t.base_run, t.std_run)
+            source = np.where(has_actuals, "actuals", "standard").astype(object)
+        return TimeChoice(run=run, setup=setup, source=source)
+
+    # -- output ---------------------------------------------------------------------------------
+    def to_dicts(self, core: RoutingCore, codes: list[str | None], choice: TimeChoice, with_similar: bool = True) -> list[dict[str, Any]]:
+        """The public prediction records (plain Python types, JSON-ready)."""
+        # Tens of thousands of small dicts and lists: the cyclic GC would otherwise run
+        # repeatedly while they are built (and find nothing to free).
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._to_dicts(core, codes, choice, with_similar)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _to_dicts(self, core: RoutingCore, codes: list[str | None], choice: TimeChoice, with_similar: bool) -> list[dict[str, Any]]:
+        vocab, t = self.vocab, core.times
+        job = vocab.job_codes[core.op_job].tolist()
+        job_nm = vocab.job_names[core.op_job].tolist()
+        res = vocab.res_codes[core.op_res].tolist() if len(vocab.res_codes) else [""] * core.op_job.size
+        inside = np.where(core.op_inside, "IN", "OUT").tolist()
+        run = _none_if_nan(choice.run)
+        setup = _none_if_nan(choice.setup)
+        run_p10 = _none_if_nan(choice.run * t.run_p10_ratio)
+        run_p90 = _none_if_nan(choice.run * t.run_p90_ratio)
+        setup_p10 = _none_if_nan(choice.setup * t.setup_p10_ratio)
+        setup_p90 = _none_if_nan(choice.setup * t.setup_p90_ratio)
+        source = choice.source.tolist()
+        count = t.sample_count.tolist()
+        offsets = core.op_offsets.tolist()
+        conf = core.confidence.tolist()
+        win = core.win_sig.tolist()
+        alt_sig = core.alt_sig.tolist()
+        alt_support = core.alt_support.tolist()
+        if with_similar:
+            nb_codes = self.index.item_codes[core.nbr].tolist()
+            nb_sims = core.sims.tolist()
+            nb_sig = self.index.item_sig[core.nbr].tolist()
+        out = []
+        for q, code in enumerate(codes):
+            lo, hi = offsets[q], offsets[q + 1]
+            ops = [
+                {
+                    "proc_seq": 10 * (i - lo + 1),
+                    "job_cd": job[i],
+                    "job_nm": job_nm[i],
+                    "res_cd": res[i],
+                    "inside_flag": inside[i],
+                    "setup_minutes": setup[i],
+                    "run_minutes_per_unit": run[i],
+                    "time_source": source[i],
+                    "run_p10": run_p10[i],
+                    "run_p90": run_p90[i],
+                    "setup_p10": setup_p10[i],
+                    "setup_p90": setup_p90[i],
+                    "sample_count": count[i],
+                }
+                for i in range(lo, hi)
+            ]
+            record = {
+                "item_cd": code,
+                "signature": list(self.signature(win[q])) if win[q] >= 0 else [],
+                "confidence": conf[q],
+                "operations": ops,
+                "alternatives": [
+                    {"signature": list(self.signature(s)), "support": sup}
+                    for s, sup in zip(alt_sig[q], alt_support[q], strict=True)
+                    if s >= 0
+                ],
+            }
+            if with_similar:
+                record["similar_items"] = [
+                    {"item_cd": c, "similarity": s, "signature": list(self.signature(g))}
+                    for c, s, g in zip(nb_codes[q], nb_sims[q], nb_sig[q], strict=True)
+                ]
+            else:
+                record["similar_items"] = []
+            out.append(record)
+        return out
+
+    def predict(
+        self, items: pd.DataFrame | list[dict[str, Any]], top_k: int | None = None, exclude_self: bool = True
+    ) -> list[dict[str, Any]]:
+        """Predicted routing of every row of `items`, in order.
+
+        `items` holds any subset of the item columns (a row may describe a new item by a few
+        attributes, or name a known item by `ITEM_CD` alone); a list of dicts (records) is
+        accepted too and is the fastest input for a few items. With `exclude_self` an
+        indexed item never counts as its own neighbour.
+        """
+        if isinstance(items, list):
+            # Records (list of dicts): a few go straight to the per-value encoder.
+            names = {"ITEM_CD", *(f.name for f in self.config.active_features)}
+            items = {name: [r.get(name) for r in items] for name in names} if len(items) <= SMALL_FRAME else pd.DataFrame(items)
+        elif not isinstance(items, (pd.DataFrame, dict)):
+            items = pd.DataFrame(items)
+        k = int(top_k or self.config.top_k)
+        emb, self_rows, codes = self.embed(items)
+        core = self.route(emb, self_rows if exclude_self else None, k)
+        return self.to_dicts(core, codes, self.choose_times(core, emb, self.time_model))
+
+    # -- persistence ------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"nn_{name}": arr for name, arr in self.neighbors.arrays().items()}
+        arrays.update(
+            {
+                "extra_emb": self.extra_emb,
+                "known_codes": self.known_codes,
+                "known_index_row": self.known_index_row,
+                "known_extra_row": self.known_extra_row,
+            }
+        )
+        arrays.update({f"vocab_{f.name}": getattr(self.vocab, f.name) for f in fields(self.vocab)})
+        arrays.update({f"index_{name}": arr for name, arr in self.index.arrays().items()})
+        return arrays
+
+    def save(self, directory: str | Path) -> dict[str, Any]:
+        """Write the bundle into `directory`, manifest last; returns the manifest.
+
+        Arrays go to .npy (memory-mappable), the encoder and the estimator to joblib.
+        `manifest.json` lists the sha256 of every other file, so a reader can tell a complete
+        bundle from a half-written or corrupted one.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        written: list[str] = []
+        for name, arr in self._arrays().items():
+            np.save(directory / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+            written.append(f"{name}.npy")
+        joblib.dump(self.encoder, directory / "encoder.joblib")
+        written.append("encoder.joblib")
+        if self.time_model is not None:
+            joblib.dump(self.time_model, directory / "time_model.joblib")
+            written.append("time_model.joblib")
+        # The admin-facing copy of the weights (DESIGN: artifacts include feature_weights.json).
+        (directory / "feature_weights.json").write_text(json.dumps(self.config.feature_weights(), indent=2))
+        written.append("feature_weights.json")
+        meta = {"selected": self.selected, "config": self.config.to_dict()}
+        (directory / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        written.append("model.json")
+        manifest = {k: v for k, v in self.manifest.items() if k not in ("files", "libraries", "bundle_format")}
+        manifest.update(
+            bundle_format=BUNDLE_FORMAT,
+            created_at=manifest.get("created_at") or datetime.now(UTC).isoformat(),
+            selected=self.selected,
+            config=self.config.to_dict(),
+            feature_weights=self.config.feature_weights(),
+            items_indexed=int(self.index.n_items),
+            items_known=int(len(self.known_codes)),
+            embedding_dim=int(self.encoder.dim),
+            libraries=library_versions(),
+            files={name: {"sha256": _sha256(directory / name), "bytes": (directory / name).stat().st_size} for name in sorted(written)},
+        )
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        self.manifest = manifest
+        return manifest
+
+    @classmethod
+    def load(cls, directory: str | Path, mmap: bool = True) -> RoutingModel:
+        """Load a bundle after checking every file against the manifest's sha256.
+
+        Raises `BundleError` naming the first missing or corrupt file. With `mmap` the large
+        arrays are memory-mapped read-only instead of read into memory.
+        """
+        directory = Path(directory)
+        manifest = verify_bundle(directory)
+        files = manifest["files"]
+        try:
+            # Plain ndarray views of the maps: same shared pages, without np.memmap's
+            # per-slice overhead (thousands of slices per batch prediction).
+            arrays = {
+                name[: -len(".npy")]: np.load(directory / name, mmap_mode="r" if mmap else None, allow_pickle=False).view(np.ndarray)
+                for name in files
+                if name.endswith(".npy")
+            }
+            encoder = joblib.load(directory / "encoder.joblib")
+            time_model = joblib.load(directory / "time_model.joblib") if "time_model.joblib" in files else None
+            meta = json.loads((directory / "model.json").read_text())
+            vocab = Vocab(**{f.name: arrays[f"vocab_{f.name}"] for f in fields(Vocab)})
+            index = IndexData(**{f.name: arrays[f"index_{f.name}"] for f in fields(IndexData)})
+        except (KeyError, ValueError, OSError, EOFError) as exc:
+            raise BundleError(f"model bundle {directory}: cannot be read ({exc})")
+        return cls(
+            config=EngineConfig.from_dict(meta["config"]),
+            encoder=encoder,
+            vocab=vocab,
+            index=index,
+            neighbors=NeighborIndex(**{name: arrays[f"nn_{name}"] for name in ("emb", "rows", "pos", "offsets", "centroids", "theta")}),
+            known_codes=arrays["known_codes"],
+            known_index_row=arrays["known_index_row"],
+            known_extra_row=arrays["known_extra_row"],
+            extra_emb=arrays["extra_emb"],
+            time_model=time_model,
+            selected=meta["selected"],
+            manifest=manifest,
+        )

@@ -1,0 +1,303 @@
+"""`train`: fit the encoder and index, score the time candidates on held-out items, refit.
+
+Selection is honest: the held-out items are chosen among items that have a routing and
+actual times; the neighbour index and every time estimator are fitted without them; they
+are predicted as new items, and only then scored with `metrics.evaluate`. A learned
+candidate replaces the baseline only if it beats it by `min_improvement_pct` on the
+trimmed run-time MAE. The chosen setup is then refitted on all items.
+
+The encoder (one-hot vocabularies, scalers, SVD) is fitted once on the whole item master:
+it sees item attributes only, never a routing or a time, and the served model must know
+every item's embedding anyway.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+
+from . import metrics
+from .config import EngineConfig
+from .encoding import ItemEncoder
+from .model import RoutingModel
+from .neighbors import NeighborIndex
+from .tables import IndexData, Vocab, as_code_array, build_tables, ranges
+from .times import TimeFeatures, TimeModel, lookup_times, make_estimator, single_thread
+
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], None]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced; `metrics` are the held-out metrics of the selected setup."""
+
+    model: RoutingModel
+    selected: str
+    metrics: dict[str, Any]
+    candidate_scores: dict[str, dict[str, Any]]
+    dataset_stats: dict[str, Any]
+    duration_seconds: float
+    training_cutoff: str | None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    holdout_items: list[str] = field(default_factory=list)
+
+
+class _Stages:
+    """Progress reporting, cancellation points and per-stage timing in one place."""
+
+    def __init__(self, progress: ProgressFn | None, check_cancel: CancelFn | None) -> None:
+        self.progress = progress
+        self.check_cancel = check_cancel
+        self.seconds: dict[str, float] = {}
+        self._name: str | None = None
+        self._t0 = time.perf_counter()
+        self.started = self._t0
+
+    def __call__(self, percent: float, name: str) -> None:
+        self._close()
+        if self.check_cancel is not None:
+            self.check_cancel()
+        if self.progress is not None:
+            self.progress(float(percent), name)
+        self._name, self._t0 = name, time.perf_counter()
+
+    def _close(self) -> None:
+        if self._name is not None:
+            self.seconds[self._name] = self.seconds.get(self._name, 0.0) + time.perf_counter() - self._t0
+            self._name = None
+
+    def finish(self) -> float:
+        self._close()
+        if self.progress is not None:
+            self.progress(100.0, "done")
+        return time.perf_counter() - self.started
+
+
+def build_model(
+    config: EngineConfig,
+    encoder: ItemEncoder,
+    vocab: Vocab,
+    index: IndexData,
+    neighbors: NeighborIndex,
+    known_codes: np.ndarray,
+    known_emb: np.ndarray,
+) -> RoutingModel:
+    """A baseline RoutingModel whose neighbour index holds exactly the items of `index`."""
+    index_pos = np.searchsorted(known_codes, index.item_codes)
+    known_index_row = np.full(len(known_codes), -1, dtype=np.int64)
+    known_index_row[index_pos] = np.arange(index_pos.size)
+    extra = np.flatnonzero(known_index_row < 0)
+    known_extra_row = np.full(len(known_codes), -1, dtype=np.int64)
+    known_extra_row[extra] = np.arange(extra.size)
+    return RoutingModel(
+        config=config,
+        encoder=encoder,
+        vocab=vocab,
+        index=index,
+        neighbors=neighbors,
+        known_codes=known_codes,
+        known_index_row=known_index_row,
+        known_extra_row=known_extra_row,
+        extra_emb=np.ascontiguousarray(known_emb[extra]),
+    )
+
+
+def fit_time_model(model: RoutingModel, name: str, rng: np.random.Generator) -> TimeModel | None:
+    """Fit estimator `name` on (item, JOB_CD) rows of the model's indexed items.
+
+    Whole items are sampled until `max_time_rows` rows are reached, so that one neighbour
+    search per sampled item suffices. The baseline feature of a row comes from the item's
+    neighbours *without* the item itself: the same situation as a new item at predict time.
+    """
+    cfg = model.config
+    idx, n_jobs = model.index, model.vocab.n_jobs
+    pair_item = idx.pair_key // n_jobs
+    usable = (idx.pair_count > 0) & np.isfinite(idx.pair_run_med)
+    per_item = np.bincount(pair_item[usable], minlength=idx.n_items)
+    candidates = np.flatnonzero(per_item)
+    if candidates.size < 2:
+        return None
+    shuffled = rng.permutation(candidates)
+    n_take = int(np.searchsorted(np.cumsum(per_item[shuffled]), cfg.max_time_rows)) + 1
+    chosen = np.sort(shuffled[:n_take])
+    local = np.full(idx.n_items, -1, dtype=np.int64)
+    local[chosen] = np.arange(chosen.size)
+    rows = np.flatnonzero(usable & (local[pair_item] >= 0))
+    emb = model.neighbors.vectors(chosen)
+    nbr, sims = model.neighbors.search(emb, cfg.top_k, exclude=chosen)
+    op_query = local[pair_item[rows]]
+    op_job = idx.pair_key[rows] % n_jobs
+    op_res = np.asarray(idx.pair_res[rows], dtype=np.int64)
+    t = lookup_times(idx, n_jobs, nbr, sims, op_query, op_job)
+    features = TimeFeatures(
+        dim=emb.shape[1],
+        job_counts=np.bincount(idx.op_job, minlength=n_jobs),
+        res_counts=np.bincount(idx.op_res, minlength=len(model.vocab.res_codes)),
+    )
+    x = features.build(emb[op_query], op_job, op_res, t.base_run, t.std_run)
+    y = np.log1p(np.asarray(idx.pair_run_med[rows], dtype=np.float64))
+    estimator = make_estimator(name, features, cfg.seed, n_rows=len(y))
+    with single_thread(), warnings.catch_warnings():
+        # Iterations are capped on purpose (training time); the early-stopped fit is good enough.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(x, y)
+    return TimeModel(name=name, features=features, estimator=estimator)
+
+
+def _prepare_items(items: pd.DataFrame) -> pd.DataFrame:
+    if "ITEM_CD" not in items.columns:
+        raise ValueError("items frame lacks column ITEM_CD")
+    codes = items["ITEM_CD"]
+    keep = codes.notna().to_numpy()
+    frame = items.loc[keep].copy()
+    frame["ITEM_CD"] = frame["ITEM_CD"].astype(str)
+    frame = frame.drop_duplicates("ITEM_CD").sort_values("ITEM_CD", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def _routing_lists(vocab: Vocab, idx: IndexData, rows: np.ndarray) -> dict[str, list[str]]:
+    """{item_cd: current JOB_CD sequence} of index rows (for scoring)."""
+    lengths = np.diff(idx.op_offsets)[rows]
+    jobs = vocab.job_codes[idx.op_job[ranges(idx.op_offsets[rows], lengths)]].tolist()
+    bounds = np.concatenate(([0], np.cumsum(lengths))).tolist()
+    codes = idx.item_codes[rows].tolist()
+    return {code: jobs[bounds[i] : bounds[i + 1]] for i, code in enumerate(codes)}
+
+
+def select_candidate(scores: dict[str, dict[str, Any]], min_improvement_pct: float) -> str:
+    """The candidate with the best trim_mae among those at least `min_improvement_pct` % better than baseline."""
+    base = scores.get("baseline", {}).get("trim_mae")
+    if base is None:
+        return "baseline"
+    best, best_value = "baseline", base
+    limit = base * (1.0 - min_improvement_pct / 100.0)
+    for name, score in scores.items():
+        value = score.get("trim_mae")
+        if name != "baseline" and value is not None and value <= limit and value < best_value:
+            best, best_value = name, value
+    return best
+
+
+def train(
+    items: pd.DataFrame,
+    routings: pd.DataFrame,
+    actuals: pd.DataFrame,
+    config: EngineConfig | None = None,
+    progress: ProgressFn | None = None,
+    check_cancel: CancelFn | None = None,
+) -> TrainResult:
+    """Train a model version. `progress(percent, stage)` reports; `check_cancel()` may raise TrainingCancelled."""
+    cfg = config or EngineConfig()
+    stage = _Stages(progress, check_cancel)
+    rng = np.random.default_rng(cfg.seed)
+
+    stage(1, "preparing data")
+    frame = _prepare_items(items)
+    known_codes = as_code_array(frame["ITEM_CD"])
+
+    stage(5, "encoding items")
+    encoder = ItemEncoder(cfg).fit(frame)
+    encoded = encoder.encode(frame)
+
+    stage(15, "embedding items")
+    known_emb = encoder.fit_embedding(encoded)
+    del encoded
+
+    stage(25, "building routing tables")
+    vocab, full = build_tables(known_codes, routings, actuals)
+    if full.n_items == 0:
+        raise ValueError("no item of the item master has a routing: there is nothing to learn from")
+
+    stage(35, "clustering the neighbour index")
+    full_neighbors = NeighborIndex.build(known_emb[np.searchsorted(known_codes, full.item_codes)], seed=cfg.seed)
+
+    stage(40, "choosing held-out items")
+    pair_item = full.pair_key // max(vocab.n_jobs, 1)
+    with_actuals = np.unique(pair_item[full.pair_count > 0])
+    n_hold = min(cfg.max_holdout_items, int(round(cfg.holdout_share * with_actuals.size)))
+    if with_actuals.size < 10:
+        n_hold = 0  # too few items to hold any out and still learn something
+    holdout_rows = np.sort(rng.choice(with_actuals, size=n_hold, replace=False)) if n_hold else np.zeros(0, np.int64)
+    holdout_codes = full.item_codes[holdout_rows].tolist()
+
+    scores: dict[str, dict[str, Any]] = {}
+    if n_hold:
+        stage(45, "fitting the index without held-out items")
+        train_rows = np.setdiff1d(np.arange(full.n_items), holdout_rows)
+        scoring_model = build_model(
+            cfg, encoder, vocab, full.subset(train_rows, vocab.n_jobs), full_neighbors.subset(train_rows), known_codes, known_emb
+        )
+        query_emb = full_neighbors.vectors(holdout_rows)
+        core = scoring_model.route(query_emb, None, cfg.top_k)
+        actual_routings = _routing_lists(vocab, full, holdout_rows)
+        actual_cols = [c for c in ("ITEM_CD", "JOB_CD", "RUN_MINUTES_PER_UNIT", "SETUP_MINUTES") if c in actuals.columns]
+        holdout_actuals = actuals.loc[actuals["ITEM_CD"].astype(str).isin(set(holdout_codes)), actual_cols]
+
+        def score(time_model: TimeModel | None) -> dict[str, Any]:
+            choice = scoring_model.choose_times(core, query_emb, time_model)
+            predictions = scoring_model.to_dicts(core, holdout_codes, choice, with_similar=False)
+            return metrics.evaluate(predictions, actual_routings, holdout_actuals)
+
+        stage(50, "scoring baseline")
+        scores["baseline"] = score(None)
+        learned = [c for c in cfg.candidates if c != "baseline"]
+        for i, name in enumerate(learned):
+            stage(55 + 25 * i / max(len(learned), 1), f"fitting and scoring {name}")
+            time_model = fit_time_model(scoring_model, name, rng)
+            if time_model is not None:
+                scores[name] = score(time_model)
+        del scoring_model, core
+
+    selected = select_candidate(scores, cfg.min_improvement_pct)
+
+    stage(82, "fitting the final index on all items")
+    model = build_model(cfg, encoder, vocab, full, full_neighbors, known_codes, known_emb)
+    if selected != "baseline":
+        stage(88, f"refitting {selected} on all items")
+        model.time_model = fit_time_model(model, selected, rng)
+        model.selected = selected if model.time_model is not None else "baseline"
+
+    stage(97, "summarising")
+    cutoff = None
+    if "REPORT_DT" in actuals.columns and len(actuals):
+        latest = pd.to_datetime(actuals["REPORT_DT"], errors="coerce").max()
+        cutoff = None if pd.isna(latest) else latest.isoformat()
+    stats = {
+        "total_samples": int(len(routings)),
+        "unique_items": int(routings["ITEM_CD"].nunique()) if len(routings) else 0,
+        "unique_processes": int(routings["JOB_CD"].nunique()) if len(routings) else 0,
+        "items_in_master": int(len(known_codes)),
+        "items_indexed": int(full.n_items),
+        "items_with_actuals": int(with_actuals.size),
+        "actual_rows": int(len(actuals)),
+        "holdout_items": int(n_hold),
+    }
+    duration = stage.finish()
+    result_metrics = scores.get(model.selected, {})
+    model.manifest.update(
+        selected=model.selected,
+        metrics=result_metrics,
+        candidate_scores=scores,
+        dataset_stats=stats,
+        training_cutoff=cutoff,
+        duration_seconds=round(duration, 3),
+    )
+    return TrainResult(
+        model=model,
+        selected=model.selected,
+        metrics=result_metrics,
+        candidate_scores=scores,
+        dataset_stats=stats,
+        duration_seconds=duration,
+        training_cutoff=cutoff,
+        stage_seconds=dict(stage.seconds),
+        holdout_items=holdout_codes,
+    )

@@ -1,0 +1,313 @@
+"""Routing and time tables of the indexed items, precomputed at fit time.
+
+Prediction must be array look-ups only, so everything per item and per (item, JOB_CD) is
+flattened here into numpy arrays with offsets (CSR style):
+
+- per indexed item: its signature id and its operations `op_*[op_offsets[i]:op_offsets[i+1]]`;
+- per signature (distinct ordered JOB_CD sequence): its job codes `sig_jobs[sig_offsets[s]:...]`;
+- per (item, JOB_CD) pair, keyed by `item_row * n_jobs + job` and sorted: the standard times
+  of the current routing and the quantiles of the item's actual work-result times.
+
+Every array is a plain ndarray so that the bundle stores it as .npy and `load` can
+memory-map it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+ROUTING_COLUMNS = ("ITEM_CD", "PROC_SEQ", "JOB_CD", "JOB_NM", "RES_CD", "INSIDE_FLAG", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT")
+ACTUAL_COLUMNS = ("ITEM_CD", "JOB_CD", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT")
+
+
+def as_code_array(values: pd.Series | np.ndarray | list) -> np.ndarray:
+    """Codes as a fixed-width numpy unicode array (memory-mappable, searchable)."""
+    arr = np.asarray(pd.Series(values, dtype="object").fillna("").astype(str).to_numpy(), dtype=str)
+    return arr if arr.dtype.itemsize else arr.astype("<U1")
+
+
+def factorize_sorted(values: pd.Series, missing: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """(codes, sorted distinct strings): a hash factorize, then only the distinct values are sorted.
+
+    Sorting 1.6 M strings (np.unique) costs seconds; this costs a hash pass. Missing values
+    become `missing`, and surrounding blanks are stripped (ERP codes are often padded).
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    cleaned = np.array([str(u).strip() for u in uniques] + [missing], dtype=object)
+    distinct, remap = np.unique(cleaned.astype(str), return_inverse=True)
+    return remap[codes].astype(np.int64), distinct  # code -1 → the appended `missing`
+
+
+def group_quantiles(groups: np.ndarray, values: np.ndarray, n_groups: int, qs: tuple[float, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per-group count and linear-interpolated quantiles of the finite, non-negative values.
+
+    Group and value are packed into one int64 (group in the high 32 bits, the float32 bit
+    pattern in the low 32 — for non-negative floats the bit order is the numeric order), so
+    one integer sort replaces a lexsort: ~10x faster on millions of rows.
+    """
+    valid = np.isfinite(values) & (values >= 0)
+    g = groups[valid].astype(np.int64)
+    bits = values[valid].astype(np.float32).view(np.uint32).astype(np.int64)
+    packed = np.sort((g << 32) | bits)
+    v = (packed & 0xFFFFFFFF).astype(np.uint32).view(np.float32).astype(np.float64)
+    counts = np.bincount(g, minlength=n_groups)
+    starts = np.cumsum(counts) - counts
+    has = counts > 0
+    out = []
+    for q in qs:
+        pos = starts + q * np.maximum(counts - 1, 0)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.ceil(pos).astype(np.int64)
+        frac = pos - lo
+        res = np.full(n_groups, np.nan, dtype=np.float64)
+        res[has] = v[lo[has]] + (v[hi[has]] - v[lo[has]]) * frac[has]
+        out.append(res)
+    return counts, out
+
+
+def weighted_trimmed_mean(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n_groups: int, trim: float = 0.1) -> np.ndarray:
+    """Per group, drop `floor(trim * n)` values at each end, then the weighted mean of the rest.
+
+    The cut matches `scipy.stats.trim_mean`; groups without values get NaN. `values` must
+    be >= 0 (times).
+    """
+    # One int64 argsort on (group << 32 | float32 bits) instead of a lexsort: the values
+    # here are times (>= 0), whose float bit patterns sort like the numbers.
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.int64)
+    order = np.argsort((np.asarray(groups, dtype=np.int64) << 32) | bits, kind="stable")
+    g, v, w = groups[order], values[order], weights[order]
+    counts = np.bincount(g, minlength=n_groups)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(g.size) - starts[g]
+    cut = np.floor(trim * counts).astype(np.int64)[g]
+    keep = (rank >= cut) & (rank < counts[g] - cut)
+    num = np.bincount(g[keep], weights=(w * v)[keep], minlength=n_groups)
+    den = np.bincount(g[keep], weights=w[keep], minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of `arange(s, s + l)` for every (s, l), without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, lengths) + np.arange(total, dtype=np.int64)
+
+
+@dataclass
+class Vocab:
+    """Code tables shared by all indexed items (job, work centre, signature)."""
+
+    job_codes: np.ndarray
+    job_names: np.ndarray
+    res_codes: np.ndarray
+    sig_offsets: np.ndarray
+    sig_jobs: np.ndarray
+
+    @property
+    def n_jobs(self) -> int:
+        return len(self.job_codes)
+
+    def signature_jobs(self, sig: int) -> list[str]:
+        """Job codes of one signature."""
+        return self.job_codes[self.sig_jobs[self.sig_offsets[sig] : self.sig_offsets[sig + 1]]].tolist()
+
+
+@dataclass
+class IndexData:
+    """Per indexed item and per (item, JOB_CD) arrays; row i is `item_codes[i]`."""
+
+    item_codes: np.ndarray
+    item_sig: np.ndarray
+    op_offsets: np.ndarray
+    op_seq: np.ndarray
+    op_job: np.ndarray
+    op_res: np.ndarray
+    op_inside: np.ndarray
+    op_setup: np.ndarray
+    op_run: np.ndarray
+    pair_key: np.ndarray
+    pair_res: np.ndarray
+    pair_std_setup: np.ndarray
+    pair_std_run: np.ndarray
+    pair_count: np.ndarray
+    pair_run_med: np.ndarray
+    pair_run_p10: np.ndarray
+    pair_run_p90: np.ndarray
+    pair_setup_med: np.ndarray
+    pair_setup_p10: np.ndarray
+    pair_setup_p90: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_codes)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def subset(self, rows: np.ndarray, n_jobs: int) -> IndexData:
+        """The same tables restricted to `rows` (ascending), renumbered 0..len(rows)-1."""
+        rows = np.asarray(rows, dtype=np.int64)
+        new_row = np.full(self.n_items, -1, dtype=np.int64)
+        new_row[rows] = np.arange(rows.size)
+        lengths = np.diff(self.op_offsets)[rows]
+        op_take = ranges(self.op_offsets[rows], lengths)
+        pair_item = self.pair_key // n_jobs
+        keep = new_row[pair_item] >= 0
+        # new_row is increasing on the kept rows, so the new keys stay sorted.
+        new_key = new_row[pair_item[keep]] * n_jobs + self.pair_key[keep] % n_jobs
+        data = {
+            "item_codes": self.item_codes[rows],
+            "item_sig": self.item_sig[rows],
+            "op_offsets": np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+            "pair_key": new_key,
+        }
+        for f in fields(self):
+            if f.name.startswith("op_") and f.name != "op_offsets":
+                data[f.name] = getattr(self, f.name)[op_take]
+            elif f.name.startswith("pair_") and f.name != "pair_key":
+                data[f.name] = getattr(self, f.name)[keep]
+        return IndexData(**data)
+
+
+def _signature_ids(op_offsets: np.ndarray, op_job: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signature id per item plus the signature table (offsets, jobs), vectorised.
+
+    Each job sequence is hashed (64-bit, position-dependent multipliers); the table is then
+    checked against every item's sequence, and on the (astronomically unlikely) collision
+    the exact but slower grouping by tuples is used instead.
+    """
+    n = len(op_offsets) - 1
+    lengths = np.diff(op_offsets)
+    max_len = int(lengths.max()) if n else 0
+    mult = np.random.default_rng(20240601).integers(1, 2**63 - 1, size=max(max_len, 1), dtype=np.int64).astype(np.uint64) | np.uint64(1)
+    pos = np.arange(op_job.size) - np.repeat(op_offsets[:-1], lengths)
+    with np.errstate(over="ignore"):
+        terms = (op_job.astype(np.uint64) + np.uint64(1)) * mult[pos]
+        hashes = np.zeros(n, dtype=np.uint64)
+        nonempty = lengths > 0
+        hashes[nonempty] = np.add.reduceat(terms, op_offsets[:-1][nonempty]) if terms.size else 0
+        hashes = hashes * np.uint64(1_000_003) + lengths.astype(np.uint64)
+    _, first, item_sig = np.unique(hashes, return_index=True, return_inverse=True)
+    sig_lengths = lengths[first]
+    sig_offsets = np.concatenate(([0], np.cumsum(sig_lengths))).astype(np.int64)
+    sig_jobs = op_job[ranges(op_offsets[:-1][first], sig_lengths)].astype(np.int32)
+    # Verify: every item's jobs equal its signature's jobs position by position.
+    expected = sig_jobs[np.repeat(sig_offsets[:-1][item_sig], lengths) + pos]
+    if not (np.array_equal(lengths, sig_lengths[item_sig]) and np.array_equal(expected, op_job)):
+        seqs = [tuple(op_job[op_offsets[i] : op_offsets[i + 1]]) for i in range(n)]
+        codes, uniques = pd.factorize(pd.Series(seqs, dtype=object))
+        item_sig = codes
+        sig_lengths = np.array([len(u) for u in uniques], dtype=np.int64)
+        sig_offsets = np.concatenate(([0], np.cumsum(sig_lengths))).astype(np.int64)
+        sig_jobs = np.concatenate([np.asarray(u, dtype=np.int32) for u in uniques]) if len(uniques) else np.zeros(0, np.int32)
+    return item_sig.astype(np.int32), sig_offsets, sig_jobs
+
+
+def build_tables(item_codes: np.ndarray, routings: pd.DataFrame, actuals: pd.DataFrame) -> tuple[Vocab, IndexData]:
+    """Tables for every item of `item_codes` (sorted, unique) that has a routing.
+
+    Routing rows of items outside `item_codes` or without JOB_CD are ignored; actual rows
+    count only for (item, JOB_CD) pairs of the item's current routing.
+    """
+    missing = [c for c in ROUTING_COLUMNS if c not in routings.columns]
+    if missing:
+        raise ValueError(f"routings frame lacks columns {missing}")
+    known = pd.Index(item_codes)
+    r_item = known.get_indexer(routings["ITEM_CD"].astype(str))
+    all_job, all_job_text = factorize_sorted(routings["JOB_CD"])
+    keep = (r_item >= 0) & (all_job_text[all_job] != "")
+    r = routings.loc[keep, list(ROUTING_COLUMNS)]
+    r_item = r_item[keep]
+    # The job vocabulary holds only jobs of indexed routings (and never the empty code).
+    used, r_job = np.unique(all_job[keep], return_inverse=True)
+    job_codes_u = all_job_text[used]
+    job_codes = as_code_array(job_codes_u)
+    r_res, res_codes_u = factorize_sorted(r["RES_CD"])
+    res_codes = as_code_array(res_codes_u)
+    n_jobs = len(job_codes)
+
+    # Most frequent JOB_NM per JOB_CD (names drift in ERP data; the majority is the best label).
+    names = pd.DataFrame({"job": r_job, "name": r["JOB_NM"].fillna("").astype(str).to_numpy()})
+    top = names.value_counts().reset_index().drop_duplicates("job").set_index("job")["name"]
+    job_names = as_code_array(top.reindex(range(n_jobs)).fillna("").to_numpy())
+
+    # Indexed items are those with routing rows, in code order; operations by PROC_SEQ.
+    routed = np.unique(r_item)
+    row_of = np.full(len(item_codes), -1, dtype=np.int64)
+    row_of[routed] = np.arange(routed.size)
+    op_item = row_of[r_item]
+    seq = pd.to_numeric(r["PROC_SEQ"], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
+    seq_rank = seq - seq.min() if seq.size else seq
+    order = np.argsort(op_item * (int(seq_rank.max(initial=0)) + 1) + seq_rank, kind="stable")
+    op_item = op_item[order]
+    op_offsets = np.concatenate(([0], np.cumsum(np.bincount(op_item, minlength=routed.size)))).astype(np.int64)
+    op_job = r_job[order].astype(np.int32)
+    flag_codes, flags = factorize_sorted(r["INSIDE_FLAG"], missing="IN")
+    inside = np.char.upper(flags.astype(str)) != "OUT"
+    inside = inside[flag_codes]
+    ops = {
+        "op_seq": seq[order].astype(np.int32),
+        "op_job": op_job,
+        "op_res": r_res[order].astype(np.int32),
+        "op_inside": inside[order].astype(np.int8),
+        "op_setup": pd.to_numeric(r["SETUP_MINUTES"], errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)[order],
+        "op_run": pd.to_numeric(r["RUN_MINUTES_PER_UNIT"], errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)[order],
+    }
+    item_sig, sig_offsets, sig_jobs = _signature_ids(op_offsets, op_job)
+
+    # (item, JOB_CD) pairs of the current routings with their standard times.
+    op_key = op_item * n_jobs + op_job
+    pair_key, first, inverse = np.unique(op_key, return_index=True, return_inverse=True)
+    n_pairs = pair_key.size
+
+    def pair_mean(values: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(values)
+        num = np.bincount(inverse[ok], weights=values[ok], minlength=n_pairs)
+        den = np.bincount(inverse[ok], minlength=n_pairs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / np.maximum(den, 1), np.nan).astype(np.float32)
+
+    pairs = {
+        "pair_key": pair_key.astype(np.int64),
+        "pair_res": ops["op_res"][first],
+        "pair_std_setup": pair_mean(ops["op_setup"]),
+        "pair_std_run": pair_mean(ops["op_run"]),
+    }
+
+    # Actual times per pair: count and 10/50/90 % quantiles.
+    missing = [c for c in ACTUAL_COLUMNS if c not in actuals.columns]
+    if missing:
+        raise ValueError(f"actuals frame lacks columns {missing}")
+    a_row = known.get_indexer(actuals["ITEM_CD"].astype(str))
+    a_row = np.where(a_row >= 0, row_of[np.maximum(a_row, 0)], -1)
+    a_job_codes, a_jobs = factorize_sorted(actuals["JOB_CD"])
+    a_job = pd.Index(job_codes_u).get_indexer(a_jobs)[a_job_codes]
+    a_ok = (a_row >= 0) & (a_job >= 0)
+    a_key = a_row[a_ok] * n_jobs + a_job[a_ok]
+    a_pair = np.searchsorted(pair_key, a_key)
+    a_pair = np.minimum(a_pair, max(n_pairs - 1, 0))
+    in_routing = pair_key[a_pair] == a_key if n_pairs else np.zeros(a_key.size, bool)
+    a_pair = a_pair[in_routing]
+    run = pd.to_numeric(actuals["RUN_MINUTES_PER_UNIT"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)[a_ok][in_routing]
+    setup = pd.to_numeric(actuals["SETUP_MINUTES"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)[a_ok][in_routing]
+    count, (r10, r50, r90) = group_quantiles(a_pair, run, n_pairs, (0.1, 0.5, 0.9))
+    _, (s10, s50, s90) = group_quantiles(a_pair, setup, n_pairs, (0.1, 0.5, 0.9))
+    pairs.update(
+        pair_count=count.astype(np.int32),
+        pair_run_med=r50.astype(np.float32),
+        pair_run_p10=r10.astype(np.float32),
+        pair_run_p90=r90.astype(np.float32),
+        pair_setup_med=s50.astype(np.float32),
+        pair_setup_p10=s10.astype(np.float32),
+        pair_setup_p90=s90.astype(np.float32),
+    )
+    vocab = Vocab(job_codes=job_codes, job_names=job_names, res_codes=res_codes, sig_offsets=sig_offsets, sig_jobs=sig_jobs)
+    data = IndexData(item_codes=np.asarray(item_codes)[routed], item_sig=item_sig, op_offsets=op_offsets, **ops, **pairs)
+    return vocab, data
