@@ -1,0 +1,69 @@
+"""Benchmark: full training through the real pipeline (load → fit → score → save → register) on the current DATABASE_URL."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from erp.data import table_counts
+from registry.models import ModelVersion
+from training.models import CANDIDATES, TrainingJob
+from training.pipeline import run_job
+
+
+def _dir_bytes(path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+class Command(BaseCommand):
+    help = "Train once through the pipeline and print wall time per stage, peak memory, bundle size and load time."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--candidates", default=",".join(CANDIDATES))
+        parser.add_argument("--label", default=None)
+        parser.add_argument("--min-improvement-pct", type=float, default=None, help="e.g. -100 to force a learned candidate")
+
+    def handle(self, *args, candidates, label, min_improvement_pct, **options):
+        counts = table_counts()
+        if not counts.get("RoutingOperation"):
+            raise CommandError("No ERP data: run seed_demo_erp --items 325000 on this DATABASE_URL first.")
+        parameters = {"candidates": candidates.split(","), "seed": 0}
+        if min_improvement_pct is not None:
+            parameters["min_improvement_pct"] = min_improvement_pct
+        job = TrainingJob.enqueue(parameters=parameters, label=label or f"bench-{int(time.time())}", run_inline=True)
+        started = time.perf_counter()
+        outcome = run_job(job)
+        wall = time.perf_counter() - started
+        job.refresh_from_db()
+        if job.status != TrainingJob.Status.SUCCEEDED:
+            raise CommandError(f"{outcome}\n{job.error}")
+        version: ModelVersion = job.model_version
+        peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        from training.engine import RoutingModel
+
+        t0 = time.perf_counter()
+        RoutingModel.load(version.artifact_dir, mmap=True)
+        load_s = time.perf_counter() - t0
+        self.stdout.write(f"ERP rows: {counts}")
+        self.stdout.write("Job log (stage timings):")
+        for line in job.log.splitlines():
+            self.stdout.write(f"  {line}")
+        self.stdout.write(f"Selected estimator: {version.selected_estimator}")
+        self.stdout.write(f"{'candidate':<10} {'trim_mae':>9} {'mae':>8} {'setup_mae':>9} {'process_match':>13} {'exact_match':>11} {'items':>6}")
+        for name, scores in version.candidate_scores.items():
+            self.stdout.write(
+                f"{name:<10} {scores.get('trim_mae', float('nan')):>9.4f} {scores.get('mae', float('nan')):>8.4f} {scores.get('setup_mae') or float('nan'):>9.4f} "
+                f"{scores.get('process_match', float('nan')):>13.4f} {scores.get('exact_match', float('nan')):>11.4f} {scores.get('items_evaluated', 0):>6}"
+            )
+        figures = {
+            "wall_seconds_end_to_end": round(wall, 1),
+            "peak_rss_gib": round(peak_gib, 2),
+            "bundle_mib": round(_dir_bytes(version.artifact_dir) / 2**20, 1),
+            "bundle_load_seconds": round(load_s, 3),
+            "label": version.label,
+            "dataset": {k: version.dataset_stats.get(k) for k in ("total_samples", "unique_items", "unique_processes", "items_with_actuals", "actual_rows")},
+        }
+        self.stdout.write(json.dumps(figures))
