@@ -58,7 +58,6 @@ def test_check_deploy_is_clean_in_production_mode(tmp_path):
 
 
 def test_sqlite_default_uses_wal_and_immediate_transactions(settings):
-    from django.db import connection
 
     assert settings.DATABASES["default"]["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert settings.DATABASES["default"]["OPTIONS"]["timeout"] >= 5
