@@ -60,7 +60,9 @@ def test_train_sync_registers_a_ready_version_with_held_out_scores_of_every_cand
     # The bundle is on disk under its label with a manifest that pins every file.
     files = {p.name for p in version.artifact_dir.iterdir()}
     assert {"manifest.json", "metrics.json", "training_request.json", "feature_weights.json"} <= files
-    version.verify_artifacts()
+    manifest = version.verify_artifacts()
+    assert {"metrics.json", "training_request.json", "feature_weights.json"} <= set(manifest["files"])
+    assert json.loads((version.artifact_dir / "metrics.json").read_text())["metrics"] == version.metrics
     job = TrainingJob.objects.get(model_version=version)
     assert job.status == "succeeded" and job.progress == 100
     assert "registered model version first" in job.log

@@ -455,6 +455,8 @@ class RoutingModel:
         meta = {"selected": self.selected, "config": self.config.to_dict()}
         (directory / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         written.append("model.json")
+        # Files the caller put there first (metrics.json, training_request.json) are pinned too.
+        pinned = set(written) | {p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST}
         manifest = {k: v for k, v in self.manifest.items() if k not in ("files", "libraries", "bundle_format")}
         manifest.update(
             bundle_format=BUNDLE_FORMAT,
@@ -466,7 +468,7 @@ class RoutingModel:
             items_known=int(len(self.known_codes)),
             embedding_dim=int(self.encoder.dim),
             libraries=library_versions(),
-            files={name: {"sha256": _sha256(directory / name), "bytes": (directory / name).stat().st_size} for name in sorted(written)},
+            files={name: {"sha256": _sha256(directory / name), "bytes": (directory / name).stat().st_size} for name in sorted(pinned)},
         )
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         self.manifest = manifest
