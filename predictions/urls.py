@@ -1,1 +1,13 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+app_name = "predictions"
+
+urlpatterns = [
+    path("predict/", views.predict, name="predict"),
+    path("predict/r/<str:qid>/", views.result, name="result"),
+    path("predict/r/<str:qid>.csv", views.download_csv, name="download_csv"),
+    path("predict/r/<str:qid>.json", views.download_json, name="download_json"),
+    path("predict/assets/plotly-<str:version>.min.js", views.plotly_js, name="plotly_js"),
+]

@@ -1,0 +1,301 @@
+"""Benchmark predictions through real HTTP against gunicorn: latency, batch throughput, worker memory.
+
+Starts gunicorn (2 sync workers on a free loopback port) on the current DATABASE_URL and
+MODEL_ROOT, logs in through the JWT endpoint as a planner it creates (or as --username),
+then measures
+
+* single-item requests, one at a time: p50/p95/p99 latency (bounded by --single-requests and --single-seconds);
+* 1,000-item batch requests, --concurrency at a time: items per second (bounded by --batches),
+  with the full answer and again with `include_context=false` (no current routings, no
+  neighbour attributes);
+* RSS / PSS / shared memory of each worker after the load (/proc/<pid>/smaps_rollup).
+
+Gunicorn is stopped at the end whatever happens. Targets at 325k items: p95 ≤ 25 ms for one
+item, ≥ 2,000 items/s batched.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
+
+from erp.models import Item
+from registry.models import ModelVersion
+from routing_ml.roles import PLANNERS
+
+_OK_COUNT = re.compile(rb'"ok":\s*(\d+)')
+TARGET_P95_MS = 25.0
+TARGET_ITEMS_PER_S = 2000.0
+BENCH_USER = "bench_predictions"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """Memory figures of a process in bytes (Rss, Pss, Shared_*, Private_*) from /proc/<pid>/smaps_rollup."""
+    figures = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0].endswith(":") and parts[2] == "kB":
+                figures[parts[0][:-1]] = int(parts[1]) * 1024
+    except OSError:
+        pass
+    return figures
+
+
+class Client:
+    """One HTTP/1.1 request per connection (gunicorn's sync workers close after each response)."""
+
+    def __init__(self, port: int, token: str | None = None):
+        self.port = port
+        self.token = token
+
+    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 120) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+class Command(BaseCommand):
+    help = "Benchmark POST /api/v1/predictions/ through gunicorn: single-item latency, 1,000-item batch throughput, worker memory."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--workers", type=int, default=2)
+        parser.add_argument("--single-requests", type=int, default=500, help="at most this many 1-item requests (default 500)")
+        parser.add_argument("--single-seconds", type=float, default=60.0, help="…or stop the 1-item phase after this long (default 60 s)")
+        parser.add_argument("--batches", type=int, default=10, help="number of batch requests (default 10)")
+        parser.add_argument("--batch-size", type=int, default=None, help="items per batch (default PREDICTION_BATCH_LIMIT)")
+        parser.add_argument("--concurrency", type=int, default=2, help="batch requests in flight at once (default 2 = one per worker)")
+        parser.add_argument("--username", default=None, help="log in as this user (needs registry.predict) instead of creating one")
+        parser.add_argument("--password", default=None)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--json", dest="json_path", default=None, help="also write the figures to this JSON file")
+
+    def handle(self, *args, **options):
+        active = ModelVersion.objects.get_active()
+        if active is None:
+            raise CommandError("No model version is active. Train and activate one first: manage.py train --sync --activate")
+        rng = np.random.default_rng(options["seed"])
+        codes = np.array(list(Item.objects.order_by().values_list("item_cd", flat=True)), dtype=object)
+        if len(codes) == 0:
+            raise CommandError("The item master is empty. Seed or import ERP data first: manage.py seed_demo_erp --items 5000")
+        batch_size = options["batch_size"] or settings.PREDICTION_BATCH_LIMIT
+        username, password = self._user(options)
+
+        port = free_port()
+        server = self._start_gunicorn(port, options["workers"])
+        figures: dict = {"model_version": active.label, "items_in_master": int(len(codes)), "workers": options["workers"]}
+        try:
+            self._wait_ready(server, port)
+            status, body = Client(port).request("POST", "/api/v1/auth/token/", {"username": username, "password": password})
+            if status != 200:
+                raise CommandError(f"Could not obtain a JWT for {username}: HTTP {status} {body[:200]!r}")
+            client = Client(port, json.loads(body)["access"])
+
+            # Warm-up: every worker loads (memory-maps) the model on its first prediction.
+            for _ in range(4 * options["workers"]):
+                status, body = client.request("POST", "/api/v1/predictions/", {"item_codes": [str(rng.choice(codes))]})
+                if status != 200:
+                    raise CommandError(f"The warm-up prediction failed: HTTP {status} {body[:300].decode(errors='replace')}")
+
+            figures["single"] = self._single(client, codes, rng, options["single_requests"], options["single_seconds"])
+            figures["batch"] = self._batches(client, codes, rng, options["batches"], batch_size, options["concurrency"])
+            figures["batch_lean"] = self._batches(client, codes, rng, options["batches"], batch_size, options["concurrency"], context=False)
+            figures["memory"] = self._memory(server.pid)
+        finally:
+            self._stop(server)
+        figures["targets"] = {"single_p95_ms": TARGET_P95_MS, "batch_items_per_s": TARGET_ITEMS_PER_S}
+        self._report(figures)
+        if options["json_path"]:
+            Path(options["json_path"]).write_text(json.dumps(figures, indent=2))
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _user(self, options) -> tuple[str, str]:
+        if options["username"]:
+            if not options["password"]:
+                raise CommandError("--username needs --password.")
+            return options["username"], options["password"]
+        User = get_user_model()
+        password = secrets.token_urlsafe(16)
+        user, _ = User.objects.get_or_create(username=BENCH_USER)
+        user.set_password(password)
+        user.is_active = True
+        user.save()
+        user.groups.add(Group.objects.get(name=PLANNERS))
+        return BENCH_USER, password
+
+    def _start_gunicorn(self, port: int, workers: int) -> subprocess.Popen:
+        command = [
+            sys.executable, "-m", "gunicorn", "routing_ml.wsgi:application",
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "120",
+            "--log-level", "warning", "--error-logfile", "-",
+        ]  # fmt: skip
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "routing_ml.settings")}
+        # The rate limit protects production; a benchmark would trip it.
+        env.setdefault("API_THROTTLE_RATE", "100000000/hour")
+        self.stdout.write(f"Starting gunicorn ({workers} workers) on 127.0.0.1:{port} …")
+        return subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True)
+
+    def _wait_ready(self, server: subprocess.Popen, port: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise CommandError(f"gunicorn exited with code {server.returncode} before serving.")
+            try:
+                if Client(port).request("GET", "/health", timeout=5)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise CommandError(f"gunicorn did not answer /health within {timeout:.0f} s.")
+
+    def _stop(self, server: subprocess.Popen) -> None:
+        if server.poll() is not None:
+            return
+        server.send_signal(signal.SIGTERM)  # gunicorn's graceful stop: the master stops its workers
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)  # our own session: the master and its workers only
+            server.wait(timeout=5)
+
+    # -- phases ---------------------------------------------------------------------------------
+    def _single(self, client: Client, codes, rng, max_requests: int, max_seconds: float) -> dict:
+        latencies, failures = [], 0
+        started = time.monotonic()
+        while len(latencies) + failures < max_requests and time.monotonic() - started < max_seconds:
+            code = str(rng.choice(codes))
+            t0 = time.perf_counter()
+            status, _ = client.request("POST", "/api/v1/predictions/", {"item_codes": [code]})
+            elapsed = (time.perf_counter() - t0) * 1000
+            if status == 200:
+                latencies.append(elapsed)
+            else:
+                failures += 1
+        return {
+            "requests": len(latencies),
+            "failures": failures,
+            "p50_ms": round(percentile(latencies, 50), 2),
+            "p95_ms": round(percentile(latencies, 95), 2),
+            "p99_ms": round(percentile(latencies, 99), 2),
+            "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
+        }
+
+    def _batches(self, client: Client, codes, rng, batches: int, size: int, concurrency: int, context: bool = True) -> dict:
+        payloads = [[str(c) for c in rng.choice(codes, size=min(size, len(codes)), replace=False)] for _ in range(batches)]
+
+        def one(payload):
+            t0 = time.perf_counter()
+            status, body = client.request("POST", "/api/v1/predictions/", {"item_codes": payload, "include_context": context}, timeout=300)
+            elapsed = time.perf_counter() - t0
+            # The summary comes first in the body: read it without parsing megabytes of results
+            # (the client shares the CPUs with the server).
+            match = _OK_COUNT.search(body[:300]) if status == 200 else None
+            ok = int(match.group(1)) if match else 0
+            return status, elapsed, ok, len(body)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            results = list(pool.map(one, payloads))
+        wall = time.perf_counter() - started
+        items = sum(len(p) for p, r in zip(payloads, results, strict=True) if r[0] == 200)
+        durations = [r[1] for r in results if r[0] == 200]
+        return {
+            "requests": len(results),
+            "failures": sum(1 for r in results if r[0] != 200),
+            "items_per_request": size,
+            "concurrency": concurrency,
+            "items_ok": sum(r[2] for r in results),
+            "wall_seconds": round(wall, 3),
+            "items_per_s": round(items / wall, 1) if wall else None,
+            "request_p50_s": round(percentile(durations, 50), 3),
+            "request_max_s": round(max(durations), 3) if durations else None,
+            "response_mb": round(statistics.fmean(r[3] for r in results) / 1e6, 2) if results else None,
+        }
+
+    def _memory(self, master_pid: int) -> list[dict]:
+        import psutil
+
+        rows = []
+        try:
+            workers = psutil.Process(master_pid).children()
+        except psutil.Error:
+            return rows
+        for worker in workers:
+            rollup = smaps_rollup(worker.pid)
+            rss = rollup.get("Rss") or worker.memory_info().rss
+            shared = rollup.get("Shared_Clean", 0) + rollup.get("Shared_Dirty", 0)
+            rows.append(
+                {
+                    "pid": worker.pid,
+                    "rss_mb": round(rss / 2**20, 1),
+                    "pss_mb": round(rollup.get("Pss", 0) / 2**20, 1),
+                    "shared_mb": round(shared / 2**20, 1),
+                    "private_mb": round((rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0)) / 2**20, 1),
+                }
+            )
+        return rows
+
+    # -- report ---------------------------------------------------------------------------------
+    def _report(self, f: dict) -> None:
+        s, b, lean = f["single"], f["batch"], f["batch_lean"]
+        ok_single = s["p95_ms"] <= TARGET_P95_MS
+        ok_batch = (b["items_per_s"] or 0) >= TARGET_ITEMS_PER_S
+        mark = {True: "ok", False: "MISSED"}
+        lines = [
+            "",
+            f"Prediction benchmark — model {f['model_version']}, {f['items_in_master']:,} items, {f['workers']} gunicorn workers",
+            "",
+            f"{'figure':<38}{'value':>14}  target",
+            f"{'-' * 38}{'-' * 14}  {'-' * 20}",
+            f"{'1-item requests (ok / failed)':<38}{s['requests']:>8} / {s['failures']:<3}",
+            f"{'1-item latency p50':<38}{s['p50_ms']:>11.2f} ms",
+            f"{'1-item latency p95':<38}{s['p95_ms']:>11.2f} ms  ≤ {TARGET_P95_MS:.0f} ms  {mark[ok_single]}",
+            f"{'1-item latency p99':<38}{s['p99_ms']:>11.2f} ms",
+            f"{'batch requests (ok / failed)':<38}{b['requests'] - b['failures']:>8} / {b['failures']:<3}",
+            f"{'items per batch × concurrency':<38}{b['items_per_request']:>8} × {b['concurrency']}",
+            f"{'batch request p50':<38}{b['request_p50_s']:>12.3f} s",
+            f"{'batch throughput':<38}{(b['items_per_s'] or 0):>8.0f} items/s  ≥ {TARGET_ITEMS_PER_S:,.0f}/s  {mark[ok_batch]}",
+            f"{'batch response size':<38}{b['response_mb']:>11.2f} MB",
+            f"{'… with include_context=false':<38}{(lean['items_per_s'] or 0):>8.0f} items/s  ({lean['response_mb']:.2f} MB, {lean['failures']} failed)",
+            "",
+            f"{'worker pid':<12}{'RSS MB':>10}{'PSS MB':>10}{'shared MB':>12}{'private MB':>12}",
+        ]
+        for row in f["memory"]:
+            lines.append(f"{row['pid']:<12}{row['rss_mb']:>10.1f}{row['pss_mb']:>10.1f}{row['shared_mb']:>12.1f}{row['private_mb']:>12.1f}")
+        if f["memory"]:
+            lines.append(f"{'sum':<12}{sum(r['rss_mb'] for r in f['memory']):>10.1f}{sum(r['pss_mb'] for r in f['memory']):>10.1f}")
+        self.stdout.write("\n".join(lines))
