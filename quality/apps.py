@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class QualityConfig(AppConfig):
     name = "quality"
     verbose_name = "Quality"
+
+    def ready(self) -> None:
+        from training.signals import version_trained
+
+        from . import metrics_collector  # noqa: F401  (registers the Prometheus collector)
+        from .gate import on_version_trained
+
+        version_trained.connect(on_version_trained, dispatch_uid="quality.gate")

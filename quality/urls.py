@@ -1,1 +1,10 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+app_name = "quality"
+urlpatterns = [
+    path("quality/", views.overview, name="overview"),
+    path("quality/history/", views.history, name="history"),
+    path("quality/compare/", views.compare, name="compare"),
+]

@@ -151,13 +151,16 @@ def run_job(job: TrainingJob) -> str:
         job.beat(92, "saving the bundle")
         version = _register(job, result, params, time.monotonic() - started, items)
         job.append_log(f"registered model version {version.label} (selected estimator: {result.selected})")
-        job.finish(version, candidate_scores=result.candidate_scores, selected=result.selected)
+        # Listeners (the quality gate) and activation run before the job is marked done, so anyone
+        # waiting for a terminal job sees their outcome too. The version stays if they fail.
+        job.beat(96, "after training: gate / activation")
         for receiver, response in version_trained.send_robust(sender=TrainingJob, job=job, version=version):
             if isinstance(response, Exception):
                 job.append_log(f"{getattr(receiver, '__name__', receiver)} failed after training: {response}")
         if params.get("activate"):
             version.activate(by=job.requested_by, reason=f"activated by training job {job.pk}")
             job.append_log(f"activated {version.label}")
+        job.finish(version, candidate_scores=result.candidate_scores, selected=result.selected)
         return f"job {job.pk} succeeded: {version.label}"
     except TrainingCancelled as exc:
         discard_job_artifacts(job)

@@ -1,0 +1,196 @@
+"""A quality cycle: sample → predict as new items → compare with actuals → alerts → maybe retrain.
+
+`run_cycle` is the one entry point; the command, the admin, the API and the schedule call it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from erp.data import load_items
+from registry.models import ModelVersion
+from routing_ml.errors import ErrorCode, QueueFull
+from training.engine import drift as drift_module
+from training.models import TrainingJob
+
+from .evaluation import evaluate
+from .models import QualityAlert, QualityCycle, QualitySettings
+from .sampling import choose, eligible_items
+from .thresholds import Breach, breaches
+
+logger = logging.getLogger(__name__)
+
+# Attributes of at most this many recent items are compared with the training profile.
+DRIFT_ITEM_LIMIT = 20000
+
+
+def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_size: int | None = None, strategy: str | None = None) -> QualityCycle:
+    """Evaluate the active model on recent items, record the cycle and its alerts, and close the loop."""
+    cfg = QualitySettings.current()
+    version = ModelVersion.objects.get_active()
+    cycle = QualityCycle.objects.create(
+        trigger=trigger,
+        model_version=version,
+        sample_strategy=strategy or cfg.sample_strategy,
+        sample_size=sample_size or cfg.sample_size,
+        requested_by=by if getattr(by, "pk", None) else None,
+    )
+    started = time.perf_counter()
+    try:
+        if version is None:
+            raise CycleFailure("No model version is active: there is nothing to evaluate.", code=ErrorCode.MODEL_NOT_FOUND)
+        eligible, window_start, window_end = eligible_items(cfg.recent_window_days, cfg.min_work_orders)
+        codes = choose(eligible, cycle.sample_size, cycle.sample_strategy, cfg.sample_seed)
+        cycle.items_sampled = len(codes)
+        if not codes:
+            raise CycleFailure(
+                f"No item has {cfg.min_work_orders}+ work results in the {cfg.recent_window_days} days before the newest work result "
+                f"({window_end or 'none'}): the cycle evaluated 0 items."
+            )
+        evaluation = evaluate(codes, version.label, after=version.training_cutoff, since=window_start)
+        drift = _drift(version, eligible)
+        cycle.items_evaluated = evaluation.items_evaluated
+        cycle.items_without_actuals = len(evaluation.items_without_actuals)
+        cycle.items_failed = len(evaluation.items_failed)
+        report = {
+            "cycle": cycle.pk,
+            "model_version": version.label,
+            "training_cutoff": version.training_cutoff.isoformat() if version.training_cutoff else None,
+            "window": {"start": window_start.isoformat(), "end": window_end.isoformat(), "days": cfg.recent_window_days},
+            "eligible_items": int(len(eligible)),
+            "sample": {"strategy": cycle.sample_strategy, "size": cycle.sample_size, "seed": cfg.sample_seed, "items": codes},
+            "actuals": evaluation.actuals_source,
+            "metrics": evaluation.metrics,
+            "metrics_by_part_type": evaluation.by_part_type,
+            "drift_psi": drift,
+            "items_without_actuals": evaluation.items_without_actuals,
+            "items_failed": evaluation.items_failed,
+            "items": evaluation.items,
+        }
+        if cycle.items_evaluated == 0:
+            raise CycleFailure(f"The cycle evaluated 0 of {len(codes)} sampled items (all predictions failed).", report=report)
+        found = breaches(evaluation.metrics, cfg, drift)
+        with transaction.atomic():
+            cycle.succeed(metrics=evaluation.metrics, metrics_by_part_type=evaluation.by_part_type, drift=drift, report=_summary(report))
+            _raise_alerts(cycle, found)
+            _resolve_recovered(cycle, found)
+        _maybe_retrain(cycle, cfg, found)
+        report["alerts"] = [f"{b.level}:{b.metric}" for b in found]
+        report["retraining"] = {"job": cycle.retraining_job_id, "decision": cycle.retraining_decision}
+    except CycleFailure as exc:
+        report = exc.report or {"cycle": cycle.pk}
+        with transaction.atomic():
+            cycle.fail(str(exc))
+            QualityAlert.objects.create(
+                cycle=cycle, level=QualityAlert.Level.CRITICAL, metric="items_evaluated", value=cycle.items_evaluated, threshold=1,
+                error_code=exc.code, message=f"Quality cycle {cycle.pk} failed: {exc}",
+            )
+    except Exception as exc:
+        logger.exception("Quality cycle %s crashed", cycle.pk)
+        report = {"cycle": cycle.pk, "error": f"{type(exc).__name__}: {exc}"}
+        cycle.fail(f"{type(exc).__name__}: {exc}")
+        QualityAlert.objects.create(
+            cycle=cycle, level=QualityAlert.Level.CRITICAL, metric="cycle", error_code=None, message=f"Quality cycle {cycle.pk} crashed: {type(exc).__name__}: {exc}"
+        )
+    report["duration_seconds"] = round(time.perf_counter() - started, 3)
+    cycle.report_path = str(_write_report(cycle, report))
+    cycle.save(update_fields=["report_path"])
+    return cycle
+
+
+class CycleFailure(Exception):
+    def __init__(self, message: str, code: int | None = None, report: dict | None = None):
+        super().__init__(message)
+        self.code, self.report = code, report
+
+
+def _summary(report: dict) -> dict:
+    """What the row keeps of the report (the file has the per-item detail)."""
+    keep = ("window", "eligible_items", "actuals", "items_without_actuals", "items_failed")
+    summary = {k: report[k] for k in keep if k in report}
+    summary["sample"] = {k: v for k, v in report["sample"].items() if k != "items"}
+    return summary
+
+
+def _drift(version: ModelVersion, eligible) -> dict[str, float]:
+    reference = (version.dataset_stats or {}).get("feature_profile")
+    if not reference or eligible.empty:
+        return {}
+    codes = eligible["ITEM_CD"].head(DRIFT_ITEM_LIMIT).tolist()
+    return drift_module.compare(reference, load_items(codes))
+
+
+def _raise_alerts(cycle: QualityCycle, found: list[Breach]) -> None:
+    QualityAlert.objects.bulk_create(
+        QualityAlert(cycle=cycle, level=b.level, metric=b.metric, value=b.value, threshold=b.threshold, error_code=b.error_code, message=b.message)
+        for b in found
+    )
+
+
+def _resolve_recovered(cycle: QualityCycle, found: list[Breach]) -> None:
+    """Earlier alerts resolve themselves once a cycle measures their metric back inside their threshold.
+
+    A critical MAE alert resolves when MAE drops under the critical threshold, even if it is still
+    over the warning one (this cycle then has its own warning alert).
+    """
+    severity = {"warning": 1, "critical": 2}
+    worst_now = {}
+    for breach in found:
+        worst_now[breach.metric] = max(worst_now.get(breach.metric, 0), severity[breach.level])
+    measured = {name for name, value in (cycle.metrics or {}).items() if value is not None} | {f"drift:{f}" for f in cycle.drift or {}}
+    measured |= {"items_evaluated", "cycle"}  # a successful cycle answers earlier "cycle failed" alerts
+    for alert in QualityAlert.objects.open().exclude(cycle=cycle).filter(metric__in=measured):
+        if worst_now.get(alert.metric, 0) < severity[alert.level]:
+            alert.resolve(resolution=f"back inside the threshold in cycle {cycle.pk}")
+
+
+def _maybe_retrain(cycle: QualityCycle, cfg: QualitySettings, found: list[Breach]) -> None:
+    """A critical breach queues a retraining job unless auto-retrain is off, a recent one is cooling down, or the queue is full."""
+    critical = [b for b in found if b.level == "critical"]
+    if not critical:
+        decision = "No critical alert: no retraining needed."
+    elif not cfg.auto_retrain:
+        decision = "Critical alert, but auto_retrain is off: nothing enqueued."
+    else:
+        since = timezone.now() - timedelta(hours=cfg.cooldown_hours)
+        recent = TrainingJob.objects.filter(trigger=TrainingJob.Trigger.QUALITY_ALERT, created_at__gte=since).order_by("-created_at").first()
+        if recent is not None:
+            decision = (
+                f"Critical alert, but retraining job {recent.pk} was started {recent.created_at:%Y-%m-%d %H:%M} UTC, "
+                f"within the {cfg.cooldown_hours:g} h cooldown: nothing enqueued."
+            )
+        else:
+            parameters = {
+                "candidates": ["baseline", "mlp", "stacking"],
+                "min_improvement_pct": cfg.min_improvement_pct,
+                "gate": True,
+                "quality_cycle": cycle.pk,
+                "description": f"retraining after quality cycle {cycle.pk}: " + "; ".join(b.message for b in critical),
+            }
+            try:
+                job = TrainingJob.enqueue(parameters=parameters, trigger=TrainingJob.Trigger.QUALITY_ALERT)
+            except QueueFull as exc:
+                decision = f"Critical alert, but the training queue is full: {exc.message}"
+            else:
+                cycle.retraining_job = job
+                decision = f"Critical alert ({', '.join(b.metric for b in critical)}): retraining job {job.pk} enqueued."
+    cycle.retraining_decision = decision
+    cycle.save(update_fields=["retraining_job", "retraining_decision"])
+
+
+def _write_report(cycle: QualityCycle, report: dict) -> Path:
+    root = Path(settings.QUALITY_REPORT_ROOT)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"cycle_{cycle.pk}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=str))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,32 @@
+"""Run a quality cycle now (in this process with --sync, else on the cluster)."""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from quality.models import QualityCycle, QualitySettings
+
+
+class Command(BaseCommand):
+    help = "Evaluate the active model on recent items against actual work orders; prints the result as JSON on the last line."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--sample-size", type=int)
+        parser.add_argument("--strategy", choices=QualitySettings.Strategy.values)
+        parser.add_argument("--sync", action="store_true", help="Run here and wait (default: hand it to the task cluster).")
+
+    def handle(self, *args, sample_size, strategy, sync, **options):
+        if sample_size is not None and not 10 <= sample_size <= 10000:
+            raise CommandError("--sample-size must be between 10 and 10,000.")
+        if not sync:
+            from django_q.tasks import async_task
+
+            task_id = async_task("quality.tasks.run_cycle_task", "manual", None, sample_size, strategy, group="quality")
+            self.stdout.write(f"Quality cycle queued as task {task_id}.")
+            return
+        from quality.cycle import run_cycle
+
+        cycle = run_cycle(trigger=QualityCycle.Trigger.MANUAL, sample_size=sample_size, strategy=strategy)
+        self.stdout.write(json.dumps(cycle.summary(), default=str))
+        if cycle.status != QualityCycle.Status.SUCCEEDED:
+            raise CommandError(f"Quality cycle {cycle.pk} failed: {cycle.error}")

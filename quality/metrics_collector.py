@@ -1,0 +1,74 @@
+"""Prometheus figures read from the database at scrape time, so every process serving /metrics agrees."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db.models import Count
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+
+logger = logging.getLogger(__name__)
+
+
+class QualityCollector:
+    """The latest cycle's quality, the training jobs by status, the queue."""
+
+    def describe(self):
+        # Registration asks for names; answering here keeps it from querying the database at import.
+        return [
+            GaugeMetricFamily(name, "")
+            for name in (
+                "routing_ml_quality_mae_minutes", "routing_ml_quality_process_match_percent", "routing_ml_quality_items_evaluated",
+                "routing_ml_training_jobs_total", "routing_ml_training_duration_seconds", "routing_ml_queue_size", "routing_ml_quality_open_alerts",
+            )
+        ]
+
+    def collect(self):
+        from training.models import TrainingJob
+
+        from .models import QualityAlert, QualityCycle
+
+        try:
+            latest = QualityCycle.objects.latest_finished()
+            jobs = dict(TrainingJob.objects.values_list("status").annotate(n=Count("pk")))
+            in_flight = TrainingJob.objects.in_flight().count()
+            last_done = TrainingJob.objects.filter(status=TrainingJob.Status.SUCCEEDED).exclude(started_at=None).order_by("-finished_at").first()
+            open_alerts = dict(QualityAlert.objects.open().values_list("level").annotate(n=Count("pk")))
+        except Exception:  # a scrape must never fail because the database is briefly unavailable
+            logger.warning("quality metrics unavailable", exc_info=True)
+            return
+        mae = GaugeMetricFamily("routing_ml_quality_mae_minutes", "MAE of run minutes per unit in the latest quality cycle.")
+        match = GaugeMetricFamily("routing_ml_quality_process_match_percent", "Process match (%) in the latest quality cycle.")
+        evaluated = GaugeMetricFamily("routing_ml_quality_items_evaluated", "Items evaluated by the latest quality cycle.")
+        if latest is not None:
+            if latest.metrics.get("mae") is not None:
+                mae.add_metric([], float(latest.metrics["mae"]))
+            if latest.metrics.get("process_match") is not None:
+                match.add_metric([], 100.0 * float(latest.metrics["process_match"]))
+            evaluated.add_metric([], float(latest.items_evaluated))
+        yield mae
+        yield match
+        yield evaluated
+        total = GaugeMetricFamily("routing_ml_training_jobs_total", "Training jobs by status.", labels=["status"])
+        for status in TrainingJob.Status.values:
+            total.add_metric([status], float(jobs.get(status, 0)))
+        yield total
+        duration = GaugeMetricFamily("routing_ml_training_duration_seconds", "Duration of the latest successful training job.")
+        if last_done is not None and last_done.duration_seconds is not None:
+            duration.add_metric([], float(last_done.duration_seconds))
+        yield duration
+        queue = GaugeMetricFamily("routing_ml_queue_size", "Training jobs queued or running.")
+        queue.add_metric([], float(in_flight))
+        yield queue
+        alerts = GaugeMetricFamily("routing_ml_quality_open_alerts", "Open or acknowledged quality alerts by level.", labels=["level"])
+        for level in ("warning", "critical"):
+            alerts.add_metric([level], float(open_alerts.get(level, 0)))
+        yield alerts
+
+
+_collector = QualityCollector()
+try:
+    REGISTRY.register(_collector)
+except ValueError:  # already registered (autoreload)
+    pass

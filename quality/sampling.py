@@ -1,0 +1,91 @@
+"""Which items a quality cycle evaluates.
+
+Eligible items have a current routing and at least `min_rows` work-result rows in the recent
+window. The window ends at the newest work result in the ERP (not the wall clock), so a
+snapshot or a demo database evaluates the same way whenever it is read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from django.db import connections, router
+
+from erp.models import Item, RoutingOperation, WorkResult
+
+
+def _alias() -> str:
+    return router.db_for_read(WorkResult) or "default"
+
+
+def newest_report_date() -> datetime | None:
+    from django.db.models import Max
+
+    return WorkResult.objects.using(_alias()).aggregate(newest=Max("report_dt"))["newest"]
+
+
+def eligible_items(window_days: int, min_rows: int = 1, end: datetime | None = None) -> tuple[pd.DataFrame, datetime | None, datetime | None]:
+    """Items produced in the window: DataFrame[ITEM_CD, PART_TYPE, rows, last_report] plus the window bounds."""
+    end = end or newest_report_date()
+    if end is None:
+        return pd.DataFrame(columns=["ITEM_CD", "PART_TYPE", "rows", "last_report"]), None, None
+    start = end - timedelta(days=window_days)
+    wr, it, ro = WorkResult._meta.db_table, Item._meta.db_table, RoutingOperation._meta.db_table
+    sql = (
+        f'SELECT w."ITEM_CD", i."PART_TYPE", COUNT(*), MAX(w."REPORT_DT") FROM "{wr}" w '
+        f'JOIN "{it}" i ON i."ITEM_CD" = w."ITEM_CD" '
+        f'WHERE w."REPORT_DT" >= %s AND w."REPORT_DT" <= %s '
+        f'AND EXISTS (SELECT 1 FROM "{ro}" r WHERE r."ITEM_CD" = w."ITEM_CD") '
+        f'GROUP BY w."ITEM_CD", i."PART_TYPE" HAVING COUNT(*) >= %s'
+    )
+    with connections[_alias()].cursor() as cursor:
+        cursor.execute(sql, [start, end, min_rows])
+        rows = cursor.fetchall()
+    frame = pd.DataFrame(rows, columns=["ITEM_CD", "PART_TYPE", "rows", "last_report"])
+    frame["PART_TYPE"] = frame["PART_TYPE"].fillna("(none)")
+    return frame.sort_values("ITEM_CD", kind="stable").reset_index(drop=True), start, end
+
+
+def largest_remainder(counts: pd.Series, n: int) -> pd.Series:
+    """Split n across strata in proportion to their sizes (Hamilton's method), capped by each stratum's size.
+
+    Quotas are never negative, sum to min(n, total), and depend only on the counts (ties go to the
+    stratum that sorts first), so the same data and n always give the same allocation.
+    """
+    counts = counts[counts > 0].sort_index().astype(np.int64)
+    n = min(int(n), int(counts.sum()))
+    quota = pd.Series(0, index=counts.index, dtype=np.int64)
+    # A stratum smaller than its share is filled and the rest re-shared among the others; each round places ≥ 1.
+    while (remaining := n - int(quota.sum())) > 0:
+        room = counts - quota
+        open_sizes = counts[room > 0]
+        exact = open_sizes / open_sizes.sum() * remaining
+        base = np.floor(exact).astype(np.int64)
+        by_remainder = sorted(open_sizes.index, key=lambda key: (-(exact[key] - base[key]), str(key)))
+        for key in by_remainder[: remaining - int(base.sum())]:
+            base[key] += 1
+        quota[base.index] += np.minimum(base, room[base.index])
+    return quota
+
+
+def choose(eligible: pd.DataFrame, size: int, strategy: str, seed: int) -> list[str]:
+    """Pick up to `size` item codes from the eligible ones, deterministically for a seed."""
+    if eligible.empty:
+        return []
+    rng = np.random.default_rng(seed)
+    if strategy == "recent":
+        ordered = eligible.sort_values(["last_report", "ITEM_CD"], ascending=[False, True])
+        return ordered["ITEM_CD"].head(size).tolist()
+    if strategy == "random":
+        n = min(size, len(eligible))
+        return sorted(eligible["ITEM_CD"].to_numpy()[rng.choice(len(eligible), size=n, replace=False)].tolist())
+    quotas = largest_remainder(eligible.groupby("PART_TYPE").size(), size)
+    chosen: list[str] = []
+    for part_type, quota in quotas.items():
+        if quota <= 0:
+            continue
+        codes = eligible.loc[eligible["PART_TYPE"] == part_type, "ITEM_CD"].to_numpy()
+        chosen.extend(codes[rng.choice(len(codes), size=int(quota), replace=False)].tolist())
+    return sorted(chosen)

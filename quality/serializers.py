@@ -1,0 +1,53 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from .models import QualityAlert, QualityCycle, QualitySettings
+
+
+class QualitySettingsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = QualitySettings
+        exclude = ["id"]
+        read_only_fields = ["updated_at"]
+
+    def validate(self, attrs):
+        # The model's clean() holds the cross-field rules (warning vs critical, cron); run it on the merged values.
+        instance = self.instance or QualitySettings()
+        candidate = QualitySettings(**{**{f.name: getattr(instance, f.name) for f in QualitySettings._meta.concrete_fields}, **attrs})
+        try:
+            candidate.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict)
+        return attrs
+
+
+class QualityAlertSerializer(serializers.ModelSerializer):
+    acknowledged_by = serializers.StringRelatedField()
+    resolved_by = serializers.StringRelatedField()
+
+    class Meta:
+        model = QualityAlert
+        fields = ["id", "cycle", "level", "metric", "value", "threshold", "error_code", "message", "status", "created_at",
+                  "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "resolution"]
+
+
+class QualityCycleSerializer(serializers.ModelSerializer):
+    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
+    alerts = QualityAlertSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = QualityCycle
+        fields = ["id", "status", "trigger", "model_version", "sample_strategy", "sample_size", "items_sampled", "items_evaluated",
+                  "items_without_actuals", "items_failed", "metrics", "metrics_by_part_type", "drift", "retraining_job", "retraining_decision",
+                  "error", "started_at", "finished_at", "duration_seconds", "report_path", "alerts"]
+
+
+class QualityCycleDetailSerializer(QualityCycleSerializer):
+    class Meta(QualityCycleSerializer.Meta):
+        fields = [*QualityCycleSerializer.Meta.fields, "report"]
+
+
+class CycleRequestSerializer(serializers.Serializer):
+    sample_size = serializers.IntegerField(required=False, min_value=10, max_value=10000)
+    strategy = serializers.ChoiceField(choices=QualitySettings.Strategy.choices, required=False)
+    sync = serializers.BooleanField(required=False, default=False, help_text="Wait for the result instead of queueing it.")

@@ -1,0 +1,133 @@
+"""Dashboards: overview, quality history, model comparison (server-rendered, Plotly)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from django.contrib.auth.decorators import login_required, permission_required
+from django.shortcuts import get_object_or_404, render
+
+from predictions.views import plotly_version
+from registry.models import DeploymentEvent, ModelVersion
+from training.models import TrainingJob
+
+from .models import QualityAlert, QualityCycle, QualitySettings
+
+DASHBOARD_PERM = "quality.view_dashboard"
+HISTORY_LIMIT = 200
+COMPARED_METRICS = ["process_match", "exact_match", "op_precision", "op_recall", "op_f1", "mae", "trim_mae", "rmse", "setup_mae", "cv", "sample_count",
+                    "items_evaluated", "items_without_actuals"]
+
+
+def _state(value, warning, critical, higher_is_worse: bool) -> str:
+    if value is None:
+        return ""
+    if higher_is_worse:
+        return "bad" if value > critical else "warn" if value > warning else "ok"
+    return "bad" if value < critical else "warn" if value < warning else "ok"
+
+
+def _figure_html(fig: go.Figure) -> str:
+    fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=340, template="plotly_white", legend={"orientation": "h"})
+    return fig.to_html(include_plotlyjs=False, full_html=False, config={"displaylogo": False, "responsive": True})
+
+
+@login_required
+@permission_required(DASHBOARD_PERM, raise_exception=True)
+def overview(request):
+    cfg = QualitySettings.current()
+    latest = QualityCycle.objects.latest_finished()
+    last_any = QualityCycle.objects.order_by("-started_at", "-pk").first()
+    metrics = latest.metrics if latest else {}
+    tiles = [
+        ("MAE (min/unit)", metrics.get("mae"), f"warn > {cfg.mae_warning:g}, critical > {cfg.mae_critical:g}", _state(metrics.get("mae"), cfg.mae_warning, cfg.mae_critical, True), 3),
+        ("Process match", metrics.get("process_match"), f"warn < {cfg.process_match_warning:g}, critical < {cfg.process_match_critical:g}",
+         _state(metrics.get("process_match"), cfg.process_match_warning, cfg.process_match_critical, False), 3),
+        ("Exact match", metrics.get("exact_match"), "share of identical routings", "", 3),
+        ("Trim MAE", metrics.get("trim_mae"), "10 % trimmed", "", 3),
+        ("CV of actuals", metrics.get("cv"), f"max {cfg.cv_max:g}", "warn" if (metrics.get("cv") or 0) > cfg.cv_max else "ok" if metrics.get("cv") is not None else "", 3),
+    ]
+    context = {
+        "active": ModelVersion.objects.get_active(),
+        "latest": latest,
+        "last_any": last_any,
+        "tiles": tiles,
+        "alerts": QualityAlert.objects.open().select_related("cycle")[:20],
+        "jobs": TrainingJob.objects.select_related("model_version")[:10],
+        "in_flight": TrainingJob.objects.in_flight().count(),
+        "cfg": cfg,
+        "chart": _history_chart(list(QualityCycle.objects.finished().select_related("model_version").order_by("-started_at")[:60])[::-1], cfg) if latest else "",
+        "plotly_version": plotly_version(),
+    }
+    return render(request, "quality/overview.html", context)
+
+
+def _history_chart(cycles: list[QualityCycle], cfg, part_type: str | None = None) -> str:
+    def series(name):
+        if part_type:
+            return [(c.metrics_by_part_type or {}).get(part_type, {}).get(name) for c in cycles]
+        return [(c.metrics or {}).get(name) for c in cycles]
+
+    x = [c.started_at for c in cycles]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=series("mae"), name="MAE", mode="lines+markers"))
+    fig.add_trace(go.Scatter(x=x, y=series("trim_mae"), name="trim MAE", mode="lines+markers"))
+    fig.add_trace(go.Scatter(x=x, y=series("process_match"), name="process match", mode="lines+markers", yaxis="y2"))
+    fig.add_trace(go.Scatter(x=x, y=series("exact_match"), name="exact match", mode="lines+markers", yaxis="y2"))
+    fig.add_hline(y=cfg.mae_warning, line_dash="dot", line_color="#a86a00", annotation_text="MAE warning")
+    fig.add_hline(y=cfg.mae_critical, line_dash="dash", line_color="#b3261e", annotation_text="MAE critical")
+    fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=cfg.process_match_critical, y1=cfg.process_match_critical,
+                  line={"dash": "dash", "color": "#7b1fa2"})
+    if x:
+        for event in DeploymentEvent.objects.filter(created_at__gte=min(x)).select_related("to_version"):
+            fig.add_vline(x=event.created_at.timestamp() * 1000, line_dash="dot", line_color="#1f5fa8")
+            fig.add_annotation(x=event.created_at, y=1, yref="paper", text=f"{event.kind}: {event.to_version}", showarrow=False, font={"size": 10})
+    fig.update_layout(yaxis={"title": "minutes per unit"}, yaxis2={"title": "share", "overlaying": "y", "side": "right", "range": [0, 1.05]},
+                      title=f"Quality over time{' — ' + part_type if part_type else ''}")
+    return _figure_html(fig)
+
+
+@login_required
+@permission_required(DASHBOARD_PERM, raise_exception=True)
+def history(request):
+    cfg = QualitySettings.current()
+    cycles = list(QualityCycle.objects.finished().select_related("model_version").order_by("-started_at")[:HISTORY_LIMIT])[::-1]
+    part_types = sorted({pt for c in cycles for pt in (c.metrics_by_part_type or {})})
+    chosen = request.GET.get("part_type") or None
+    if chosen and chosen not in part_types:
+        chosen = None
+    context = {
+        "cycles": cycles[::-1],
+        "chart": _history_chart(cycles, cfg, chosen) if cycles else "",
+        "part_types": part_types,
+        "chosen": chosen,
+        "plotly_version": plotly_version(),
+    }
+    return render(request, "quality/history.html", context)
+
+
+@login_required
+@permission_required(DASHBOARD_PERM, raise_exception=True)
+def compare(request):
+    versions = list(ModelVersion.objects.exclude(status=ModelVersion.Status.FAILED).order_by("-created_at")[:100])
+    active = next((v for v in versions if v.is_active), None)
+    a_label = request.GET.get("a") or (active.label if active else (versions[0].label if versions else None))
+    b_label = request.GET.get("b") or next((v.label for v in versions if v.label != a_label), None)
+    a = get_object_or_404(ModelVersion, label=a_label) if a_label else None
+    b = get_object_or_404(ModelVersion, label=b_label) if b_label else None
+    rows, chart = [], ""
+    if a and b:
+        for name in COMPARED_METRICS:
+            va, vb = (a.metrics or {}).get(name), (b.metrics or {}).get(name)
+            delta = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+            rows.append((name, va, vb, delta))
+        shown = ["process_match", "exact_match", "op_f1", "mae", "trim_mae", "setup_mae"]
+        fig = go.Figure(
+            [go.Bar(name=v.label, x=shown, y=[(v.metrics or {}).get(m) for m in shown]) for v in (a, b)]
+        )
+        fig.update_layout(barmode="group", title="Held-out metrics at training time")
+        chart = _figure_html(fig)
+    cycles = {
+        v.label: QualityCycle.objects.finished().filter(model_version=v).order_by("-started_at").first() for v in (a, b) if v is not None
+    }
+    context = {"versions": versions, "a": a, "b": b, "rows": rows, "chart": chart, "cycles": cycles, "plotly_version": plotly_version()}
+    return render(request, "quality/compare.html", context)

@@ -1,0 +1,133 @@
+"""The admin as ML admins use it: start training, cancel, activate/roll back, acknowledge, read-only records, dashboards."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from quality.cycle import run_cycle
+from quality.models import QualityAlert, QualitySettings
+from registry.models import ModelVersion
+from training.models import TrainingJob
+
+
+@pytest.fixture
+def admin_client(client, ml_admin):
+    client.force_login(ml_admin)
+    return client
+
+
+@pytest.fixture
+def two_versions(db):
+    call_command("seed_demo_erp", items=300, seed=51, stdout=io.StringIO())
+    for label, activate in (("a1", True), ("a2", False)):
+        call_command("train", sync=True, label=label, candidates="baseline", activate=activate, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "admin:training_trainingjob_changelist",
+        "admin:registry_modelversion_changelist",
+        "admin:registry_deploymentevent_changelist",
+        "admin:quality_qualitycycle_changelist",
+        "admin:quality_qualityalert_changelist",
+        "admin:erp_item_changelist",
+        "admin:erp_routingoperation_changelist",
+        "admin:erp_workresult_changelist",
+        "admin:index",
+    ],
+)
+def test_admin_pages_open_for_ml_admins(admin_client, url):
+    assert admin_client.get(reverse(url)).status_code == 200
+
+
+def test_start_training_form_queues_a_job_with_the_chosen_candidates(admin_client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post(reverse("admin:training_trainingjob_start"), {"candidates": ["mlp"], "label": "from-admin", "activate": "on"})
+    job = TrainingJob.objects.get(label="from-admin")
+    assert response.status_code == 302 and response["Location"] == reverse("admin:training_trainingjob_change", args=[job.pk])
+    assert job.parameters["candidates"] == ["baseline", "mlp"] and job.parameters["activate"] is True
+    assert job.requested_by is not None and job.trigger == "manual"
+
+
+def test_start_training_form_shows_queue_full_error(admin_client):
+    for i in range(3):
+        TrainingJob.enqueue(label=f"busy{i}", run_inline=True)
+    response = admin_client.post(reverse("admin:training_trainingjob_start"), {"candidates": ["baseline"]})
+    assert response.status_code == 200
+    assert "1003" in response.content.decode() and TrainingJob.objects.count() == 3
+
+
+def test_training_job_list_shows_progress_and_is_read_only(admin_client):
+    job = TrainingJob.enqueue(label="shown", run_inline=True)
+    job.start()
+    job.beat(42, "embedding items")
+    page = admin_client.get(reverse("admin:training_trainingjob_changelist")).content.decode()
+    assert 'aria-valuenow="42"' in page and "Start training" in page
+    detail = admin_client.get(reverse("admin:training_trainingjob_change", args=[job.pk])).content.decode()
+    assert "job-log" in detail and "window.location.reload" in detail
+    assert admin_client.get(reverse("admin:training_trainingjob_add")).status_code == 403
+
+
+def test_cancel_action_cancels_a_queued_job(admin_client):
+    job = TrainingJob.enqueue(label="to-cancel", run_inline=True)
+    admin_client.post(reverse("admin:training_trainingjob_changelist"), {"action": "cancel_jobs", "_selected_action": [job.pk]})
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+
+
+def test_activate_and_rollback_actions(admin_client, two_versions):
+    a2 = ModelVersion.objects.get(label="a2")
+    admin_client.post(reverse("admin:registry_modelversion_changelist"), {"action": "activate_version", "_selected_action": [a2.pk]})
+    assert ModelVersion.objects.get_active().label == "a2"
+    admin_client.post(reverse("admin:registry_modelversion_changelist"), {"action": "rollback_active", "_selected_action": [a2.pk]})
+    assert ModelVersion.objects.get_active().label == "a1"
+
+
+def test_version_page_compares_with_the_active_version_and_lists_candidates(admin_client, two_versions):
+    a2 = ModelVersion.objects.get(label="a2")
+    page = admin_client.get(reverse("admin:registry_modelversion_change", args=[a2.pk])).content.decode()
+    assert "active: a1" in page and "process_match" in page and "baseline ✓" in page
+
+
+def test_planner_cannot_activate_from_the_admin(client, planner, two_versions):
+    planner.is_staff = True
+    planner.save()
+    client.force_login(planner)
+    a2 = ModelVersion.objects.get(label="a2")
+    client.post(reverse("admin:registry_modelversion_changelist"), {"action": "activate_version", "_selected_action": [a2.pk]})
+    assert ModelVersion.objects.get_active().label == "a1"
+
+
+def test_acknowledge_action_and_dashboards(admin_client, two_versions):
+    cfg = QualitySettings.current()
+    cfg.mae_warning, cfg.mae_critical, cfg.auto_retrain = 0.0, 0.01, False
+    cfg.save()
+    run_cycle(sample_size=20)
+    alert = QualityAlert.objects.get(level="critical")
+    admin_client.post(reverse("admin:quality_qualityalert_changelist"), {"action": "acknowledge_alerts", "_selected_action": [alert.pk]})
+    alert.refresh_from_db()
+    assert alert.status == "acknowledged"
+    overview = admin_client.get("/quality/").content.decode()
+    assert "a1" in overview and "critical" in overview and "Plotly.newPlot" in overview
+    assert "Plotly.newPlot" in admin_client.get("/quality/history/").content.decode()
+    compare = admin_client.get("/quality/compare/?a=a1&b=a2").content.decode()
+    assert "a1" in compare and "a2" in compare and "Plotly.newPlot" in compare
+
+
+def test_settings_admin_redirects_to_the_one_row_and_validates(admin_client, db):
+    response = admin_client.get(reverse("admin:quality_qualitysettings_changelist"))
+    assert response.status_code == 302
+    form = admin_client.get(response["Location"])
+    assert form.status_code == 200
+
+
+def test_dashboards_need_the_dashboard_permission(client, outsider, planner):
+    client.force_login(outsider)
+    assert client.get("/quality/").status_code == 403
+    client.force_login(planner)
+    assert client.get("/quality/").status_code == 200

@@ -1,0 +1,149 @@
+"""Quality cycles through their entry points: command, API, failures, cooldown, queue, reports, gauges."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from erp.models import WorkResult
+from quality.cycle import run_cycle
+from quality.models import QualityAlert, QualityCycle, QualitySettings
+from training.models import TrainingJob
+
+
+@pytest.fixture
+def trained(db):
+    call_command("seed_demo_erp", items=800, seed=41, stdout=io.StringIO())
+    call_command("train", sync=True, label="q1", candidates="baseline", activate=True, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_cycle_command_prints_metrics_and_counts_as_json_and_writes_a_report(trained, settings):
+    out = io.StringIO()
+    call_command("run_quality_cycle", sync=True, sample_size=60, strategy="random", stdout=out)
+    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    for key in ("mae", "trim_mae", "process_match", "exact_match", "items_evaluated", "items_without_actuals", "items_failed", "duration_seconds"):
+        assert key in result, key
+    assert result["items_evaluated"] == 60 and result["items_failed"] == 0
+    cycle = QualityCycle.objects.get(pk=result["cycle"])
+    report = json.loads(Path(cycle.report_path).read_text())
+    assert Path(cycle.report_path).parent == Path(settings.QUALITY_REPORT_ROOT)
+    assert len(report["sample"]["items"]) == 60 and len(report["items"]) == 60
+    assert report["metrics"]["mae"] == pytest.approx(result["mae"])
+    assert set(cycle.metrics_by_part_type) and all(m["items_evaluated"] > 0 for m in cycle.metrics_by_part_type.values())
+    assert sum(m["items_evaluated"] for m in cycle.metrics_by_part_type.values()) == 60
+
+
+def test_cycle_never_uses_an_item_as_its_own_neighbour(trained):
+    cycle = run_cycle(sample_size=40)
+    report = json.loads(Path(cycle.report_path).read_text())
+    from predictions.service import predict_items
+
+    batch = predict_items(item_codes=[row["item_cd"] for row in report["items"]])
+    for result in batch.results:
+        assert result.item_cd not in {s["item_cd"] for s in result.similar_items}
+
+
+def test_stratified_cycle_is_deterministic_for_a_seed(trained):
+    first = json.loads(Path(run_cycle(sample_size=50).report_path).read_text())["sample"]["items"]
+    second = json.loads(Path(run_cycle(sample_size=50).report_path).read_text())["sample"]["items"]
+    assert first == second
+
+
+def test_cycle_that_evaluates_zero_items_fails_with_a_critical_alert(trained):
+    WorkResult.objects.all().delete()
+    with pytest.raises(CommandError, match="0 items"):
+        call_command("run_quality_cycle", sync=True, stdout=io.StringIO())
+    cycle = QualityCycle.objects.get()
+    assert cycle.status == "failed" and cycle.items_evaluated == 0
+    alert = QualityAlert.objects.get(cycle=cycle)
+    assert alert.level == "critical" and alert.metric == "items_evaluated"
+
+
+def test_cycle_without_an_active_model_fails_with_code_1002(db):
+    cycle = run_cycle()
+    assert cycle.status == "failed" and "No model version is active" in cycle.error
+    assert QualityAlert.objects.get(cycle=cycle).error_code == 1002
+
+
+def test_critical_alert_with_auto_retrain_off_enqueues_nothing_and_says_why(trained):
+    cfg = QualitySettings.current()
+    cfg.mae_warning, cfg.mae_critical, cfg.auto_retrain = 0.0, 0.01, False
+    cfg.save()
+    cycle = run_cycle(sample_size=30)
+    assert QualityAlert.objects.filter(cycle=cycle, level="critical", metric="mae", error_code=3001).exists()
+    assert cycle.retraining_job is None and "auto_retrain is off" in cycle.retraining_decision
+
+
+def test_full_queue_is_recorded_as_the_reason_nothing_was_enqueued(trained):
+    cfg = QualitySettings.current()
+    cfg.mae_warning, cfg.mae_critical, cfg.queue_capacity = 0.0, 0.01, 1
+    cfg.save()
+    TrainingJob.enqueue(label="blocking", run_inline=True)
+    cycle = run_cycle(sample_size=30)
+    assert cycle.retraining_job is None and "queue is full" in cycle.retraining_decision
+    assert not TrainingJob.objects.filter(trigger="quality_alert").exists()
+
+
+def test_critical_alert_enqueues_one_retraining_job_then_cools_down(trained, django_capture_on_commit_callbacks):
+    cfg = QualitySettings.current()
+    cfg.mae_warning, cfg.mae_critical = 0.0, 0.01
+    cfg.save()
+    with django_capture_on_commit_callbacks(execute=False):
+        first = run_cycle(sample_size=30)
+        second = run_cycle(sample_size=30)
+    job = first.retraining_job
+    assert job is not None and job.trigger == "quality_alert" and job.parameters["quality_cycle"] == first.pk
+    assert second.retraining_job is None and "cooldown" in second.retraining_decision
+
+
+def test_quality_api_runs_and_reads_cycles_current_state_and_alerts(trained, admin_api, planner_api):
+    assert planner_api.post("/api/v1/quality/cycles/", {"sync": True}, format="json").status_code == 403
+    created = admin_api.post("/api/v1/quality/cycles/", {"sync": True, "sample_size": 40}, format="json")
+    assert created.status_code == 201, created.content
+    cycle = created.json()
+    assert cycle["items_evaluated"] == 40 and cycle["report"]["sample"]["size"] == 40
+    listing = planner_api.get("/api/v1/quality/cycles/?days=7").json()
+    assert [c["id"] for c in listing["results"]] == [cycle["id"]]
+    assert planner_api.get("/api/v1/quality/cycles/?days=-1").status_code == 400
+    assert planner_api.get(f"/api/v1/quality/cycles/{cycle['id']}/").json()["metrics"]["mae"] == pytest.approx(cycle["metrics"]["mae"])
+    current = planner_api.get("/api/v1/quality/current/").json()
+    assert current["active_model"] == "q1" and current["latest_cycle"]["id"] == cycle["id"]
+    assert current["thresholds"]["mae"] == {"warning": 5.0, "critical": 10.0}
+    bad = admin_api.post("/api/v1/quality/cycles/", {"sample_size": 5, "strategy": "psychic"}, format="json")
+    assert bad.status_code == 400 and set(bad.json()["error"]["details"]) == {"sample_size", "strategy"}
+
+
+def test_alerts_api_filters_and_acknowledges(trained, admin_api, planner_api, ml_admin):
+    cfg = QualitySettings.current()
+    cfg.mae_warning, cfg.mae_critical, cfg.auto_retrain = 0.0, 0.01, False
+    cfg.save()
+    run_cycle(sample_size=30)
+    alerts = planner_api.get("/api/v1/quality/alerts/?status=open&level=critical").json()["results"]
+    assert [a["metric"] for a in alerts] == ["mae"] and alerts[0]["error_code"] == 3001
+    alert_id = alerts[0]["id"]
+    assert planner_api.post(f"/api/v1/quality/alerts/{alert_id}/acknowledge/").status_code == 403
+    acked = admin_api.post(f"/api/v1/quality/alerts/{alert_id}/acknowledge/").json()
+    assert acked["status"] == "acknowledged" and acked["acknowledged_by"] == ml_admin.username
+    again = admin_api.post(f"/api/v1/quality/alerts/{alert_id}/acknowledge/")
+    assert again.status_code == 409
+    assert planner_api.get("/api/v1/quality/alerts/?status=acknowledged").json()["count"] == 1
+
+
+def test_prometheus_gauges_come_from_the_database(trained, client):
+    cycle = run_cycle(sample_size=30)
+    body = client.get("/metrics").content.decode()
+    assert f"routing_ml_quality_mae_minutes {cycle.metrics['mae']}" in body.replace("e+00", "")
+    assert "routing_ml_quality_process_match_percent" in body
+    assert 'routing_ml_training_jobs_total{status="succeeded"} 1.0' in body
+    assert "routing_ml_queue_size 0.0" in body
+
+
+def test_migrate_creates_the_quality_schedule_from_the_settings(db):
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(name="quality-cycle")
+    assert schedule.cron == "0 2 * * *" and schedule.func == "quality.tasks.scheduled_cycle"
