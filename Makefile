@@ -51,7 +51,7 @@ bench: deps
 	mkdir -p $(BENCH_DIR)
 	$(BENCH_ENV) $(PY) manage.py migrate --no-input -v 0
 	$(BENCH_ENV) $(PY) manage.py seed_demo_erp --items $(BENCH_ITEMS) --seed 0 --if-empty
-	$(BENCH_ENV) $(PY) manage.py bench_training
+	$(BENCH_ENV) $(PY) manage.py bench_training --activate
 	$(BENCH_ENV) $(PY) manage.py bench_predictions
 	$(BENCH_ENV) $(PY) manage.py bench_quality
 

@@ -24,13 +24,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--candidates", default=",".join(CANDIDATES))
         parser.add_argument("--label", default=None)
+        parser.add_argument("--activate", action="store_true", help="Activate the version (the prediction and quality benchmarks need one).")
         parser.add_argument("--min-improvement-pct", type=float, default=None, help="e.g. -100 to force a learned candidate")
 
-    def handle(self, *args, candidates, label, min_improvement_pct, **options):
+    def handle(self, *args, candidates, label, activate, min_improvement_pct, **options):
         counts = table_counts()
         if not counts.get("RoutingOperation"):
             raise CommandError("No ERP data: run seed_demo_erp --items 325000 on this DATABASE_URL first.")
-        parameters = {"candidates": candidates.split(","), "seed": 0}
+        parameters = {"candidates": candidates.split(","), "seed": 0, "activate": activate}
         if min_improvement_pct is not None:
             parameters["min_improvement_pct"] = min_improvement_pct
         job = TrainingJob.enqueue(parameters=parameters, label=label or f"bench-{int(time.time())}", run_inline=True)
