@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from simple_history.admin import SimpleHistoryAdmin
 
 from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, fmt
@@ -57,6 +58,29 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def revert_disabled(self, request, obj=None) -> bool:
+        """History stays viewable, but a version is never reverted to an old record.
+
+        A revert saves the historical row whole, bringing back its old is_active/status/activated_at:
+        the served version could be switched off with no DeploymentEvent, an archived version whose
+        files are gone could become `ready`, and a second active row would hit the database
+        constraint. Activation and rollback go through the model methods (the actions above).
+        """
+        return True
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # Hiding the Revert button is not enough: the history form still saves whatever is POSTed.
+        if request.method == "POST":
+            raise PermissionDenied("Model versions cannot be reverted from their history; use Activate or Roll back.")
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        # Only what the form may change is written: a whole-row save could put back an is_active
+        # or status that an activation in another request changed meanwhile.
+        changed = [name for name in form.changed_data if name in ("description", "tags")]
+        if changed:
+            obj.save(update_fields=changed)
 
     def has_activate_permission(self, request):
         return request.user.has_perm("registry.activate_modelversion")

@@ -33,8 +33,10 @@ class ModelLoader:
         self.last_error: str | None = None
 
     def _load(self, version):
+        """Load a version's bundle: its manifest must be the registered one and every file must match it."""
         from training.engine import BundleError, RoutingModel
 
+        version.check_manifest()
         try:
             return RoutingModel.load(version.artifact_dir, mmap=True)
         except BundleError as exc:

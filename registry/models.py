@@ -88,10 +88,13 @@ class ModelVersion(models.Model):
     def headline(self, name: str):
         return (self.metrics or {}).get(name)
 
-    def verify_artifacts(self) -> dict:
-        """Check every file of the bundle against its manifest; return the manifest or raise ArtifactError (1002)."""
-        from training.engine import BundleError, verify_bundle
+    def check_manifest(self) -> None:
+        """Raise ArtifactError (1002) unless the bundle's manifest.json is the one registered for this version.
 
+        The manifest pins every other file's sha256, so a bundle whose files all match *its own*
+        manifest is still refused when that manifest is not the registered one (e.g. a directory
+        replaced by another bundle).
+        """
         details = {"label": self.label, "path": str(self.artifact_dir)}
         try:
             digest = manifest_digest(self.artifact_dir)
@@ -99,6 +102,13 @@ class ModelVersion(models.Model):
             raise ArtifactError(f"Model version {self.label} cannot be served: {self.artifact_dir}/manifest.json is missing.", details=details)
         if self.manifest_sha256 and digest != self.manifest_sha256:
             raise ArtifactError(f"Model version {self.label} cannot be served: manifest.json differs from the registered one.", details=details)
+
+    def verify_artifacts(self) -> dict:
+        """Check the manifest against the registered one and every file against the manifest; return the manifest or raise ArtifactError (1002)."""
+        from training.engine import BundleError, verify_bundle
+
+        details = {"label": self.label, "path": str(self.artifact_dir)}
+        self.check_manifest()
         try:
             return verify_bundle(self.artifact_dir)
         except BundleError as exc:
@@ -132,30 +142,51 @@ class ModelVersion(models.Model):
     activate.alters_data = True
 
     @classmethod
-    def rollback(cls, by=None, reason: str = "") -> DeploymentEvent:
-        """Re-activate the version that was active before the current one."""
-        current = cls.objects.get_active()
+    def rollback_target(cls, current: ModelVersion | None = None) -> ModelVersion | None:
+        """The version a rollback from `current` (default: the active one) would re-activate, or None.
+
+        That is the version `current` replaced the last time it was made active.
+        """
+        current = current or cls.objects.get_active()
         if current is None:
-            raise ModelNotFound("There is no active model version to roll back from.", http_status=409)
+            return None
         event = (
             DeploymentEvent.objects.filter(to_version=current, from_version__isnull=False)
             .select_related("from_version")
             .order_by("-created_at", "-pk")
             .first()
         )
-        if event is None:
+        return event.from_version if event else None
+
+    @classmethod
+    def rollback(cls, by=None, reason: str = "") -> DeploymentEvent:
+        """Re-activate the version that was active before the current one."""
+        current = cls.objects.get_active()
+        if current is None:
+            raise ModelNotFound("There is no active model version to roll back from.", http_status=409)
+        target = cls.rollback_target(current)
+        if target is None:
             raise ModelNotFound(f"Model version {current.label} has no previous version to roll back to.", http_status=409)
-        return event.from_version.activate(by=by, reason=reason or f"rollback from {current.label}", kind=DeploymentEvent.Kind.ROLLBACK)
+        return target.activate(by=by, reason=reason or f"rollback from {current.label}", kind=DeploymentEvent.Kind.ROLLBACK)
 
     rollback.alters_data = True
 
     def archive(self) -> None:
-        """Delete the bundle's files and keep the record (metrics, history) as archived."""
-        if self.is_active:
-            raise InvalidTransition(f"Model version {self.label} is active and cannot be archived.")
-        shutil.rmtree(self.artifact_dir, ignore_errors=True)
-        self.status = self.Status.ARCHIVED
-        self.save(update_fields=["status"])
+        """Mark the version archived, then delete the bundle's files; the record (metrics, history) stays.
+
+        The status is committed before any file goes: a crash while deleting leaves an archived
+        version with stray files (archiving it again removes them), never a `ready` one with half
+        its bundle. Activation only takes a `ready` version, so none can start once this commits.
+        """
+        with transaction.atomic():
+            current = ModelVersion.objects.select_for_update().get(pk=self.pk)
+            if current.is_active:
+                raise InvalidTransition(f"Model version {self.label} is active and cannot be archived.")
+            current.status = self.Status.ARCHIVED
+            current.save(update_fields=["status"])
+            directory = current.artifact_dir
+            transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+        self.status, self.is_active = current.status, current.is_active
 
     archive.alters_data = True
 

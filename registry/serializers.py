@@ -25,8 +25,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         ]
 
     def get_training_job(self, version) -> int | None:
-        job = version.training_jobs.order_by("-pk").first()
-        return job.pk if job else None
+        # Pick the newest in Python: ordering the related manager would bypass the view's
+        # prefetch_related("training_jobs") and cost one query per version.
+        return max((job.pk for job in version.training_jobs.all()), default=None)
 
 
 class ModelVersionDetailSerializer(ModelVersionSerializer):

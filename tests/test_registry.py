@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 import threading
@@ -10,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
+from django.test.utils import CaptureQueriesContext
 
 from registry.loader import ModelLoader, loader
-from registry.models import DeploymentEvent, ModelVersion
-from routing_ml.errors import ArtifactError
+from registry.models import DeploymentEvent, ModelVersion, manifest_digest
+from routing_ml.errors import ArtifactError, InvalidTransition, NoActiveModel
+from training.models import TrainingJob
 
 from .cluster import ROOT, cluster_env
 
@@ -152,10 +155,31 @@ def test_activate_and_rollback_commands(two_versions):
         call_command("activate", "nope")
 
 
-def test_cleanup_models_archives_old_inactive_versions_but_never_the_active(two_versions):
+def test_loader_refuses_a_bundle_whose_manifest_is_not_the_registered_one(two_versions):
+    """Every file matches the bundle's own manifest, but that manifest is not the one registered for the version."""
+    v1, v2 = two_versions
+    assert loader.active()[0] == "v1"
+    shutil.rmtree(v2.artifact_dir)
+    shutil.copytree(v1.artifact_dir, v2.artifact_dir)  # a consistent bundle, just not v2's
+    assert manifest_digest(v2.artifact_dir) != v2.manifest_sha256
+    ModelVersion.objects.filter(pk=v1.pk).update(is_active=False)
+    ModelVersion.objects.filter(pk=v2.pk).update(is_active=True)
+    label, model = loader.active()
+    assert label == "v1" and model is not None
+    assert "differs from the registered" in loader.last_error
+    with pytest.raises(ArtifactError, match="differs from the registered"):
+        loader.get("v2")
+    fresh_process = ModelLoader()
+    with pytest.raises(NoActiveModel):
+        fresh_process.active()  # nothing to keep serving, and still not the swapped bundle
+    assert "differs from the registered" in fresh_process.last_error
+
+
+def test_cleanup_models_archives_old_inactive_versions_but_never_the_active(two_versions, django_capture_on_commit_callbacks):
     v1, v2 = two_versions
     v3 = train("v3")
-    call_command("cleanup_models", keep=1, stdout=io.StringIO())
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("cleanup_models", keep=1, stdout=io.StringIO())
     statuses = dict(ModelVersion.objects.values_list("label", "status"))
     assert statuses == {"v1": "ready", "v2": "archived", "v3": "ready"}
     assert not v2.artifact_dir.exists() and v1.artifact_dir.exists() and v3.artifact_dir.exists()
@@ -182,3 +206,68 @@ def test_activating_a_corrupt_version_over_api_is_a_1002_error(two_versions, adm
     response = admin_api.post("/api/v1/models/v2/activate/", {}, format="json")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == 1002
+
+
+def test_cleanup_models_keeps_the_version_a_rollback_returns_to(two_versions, django_capture_on_commit_callbacks):
+    v1, v2 = two_versions
+    v2.activate(reason="newer")  # v1 is now what a rollback returns to
+    train("v3")
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("cleanup_models", keep=0, stdout=out)
+    statuses = dict(ModelVersion.objects.values_list("label", "status"))
+    assert statuses == {"v1": "ready", "v2": "ready", "v3": "archived"}
+    assert "Archived 1 version(s): v3" in out.getvalue() and v1.artifact_dir.exists()
+    event = ModelVersion.rollback(reason="after cleanup")
+    assert (event.from_version.label, event.to_version.label) == ("v2", "v1")
+    assert ModelVersion.objects.get_active() == v1
+
+
+class DiskCrash(Exception):
+    """Stands in for the process dying while it deletes a bundle."""
+
+
+def test_archive_marks_the_version_archived_before_deleting_its_files(two_versions, monkeypatch, django_capture_on_commit_callbacks):
+    _, v2 = two_versions
+    files_before = len(list(v2.artifact_dir.iterdir()))
+
+    def crash_after_one_file(path, *args, **kwargs):
+        next(Path(path).glob("*.npy")).unlink()
+        raise DiskCrash(path)
+
+    monkeypatch.setattr(shutil, "rmtree", crash_after_one_file)
+    with pytest.raises(DiskCrash), django_capture_on_commit_callbacks(execute=True):
+        call_command("cleanup_models", keep=0, stdout=io.StringIO())
+    v2.refresh_from_db()
+    assert v2.status == ModelVersion.Status.ARCHIVED
+    assert len(list(v2.artifact_dir.iterdir())) == files_before - 1  # half-deleted, but no longer offered as ready
+    with pytest.raises(InvalidTransition, match="only a ready version"):
+        v2.activate()
+    monkeypatch.undo()
+    with django_capture_on_commit_callbacks(execute=True):
+        v2.archive()  # archiving again removes what the crash left behind
+    assert not v2.artifact_dir.exists()
+
+
+def test_models_list_query_count_does_not_grow_with_the_number_of_versions(planner_api):
+    def add_versions(labels):
+        for label in labels:
+            version = ModelVersion.objects.create(label=label, status=ModelVersion.Status.READY, artifact_path=label)
+            TrainingJob.objects.create(label=label, status=TrainingJob.Status.SUCCEEDED, model_version=version)
+            TrainingJob.objects.create(label=label, status=TrainingJob.Status.FAILED, model_version=version)
+
+    def list_versions():
+        with CaptureQueriesContext(connection) as queries:
+            response = planner_api.get("/api/v1/models/")
+        assert response.status_code == 200
+        return response.json()["results"], len(queries)
+
+    add_versions(["q1", "q2"])
+    list_versions()  # warm the per-user permission cache
+    few, few_queries = list_versions()
+    add_versions([f"q{i}" for i in range(3, 11)])
+    many, many_queries = list_versions()
+    assert (len(few), len(many)) == (2, 10)
+    assert many_queries == few_queries
+    newest_job = {v.label: max(v.training_jobs.values_list("pk", flat=True)) for v in ModelVersion.objects.all()}
+    assert {v["label"]: v["training_job"] for v in many} == newest_job

@@ -6,7 +6,10 @@ from registry.models import ModelVersion
 
 
 class Command(BaseCommand):
-    help = "Archive all but the newest N non-active ready versions (files removed, records and metrics kept)."
+    help = (
+        "Archive all but the newest N non-active ready versions (files removed, records and metrics kept). "
+        "The version a rollback would return to is always kept."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--keep", type=int, default=10, help="Non-active versions to keep (newest first).")
@@ -15,7 +18,12 @@ class Command(BaseCommand):
     def handle(self, *args, keep, dry_run, **options):
         if keep < 0:
             raise CommandError("--keep must be zero or more.")
-        candidates = ModelVersion.objects.filter(is_active=False, status=ModelVersion.Status.READY).order_by("-created_at", "-pk")[keep:]
+        candidates = ModelVersion.objects.filter(is_active=False, status=ModelVersion.Status.READY)
+        rollback_target = ModelVersion.rollback_target()
+        if rollback_target is not None:
+            # Archiving it would make the next rollback fail exactly when it is needed.
+            candidates = candidates.exclude(pk=rollback_target.pk)
+        candidates = candidates.order_by("-created_at", "-pk")[keep:]
         archived = []
         for version in candidates:
             archived.append(version.label)
