@@ -16,6 +16,7 @@ from registry.models import ModelVersion
 from routing_ml.errors import QueueFull
 from training import pipeline
 from training.models import TrainingJob
+from training.signals import version_trained
 from training.tasks import housekeeping
 
 from .cluster import qcluster, wait_for
@@ -90,6 +91,58 @@ def test_failure_while_registering_leaves_no_version_and_no_directory(small_erp,
     assert leftover_dirs() == []
 
 
+def test_failure_after_registration_removes_the_version_and_its_directory(small_erp, monkeypatch):
+    from registry.models import ModelVersion as Version
+    from routing_ml.errors import ArtifactError
+
+    def unreadable(self):
+        raise ArtifactError(f"Model version {self.label} cannot be served: disk unreadable")
+
+    monkeypatch.setattr(Version, "verify_artifacts", unreadable)  # activation is the step that fails
+    with pytest.raises(CommandError, match="disk unreadable"):
+        train_sync(label="half-done", candidates="baseline", activate=True)
+    job = TrainingJob.objects.get(label="half-done")
+    assert job.status == "failed" and job.error_code == 1004
+    assert "registered model version half-done" in job.log and "removed model version half-done" in job.log
+    assert not ModelVersion.objects.exists()
+    assert leftover_dirs() == []
+
+
+def test_failure_after_the_version_went_live_keeps_it_and_the_job_succeeds(small_erp):
+    def auto_deploy(sender, job, version, **kwargs):  # as the quality gate does with auto_deploy on
+        version.activate(reason="auto-deploy in test")
+
+    version_trained.connect(auto_deploy, dispatch_uid="test-auto-deploy")
+    try:
+        # --activate then fails: the version is already active.
+        result = train_sync(label="live", candidates="baseline", activate=True)
+    finally:
+        version_trained.disconnect(dispatch_uid="test-auto-deploy")
+    job = TrainingJob.objects.get(label="live")
+    assert job.status == "succeeded" and job.model_version.label == "live"
+    assert "live is live, but a later step failed: InvalidTransition" in job.log and "already active" in job.log
+    assert result["active"] is True and ModelVersion.objects.get_active().label == "live"
+    assert leftover_dirs() == ["live"]
+
+
+def test_interrupted_sync_training_fails_the_job_and_leaves_no_directory(small_erp, monkeypatch):
+    from training.engine.model import RoutingModel
+
+    real_save = RoutingModel.save
+
+    def save_then_ctrl_c(self, directory):
+        real_save(self, directory)
+        raise KeyboardInterrupt  # Ctrl-C while the bundle is in its temporary directory
+
+    monkeypatch.setattr(RoutingModel, "save", save_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train_sync(label="ctrl-c", candidates="baseline")
+    job = TrainingJob.objects.get(label="ctrl-c")
+    assert job.status == "failed" and job.error.startswith("interrupted (KeyboardInterrupt) during 'saving the bundle'")
+    assert not TrainingJob.objects.in_flight().exists()
+    assert not ModelVersion.objects.exists() and leftover_dirs() == []
+
+
 def test_cancellation_is_honoured_between_stages(small_erp, monkeypatch):
     real_load = pipeline.load_frames
 
@@ -141,6 +194,89 @@ def test_reaper_fails_a_running_job_whose_heartbeat_stopped(db):
     assert job.status == "failed" and "no heartbeat" in job.error
     assert fresh.status == "running"
     assert not leftover.exists()
+
+
+def test_reaper_fails_a_queued_job_nobody_started_and_frees_its_queue_place(db):
+    lost = [TrainingJob.enqueue(label=f"lost{i}", run_inline=True) for i in range(3)]  # e.g. `train --sync` killed before it started
+    window = settings.Q_CLUSTER["retry"]
+    assert window > settings.TRAINING_TIMEOUT
+    TrainingJob.objects.filter(pk__in=[j.pk for j in lost]).update(created_at=timezone.now() - timedelta(seconds=window + 60))
+    with pytest.raises(QueueFull):
+        TrainingJob.enqueue(label="blocked", run_inline=True)
+    waiting = TrainingJob.objects.filter(pk=lost[2].pk)
+    waiting.update(created_at=timezone.now() - timedelta(seconds=window - 60))  # still within the window: may be waiting for a worker
+    running = TrainingJob.objects.get(pk=lost[1].pk)
+    assert running.start()  # an old job a live `--sync` process is running: its heartbeat is fresh
+
+    assert housekeeping() == {"reaped": [lost[0].pk]}
+    reaped = TrainingJob.objects.get(pk=lost[0].pk)
+    assert reaped.status == "failed" and reaped.error.startswith("never started: queued since")
+    assert f"retry window ({window} s)" in reaped.error
+    assert TrainingJob.objects.get(pk=lost[1].pk).status == "running"
+    assert waiting.get().status == "queued"
+    assert TrainingJob.enqueue(label="next", run_inline=True).status == "queued"
+
+
+def test_job_whose_task_cannot_be_enqueued_fails_at_once(admin_api, monkeypatch, django_capture_on_commit_callbacks):
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr("django_q.tasks.async_task", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_api.post("/api/v1/training/jobs/", {"candidates": ["baseline"], "label": "unsent"}, format="json")
+    assert response.status_code == 202
+    job = TrainingJob.objects.get(label="unsent")
+    assert job.status == "failed" and job.error_code == 1004
+    assert "could not hand the job to the task queue (ConnectionError: broker unreachable)" in job.error
+    assert not TrainingJob.objects.in_flight().exists()
+
+
+def test_train_until_includes_the_named_day(small_erp):
+    from erp.models import WorkResult
+
+    day = WorkResult.objects.order_by("report_dt")[WorkResult.objects.count() // 2].report_dt.date()
+    assert WorkResult.objects.filter(report_dt__date=day).exists()
+    train_sync(label="as-of", candidates="baseline", until=day.isoformat())
+    version = ModelVersion.objects.get(label="as-of")
+    assert version.training_cutoff.date() == day  # the newest work result learned from is of that day
+    assert TrainingJob.objects.get(label="as-of").parameters["until"] == day.isoformat()
+
+
+@pytest.mark.parametrize("bad", ["2026-13-01", "yesterday", "31.03.2026"])
+def test_train_refuses_an_until_that_is_not_a_date(db, bad):
+    with pytest.raises(CommandError, match=r"--until must be a date as YYYY-MM-DD"):
+        train_sync(label="bad-until", until=bad)
+    assert not TrainingJob.objects.exists()
+
+
+def test_candidate_selection_uses_the_admin_min_improvement_unless_the_job_sets_one(small_erp):
+    from quality.models import QualitySettings
+
+    cfg = QualitySettings.current()
+    cfg.min_improvement_pct = 37.5
+    cfg.save()
+    train_sync(label="from-settings", candidates="baseline")
+    train_sync(label="from-job", candidates="baseline", min_improvement_pct=2.0)
+    configs = {v.label: v.read_manifest()["config"] for v in ModelVersion.objects.all()}
+    assert configs["from-settings"]["min_improvement_pct"] == 37.5
+    assert configs["from-job"]["min_improvement_pct"] == 2.0
+
+
+def test_bench_training_prints_nan_for_scores_without_actuals(small_erp, monkeypatch):
+    from training.engine import metrics
+
+    real_evaluate = metrics.evaluate
+
+    def without_time_actuals(*args, **kwargs):
+        scores = real_evaluate(*args, **kwargs)
+        return {**scores, "trim_mae": None, "mae": None, "setup_mae": None}  # no held-out operation had actual times
+
+    monkeypatch.setattr(metrics, "evaluate", without_time_actuals)
+    out = io.StringIO()
+    call_command("bench_training", candidates="baseline", label="bench-none", stdout=out)
+    row = next(line for line in out.getvalue().splitlines() if line.startswith("baseline "))
+    assert row.split()[1:4] == ["nan", "nan", "nan"]
+    assert float(row.split()[4]) > 0  # process match is still there
 
 
 def test_api_starts_lists_reads_and_cancels_jobs(admin_api, planner_api, db):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,6 +14,8 @@ from routing_ml.errors import ErrorCode, InvalidTransition, QueueFull
 # The time-estimator candidates the engine knows; baseline is always fitted, the others must beat it.
 CANDIDATES = ("baseline", "mlp", "stacking")
 
+logger = logging.getLogger(__name__)
+
 
 class TrainingJobQuerySet(models.QuerySet):
     def in_flight(self) -> TrainingJobQuerySet:
@@ -22,6 +25,11 @@ class TrainingJobQuerySet(models.QuerySet):
         """Running jobs whose worker stopped beating (killed, crashed, machine restarted)."""
         cutoff = timezone.now() - older_than
         return self.filter(status=TrainingJob.Status.RUNNING, heartbeat_at__lt=cutoff)
+
+    def never_started(self, older_than: timedelta) -> TrainingJobQuerySet:
+        """Queued jobs no worker claimed in time: their task was lost (enqueue error, dropped task, dead `--sync` process)."""
+        cutoff = timezone.now() - older_than
+        return self.filter(status=TrainingJob.Status.QUEUED, created_at__lt=cutoff)
 
 
 class TrainingJob(models.Model):
@@ -133,9 +141,18 @@ class TrainingJob(models.Model):
         return job
 
     def _submit(self) -> None:
+        """Hand the committed job to the cluster. If that fails the job fails at once, rather than hold a queue place forever."""
         from django_q.tasks import async_task
 
-        task_id = async_task("training.tasks.run_training_job", self.pk, task_name=f"train-{self.label}", group="training")
+        try:
+            task_id = async_task("training.tasks.run_training_job", self.pk, task_name=f"train-{self.label}", group="training")
+        except Exception as exc:
+            logger.exception("Could not hand training job %s to the task queue", self.pk)
+            self.fail(
+                f"could not hand the job to the task queue ({type(exc).__name__}: {exc}). "
+                "Check that the task broker (database or Redis) is reachable, then start the job again."
+            )
+            return
         TrainingJob.objects.filter(pk=self.pk).update(task_id=task_id or "")
 
     # -- transitions ------------------------------------------------------------------------
@@ -185,8 +202,9 @@ class TrainingJob(models.Model):
 
     finish.alters_data = True
 
-    def fail(self, error: str, code: int = ErrorCode.TRAINING_FAILED) -> bool:
-        updated = TrainingJob.objects.filter(pk=self.pk, status__in=self.ACTIVE_STATES).update(
+    def fail(self, error: str, code: int = ErrorCode.TRAINING_FAILED, from_states: tuple[str, ...] = ACTIVE_STATES) -> bool:
+        """Mark the job failed if it is still in one of `from_states`; False when it had already moved on."""
+        updated = TrainingJob.objects.filter(pk=self.pk, status__in=from_states).update(
             status=self.Status.FAILED, error=error[:10000], error_code=int(code), finished_at=timezone.now()
         )
         if updated:
@@ -234,15 +252,32 @@ class TrainingJob(models.Model):
         return TrainingJob.objects.filter(pk=self.pk, cancel_requested=True).exists()
 
     @classmethod
-    def reap_stale(cls, older_than: timedelta | None = None) -> list[int]:
-        """Fail running jobs whose heartbeat stopped, and remove what they left on disk."""
+    def reap_stale(cls, older_than: timedelta | None = None, queued_older_than: timedelta | None = None) -> list[int]:
+        """Fail running jobs whose heartbeat stopped (and remove what they left on disk), and queued jobs nobody started.
+
+        A queued job waits at most about one training run for a worker; the broker itself hands a
+        task out again after its `retry` window (TRAINING_TIMEOUT + a margin), so a job still
+        queued after that window was lost, and would otherwise hold a queue place for good.
+        """
         from .pipeline import discard_job_artifacts
 
         if older_than is None:
             older_than = timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT)
+        if queued_older_than is None:
+            queued_older_than = timedelta(seconds=settings.Q_CLUSTER.get("retry") or settings.TRAINING_TIMEOUT + 600)
         reaped = []
         for job in cls.objects.stale(older_than):
             if job.fail(f"worker stopped: no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} (reaped)"):
                 discard_job_artifacts(job)
                 reaped.append(job.pk)
+        for job in cls.objects.never_started(queued_older_than):
+            reason = (
+                f"never started: queued since {job.created_at:%Y-%m-%d %H:%M:%S} UTC, longer than the task queue's retry window "
+                f"({queued_older_than.total_seconds():.0f} s), so its task was lost (reaped). Start the job again."
+            )
+            # Only while still queued: a worker claiming it at this very moment keeps it.
+            if job.fail(reason, from_states=(cls.Status.QUEUED,)):
+                reaped.append(job.pk)
         return reaped
+
+    reap_stale.alters_data = True

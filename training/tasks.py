@@ -17,7 +17,7 @@ def run_training_job(job_id: int) -> str:
 
 
 def housekeeping() -> dict:
-    """Every minute on the cluster: fail training jobs whose worker died. Its success rows are the worker's heartbeat for /health."""
+    """Every minute on the cluster: fail training jobs whose worker died or whose task was lost. Its success rows are the worker's heartbeat for /health."""
     from .models import TrainingJob
 
     reaped = TrainingJob.reap_stale()

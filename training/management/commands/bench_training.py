@@ -14,6 +14,11 @@ from training.models import CANDIDATES, TrainingJob
 from training.pipeline import run_job
 
 
+def _number(value) -> float:
+    """A score for a :f column: a candidate without aligned actuals has None where a number is expected."""
+    return float("nan") if value is None else value
+
+
 def _dir_bytes(path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
@@ -55,9 +60,12 @@ class Command(BaseCommand):
         self.stdout.write(f"Selected estimator: {version.selected_estimator}")
         self.stdout.write(f"{'candidate':<10} {'trim_mae':>9} {'mae':>8} {'setup_mae':>9} {'process_match':>13} {'exact_match':>11} {'items':>6}")
         for name, scores in version.candidate_scores.items():
+            trim_mae, mae, setup_mae, process_match, exact_match = (
+                _number(scores.get(key)) for key in ("trim_mae", "mae", "setup_mae", "process_match", "exact_match")
+            )
             self.stdout.write(
-                f"{name:<10} {scores.get('trim_mae', float('nan')):>9.4f} {scores.get('mae', float('nan')):>8.4f} {scores.get('setup_mae') or float('nan'):>9.4f} "
-                f"{scores.get('process_match', float('nan')):>13.4f} {scores.get('exact_match', float('nan')):>11.4f} {scores.get('items_evaluated', 0):>6}"
+                f"{name:<10} {trim_mae:>9.4f} {mae:>8.4f} {setup_mae:>9.4f} "
+                f"{process_match:>13.4f} {exact_match:>11.4f} {scores.get('items_evaluated') or 0:>6}"
             )
         figures = {
             "wall_seconds_end_to_end": round(wall, 1),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -22,6 +23,14 @@ def parse_candidates(text: str) -> list[str]:
     return names
 
 
+def parse_until(text: str) -> str:
+    """`--until` as an ISO date (the job parameter's form), or a CommandError saying what is expected."""
+    try:
+        return date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise CommandError(f"--until must be a date as YYYY-MM-DD (e.g. 2026-03-31), not {text!r}.") from None
+
+
 class Command(BaseCommand):
     help = "Train a new model version from the ERP data. Without --sync the job goes to the task cluster and its id is printed."
 
@@ -31,7 +40,9 @@ class Command(BaseCommand):
         parser.add_argument("--sample-size", type=int, help="Train on a seeded sample of this many items.")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--min-improvement-pct", type=float, help="A candidate must beat baseline's trimmed MAE by this much.")
-        parser.add_argument("--until", help="Only learn from work results reported up to this date (YYYY-MM-DD).")
+        parser.add_argument(
+            "--until", help="Only learn from work results reported up to and including this date (YYYY-MM-DD, UTC), with the routings current then."
+        )
         parser.add_argument("--activate", action="store_true", help="Activate the version when training succeeds.")
         parser.add_argument("--sync", action="store_true", help="Run in this process and print the result as JSON on the last line.")
         parser.add_argument("--if-no-model", action="store_true", help="Do nothing when a model version is already active.")
@@ -42,6 +53,8 @@ class Command(BaseCommand):
             return
         if opts["sample_size"] is not None and opts["sample_size"] < 20:
             raise CommandError("--sample-size must be at least 20 items.")
+        if opts["until"] is not None:
+            opts["until"] = parse_until(opts["until"])
         parameters = {"candidates": parse_candidates(opts["candidates"]), "seed": opts["seed"], "activate": opts["activate"]}
         for name in ("sample_size", "min_improvement_pct", "until"):
             if opts[name] is not None:
