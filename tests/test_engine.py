@@ -84,7 +84,7 @@ def make_factory(n_items: int = 300, seed: int = 1) -> tuple[pd.DataFrame, pd.Da
                             res,
                             pd.Timestamp("2026-01-01") + pd.Timedelta(days=i),
                             10,
-                            12.0,
+                            (8.0 + d / 10) * rng.lognormal(0, 0.05),  # bigger parts take longer to set up
                             std * 1.2 * rng.lognormal(0, 0.05),
                         )
                     )
@@ -470,19 +470,19 @@ def test_records_and_frames_give_the_same_predictions(trained, factory):
 
 def test_holdout_items_are_never_in_the_fitted_index(factory, monkeypatch):
     built, fitted_on = [], []
-    real_build, real_fit = train_module.build_model, train_module.fit_time_model
+    real_build, real_fit = train_module.build_model, train_module.fit_time_models
 
     def spy_build(*args, **kwargs):
         model = real_build(*args, **kwargs)
         built.append(set(model.indexed_item_codes()))
         return model
 
-    def spy_fit(model, name, rng):
+    def spy_fit(model, name, rng, **kwargs):
         fitted_on.append(set(model.indexed_item_codes()))
-        return real_fit(model, name, rng)
+        return real_fit(model, name, rng, **kwargs)
 
     monkeypatch.setattr(train_module, "build_model", spy_build)
-    monkeypatch.setattr(train_module, "fit_time_model", spy_fit)
+    monkeypatch.setattr(train_module, "fit_time_models", spy_fit)
     result = train(*factory, FAST.replace(candidates=("baseline", "mlp"), min_improvement_pct=-1000.0))
     holdout = set(result.holdout_items)
     assert holdout and built[0].isdisjoint(holdout)  # the scoring index
@@ -491,11 +491,95 @@ def test_holdout_items_are_never_in_the_fitted_index(factory, monkeypatch):
     assert holdout <= set(result.model.indexed_item_codes())
 
 
-def test_selected_model_estimates_times_with_the_model(factory):
+def test_selected_model_estimates_run_and_setup_times_with_the_model(factory, tmp_path):
     result = train(*factory, FAST.replace(candidates=("baseline", "mlp"), min_improvement_pct=-1000.0))
+    assert (result.selected, result.selected_setup) == ("mlp", "mlp")
+    assert result.model.time_model.target == "run" and result.model.setup_model.target == "setup"
     ops = result.model.predict(factory[0].iloc[[3]])[0]["operations"]
-    assert result.selected == "mlp" and {op["time_source"] for op in ops} == {"model"}
-    assert all(op["run_minutes_per_unit"] >= 0 for op in ops)
+    assert {op["time_source"] for op in ops} == {"model"} and {op["setup_source"] for op in ops} == {"model"}
+    assert all(op["run_minutes_per_unit"] >= 0 and op["setup_minutes"] >= 0 for op in ops)
+    # The learned setup estimate differs from the neighbours' mean it starts from, and survives a save/load.
+    baseline = train(*factory, FAST.replace(candidates=("baseline",)))
+    base_ops = baseline.model.predict(factory[0].iloc[[3]])[0]["operations"]
+    assert [op["setup_minutes"] for op in ops] != pytest.approx([op["setup_minutes"] for op in base_ops], rel=1e-6)
+    assert result.candidate_scores["mlp"]["setup_mae"] != pytest.approx(result.candidate_scores["baseline"]["setup_mae"])
+    result.model.save(tmp_path / "bundle")
+    loaded = RoutingModel.load(tmp_path / "bundle")
+    assert loaded.selected_setup == "mlp" and loaded.manifest["selected_setup"] == "mlp"
+    assert [op["setup_minutes"] for op in loaded.predict(factory[0].iloc[[3]])[0]["operations"]] == pytest.approx(
+        [op["setup_minutes"] for op in ops], rel=1e-5
+    )
+
+
+def test_run_and_setup_estimators_are_selected_each_on_their_own_metric():
+    scores = {"baseline": {"trim_mae": 10.0, "setup_mae": 4.0}, "mlp": {"trim_mae": 9.0, "setup_mae": 4.5}, "stacking": {"trim_mae": 9.8, "setup_mae": 3.0}}
+    assert select_candidate(scores, 5.0, "trim_mae") == "mlp"
+    assert select_candidate(scores, 5.0, "setup_mae") == "stacking"
+
+
+def test_shipped_metrics_are_those_of_the_shipped_run_and_setup_combination(factory, monkeypatch):
+    real_select = train_module.select_candidate
+
+    def run_mlp_setup_baseline(scores, pct, metric="trim_mae"):
+        return "mlp" if metric == "trim_mae" else "baseline"
+
+    monkeypatch.setattr(train_module, "select_candidate", run_mlp_setup_baseline)
+    result = train(*factory, FAST.replace(candidates=("baseline", "mlp")))
+    monkeypatch.setattr(train_module, "select_candidate", real_select)
+    assert (result.selected, result.selected_setup) == ("mlp", "baseline") and result.model.setup_model is None
+    assert result.metrics["trim_mae"] == pytest.approx(result.candidate_scores["mlp"]["trim_mae"])
+    assert result.metrics["setup_mae"] == pytest.approx(result.candidate_scores["baseline"]["setup_mae"])
+
+
+def test_operations_without_neighbour_actuals_use_standard_times_even_with_a_learned_model(hand_model):
+    emb = np.array([[1.0, 0.0]], dtype=np.float32)
+    core = hand_model.route(emb, None, 4)
+
+    # Stand-in estimators that would answer 999 minutes: they must only be asked where actuals exist.
+    class Constant:
+        def __init__(self, target):
+            self.target = target
+
+        def predict_minutes(self, emb, op_job, op_res, base, std):
+            return np.full(op_job.size, 999.0)
+
+    cut, turn = hand_model.to_dicts(core, ["NEW"], hand_model.choose_times(core, emb, Constant("run"), Constant("setup")))[0]["operations"]
+    assert (cut["time_source"], cut["setup_source"], cut["run_minutes_per_unit"], cut["setup_minutes"]) == ("model", "model", 999.0, 999.0)
+    assert (turn["time_source"], turn["setup_source"]) == ("standard", "standard")
+    assert turn["run_minutes_per_unit"] == pytest.approx((0.9 * 1.0 + 0.8 * 2.0) / 1.7, rel=1e-5)
+    assert turn["setup_minutes"] == pytest.approx((0.9 * 8.0 + 0.8 * 9.0) / 1.7, rel=1e-5)
+
+
+def test_items_excluded_from_time_fit_are_never_fitted_on(trained, monkeypatch):
+    model = trained.model
+    codes = model.indexed_item_codes()
+    excluded = frozenset(codes[: len(codes) // 2])
+    queried: list[str] = []
+    real_vectors = model.neighbors.vectors
+
+    def spy_vectors(rows):
+        queried.extend(model.index.item_codes[rows].tolist())
+        return real_vectors(rows)
+
+    monkeypatch.setattr(model.neighbors, "vectors", spy_vectors)
+    fitted = train_module.fit_time_models(model, "mlp", np.random.default_rng(0), exclude_codes=excluded)
+    assert set(fitted) == {"run", "setup"}
+    assert queried and excluded.isdisjoint(queried)
+
+
+def test_training_passes_the_gate_sample_out_of_the_time_fit(factory, monkeypatch):
+    seen = []
+    real_fit = train_module.fit_time_models
+
+    def spy_fit(model, name, rng, **kwargs):
+        seen.append(kwargs.get("exclude_codes"))
+        return real_fit(model, name, rng, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit_time_models", spy_fit)
+    gate_sample = factory[0]["ITEM_CD"].iloc[:40].tolist()
+    result = train(*factory, FAST.replace(candidates=("baseline", "mlp"), min_improvement_pct=-1000.0), exclude_from_time_fit=gate_sample)
+    assert len(seen) == 2 and all(s == frozenset(gate_sample) for s in seen)  # scoring fit and final refit
+    assert result.model.manifest["time_fit_excluded_items"] == 40
 
 
 @pytest.mark.parametrize("name", ["mlp", "stacking"])
@@ -513,7 +597,7 @@ def test_fast_time_prediction_equals_sklearn_predict(name):
     model = TimeModel(name, features, estimator)
     clean = np.nan_to_num(x[:50])
     assert model._fast is not None
-    assert model.predict_log_run(clean) == pytest.approx(estimator.predict(clean), abs=1e-5)  # float32 network
+    assert model.predict_log(clean) == pytest.approx(estimator.predict(clean), abs=1e-5)  # float32 network
 
 
 def test_training_without_actuals_uses_standard_times_and_holds_nothing_out():
@@ -522,7 +606,7 @@ def test_training_without_actuals_uses_standard_times_and_holds_nothing_out():
     assert result.selected == "baseline" and result.candidate_scores == {} and result.metrics == {}
     assert result.dataset_stats["holdout_items"] == 0 and result.training_cutoff is None
     ops = result.model.predict(items.iloc[[0]])[0]["operations"]
-    assert ops and {op["time_source"] for op in ops} == {"standard"}
+    assert ops and {op["time_source"] for op in ops} == {"standard"} and {op["setup_source"] for op in ops} == {"standard"}
 
 
 def test_training_without_routings_is_refused():

@@ -1,7 +1,9 @@
 """The training pipeline: ERP data → engine → bundle on disk → registered ModelVersion.
 
-Runs inside a django-q2 worker (or in-process with `train --sync`). Every failure leaves
-the job `failed` with its error, and no ModelVersion row and no directory behind.
+Runs inside a django-q2 worker (or in-process with `train --sync`). Every failure, an
+interruption included, leaves the job `failed` with its error, and no ModelVersion row and no
+directory behind; only a version that already went live (auto-deployed) is kept, and then the
+job succeeds.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import threading
 import time
 import traceback
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from registry.models import ModelVersion, manifest_digest
-from routing_ml.errors import ErrorCode
+from routing_ml.errors import ErrorCode, InvalidTransition
 from training.engine import drift
 
 from .models import TrainingJob
@@ -44,11 +47,32 @@ def engine_config(parameters: dict):
     for name in ("min_improvement_pct", "seed", "top_k", "n_components", "holdout_share"):
         if parameters.get(name) is not None:
             fields[name] = parameters[name]
+    if "min_improvement_pct" not in fields:
+        # Not asked for by this job: the admin-tunable threshold applies (quality settings).
+        from quality.models import QualitySettings
+
+        fields["min_improvement_pct"] = float(QualitySettings.current().min_improvement_pct)
     return EngineConfig(**fields)
 
 
 # Each item's times are learned from its most recent work orders per operation (see latest_per_operation).
 DEFAULT_RECENT_ORDERS = 3
+
+
+def results_before(until):
+    """The exclusive bound on REPORT_DT for a job's `until`.
+
+    `until` names a day and includes it (`--until 2026-03-31` learns from March 31st too), so the
+    bound is the next midnight (UTC). A full timestamp is taken as the exact moment.
+    """
+    if not until or isinstance(until, datetime):
+        return until or None
+    if isinstance(until, date):
+        return until + timedelta(days=1)
+    try:
+        return date.fromisoformat(str(until)) + timedelta(days=1)
+    except ValueError:
+        return until
 
 
 def load_frames(parameters: dict):
@@ -58,7 +82,9 @@ def load_frames(parameters: dict):
     from erp.data import load_training_frames
     from erp.frames import latest_per_operation
 
-    items, routings, actuals = load_training_frames(until=parameters.get("until"))
+    until = parameters.get("until")
+    # Routings as current at the named moment (as before); work results through the whole named day.
+    items, routings, actuals = load_training_frames(until=results_before(until), when=until)
     actuals = latest_per_operation(actuals, int(parameters.get("recent_orders", DEFAULT_RECENT_ORDERS)))
     sample_size = parameters.get("sample_size")
     if sample_size and sample_size < len(items):
@@ -95,11 +121,25 @@ def final_dir(label: str) -> Path:
     return Path(settings.MODEL_ROOT) / label
 
 
-def discard_job_artifacts(job: TrainingJob) -> None:
-    """Remove what a failed/cancelled job may have written: its temp dirs, and its final dir if no version owns it."""
+def was_deployed(version: ModelVersion | None) -> bool:
+    """Whether a version is or has been served (active, or named by a deployment event): such a version is kept."""
+    if version is None:
+        return False
+    return ModelVersion.objects.filter(Q(is_active=True) | Q(deployment_events__isnull=False), pk=version.pk).exists()
+
+
+def discard_job_artifacts(job: TrainingJob, version: ModelVersion | None = None) -> None:
+    """Remove what a failed/cancelled job wrote: its temp dirs, the `version` it registered, and its final dir.
+
+    A version that has been deployed is never removed (it is or was serving, and the deployment
+    history points at it); nor is the final dir of a version someone else owns.
+    """
     root = Path(settings.MODEL_ROOT)
     for tmp in root.glob(f"{TMP_PREFIX}{job.label}-*"):
         shutil.rmtree(tmp, ignore_errors=True)
+    if version is not None and not was_deployed(version):
+        if ModelVersion.objects.filter(pk=version.pk).delete()[0]:
+            job.append_log(f"removed model version {version.label}: this job registered it, then failed")
     if not ModelVersion.objects.filter(label=job.label).exists():
         shutil.rmtree(final_dir(job.label), ignore_errors=True)
 
@@ -138,6 +178,7 @@ def run_job(job: TrainingJob) -> str:
         if job.cancel_was_requested():
             raise TrainingCancelled(f"job {job.pk} cancelled on request")
 
+    version = result = None
     try:
         job.beat(1, "loading ERP data")
         job.append_log(f"loading ERP data (parameters: {json.dumps(params, sort_keys=True)})")
@@ -146,13 +187,19 @@ def run_job(job: TrainingJob) -> str:
         if routings.empty:
             raise ValueError("The ERP source has no routings to learn from: import or seed ERP data first.")
         check_cancel()
-        result = train(items, routings, actuals, engine_config(params), progress=progress, check_cancel=check_cancel)
+        # A gated job will be scored on these items: its learned time estimators must not have seen them.
+        gate_items = params.get("gate_items") or []
+        result = train(
+            items, routings, actuals, engine_config(params), progress=progress, check_cancel=check_cancel, exclude_from_time_fit=gate_items
+        )
         check_cancel()
         job.beat(92, "saving the bundle")
         version = _register(job, result, params, time.monotonic() - started, items)
-        job.append_log(f"registered model version {version.label} (selected estimator: {result.selected})")
+        job.append_log(f"registered model version {version.label} (selected estimators: run {result.selected}, setup {result.selected_setup})")
         # Listeners (the quality gate) and activation run before the job is marked done, so anyone
-        # waiting for a terminal job sees their outcome too. The version stays if they fail.
+        # waiting for a terminal job sees their outcome too. A listener's error is logged and the
+        # version stays ready; any other error from here on fails the job and removes the version,
+        # unless it has gone live meanwhile (see _finish_deployed).
         job.beat(96, "after training: gate / activation")
         for receiver, response in version_trained.send_robust(sender=TrainingJob, job=job, version=version):
             if isinstance(response, Exception):
@@ -167,12 +214,43 @@ def run_job(job: TrainingJob) -> str:
         job.mark_cancelled()
         return f"job {job.pk} cancelled: {exc}"
     except Exception as exc:
+        if was_deployed(version):
+            return _finish_deployed(job, version, result, exc)
         logger.exception("Training job %s failed", job.pk)
-        discard_job_artifacts(job)
+        discard_job_artifacts(job, version)
         job.fail(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}", code=ErrorCode.TRAINING_FAILED)
         return f"job {job.pk} failed: {type(exc).__name__}: {exc}"
+    except BaseException as exc:
+        # Ctrl-C in `train --sync`, SystemExit when a worker is stopped: nothing may stay running or half-written.
+        if was_deployed(version):
+            _finish_deployed(job, version, result, exc)
+        else:
+            discard_job_artifacts(job, version)
+            job.fail(
+                f"interrupted ({type(exc).__name__}) during {job.stage or 'start-up'!r}; nothing was kept. Start the job again.",
+                code=ErrorCode.TRAINING_FAILED,
+            )
+        raise
     finally:
         heartbeat.stop()
+
+
+def _finish_deployed(job: TrainingJob, version: ModelVersion, result, exc: BaseException) -> str:
+    """A step after registration failed, but the version had already gone live (e.g. the gate auto-deployed it).
+
+    A serving version is never deleted under its users, so the job succeeded with it; the
+    later step's error goes to the job log.
+    """
+    error = f"{type(exc).__name__}: {exc}"
+    logger.error("Training job %s: a step after %s went live failed: %s", job.pk, version.label, error, exc_info=exc)
+    job.append_log(f"{version.label} is live, but a later step failed: {error}")
+    try:
+        job.finish(version, candidate_scores=result.candidate_scores, selected=result.selected)
+    except InvalidTransition:
+        # Someone else ended the job meanwhile (the reaper); the live version stays all the same.
+        job.refresh_from_db()
+        return f"job {job.pk} is {job.status}; its version {version.label} is live and stays ({error})"
+    return f"job {job.pk} succeeded: {version.label} (a step after it went live failed: {error})"
 
 
 def _register(job: TrainingJob, result, params: dict, duration: float, items) -> ModelVersion:
@@ -184,7 +262,7 @@ def _register(job: TrainingJob, result, params: dict, duration: float, items) ->
         raise FileExistsError(f"{target} already exists; refusing to overwrite another version's files")
     tmp = root / f"{TMP_PREFIX}{job.label}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    _write_json(tmp / "metrics.json", {"selected": result.selected, "metrics": result.metrics, "candidates": result.candidate_scores})
+    _write_json(tmp / "metrics.json", {"selected": result.selected, "selected_setup": result.selected_setup, "metrics": result.metrics, "candidates": result.candidate_scores})
     _write_json(tmp / "training_request.json", {"job": job.pk, "trigger": job.trigger, "parameters": params, "label": job.label})
     result.model.save(tmp)
     manifest_sha256 = manifest_digest(tmp)

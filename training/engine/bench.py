@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nheld-out metrics" + "".join(f"{n:>14}" for n in names))
     for key in keys:
         print(f"  {key:<16}" + "".join(f"{_fmt(result.candidate_scores[n].get(key)):>14}" for n in names))
-    print(f"selected: {result.selected}")
+    print(f"selected: run {result.selected}, setup {result.selected_setup}")
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(args.bundle or tmp) / "bundle"

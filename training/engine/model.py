@@ -55,7 +55,8 @@ class TimeChoice:
 
     run: np.ndarray
     setup: np.ndarray
-    source: np.ndarray  # object array of "actuals" / "model" / "standard"
+    source: np.ndarray  # of the run time: object array of "actuals" / "model" / "standard"
+    setup_source: np.ndarray  # of the setup time, the same vocabulary
 
 
 def _sha256(path: Path) -> str:
@@ -127,6 +128,8 @@ class RoutingModel:
         extra_emb: np.ndarray,
         time_model: TimeModel | None = None,
         selected: str = "baseline",
+        setup_model: TimeModel | None = None,
+        selected_setup: str = "baseline",
         manifest: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
@@ -138,8 +141,10 @@ class RoutingModel:
         self.known_index_row = known_index_row
         self.known_extra_row = known_extra_row
         self.extra_emb = extra_emb
-        self.time_model = time_model
+        self.time_model = time_model  # run minutes per unit; None = baseline
         self.selected = selected
+        self.setup_model = setup_model  # setup minutes; None = baseline
+        self.selected_setup = selected_setup
         self.manifest: dict[str, Any] = manifest or {}
         self._sig_cache: dict[int, list[str]] = {}
 
@@ -304,18 +309,29 @@ class RoutingModel:
         return RoutingCore(nbr, sims, win, conf, alt_sig, alt_support, op_offsets, op_query, op_job, op_res, op_inside, times)
 
     # -- the time part ----------------------------------------------------------------------
-    def choose_times(self, core: RoutingCore, emb: np.ndarray, time_model: TimeModel | None) -> TimeChoice:
-        """Run/setup minutes per operation: the estimator if one is given, else neighbours' actuals, else standard."""
+    def choose_times(
+        self, core: RoutingCore, emb: np.ndarray, time_model: TimeModel | None, setup_model: TimeModel | None = None
+    ) -> TimeChoice:
+        """Run and setup minutes per operation, each with where it came from.
+
+        Where some neighbour has actual times for the operation: the learned estimator of that
+        target if one is given ("model"), else the neighbours' trimmed mean ("actuals"). Where
+        none has: the neighbours' standard routing times ("standard"), whatever the estimator.
+        """
         t = core.times
-        has_actuals = np.isfinite(t.base_run)
-        setup = np.where(np.isfinite(t.base_setup), t.base_setup, t.std_setup)
-        if time_model is not None:
-            run = time_model.predict_run(emb[core.op_query], core.op_job, core.op_res, t.base_run, t.std_run)
-            source = np.full(run.size, "model", dtype=object)
-        else:
-            run = np.where(has_actuals, t.base_run, t.std_run)
-            source = np.where(has_actuals, "actuals", "standard").astype(object)
-        return TimeChoice(run=run, setup=setup, source=source)
+
+        def one(model: TimeModel | None, target: str) -> tuple[np.ndarray, np.ndarray]:
+            base, std = t.of(target)
+            has_actuals = np.isfinite(base)
+            value = base
+            if model is not None:
+                value = model.predict_minutes(emb[core.op_query], core.op_job, core.op_res, base, std)
+            source = np.where(has_actuals, "model" if model is not None else "actuals", "standard").astype(object)
+            return np.where(has_actuals, value, std), source
+
+        run, source = one(time_model, "run")
+        setup, setup_source = one(setup_model, "setup")
+        return TimeChoice(run=run, setup=setup, source=source, setup_source=setup_source)
 
     # -- output ---------------------------------------------------------------------------------
     def to_dicts(self, core: RoutingCore, codes: list[str | None], choice: TimeChoice, with_similar: bool = True) -> list[dict[str, Any]]:
@@ -343,6 +359,7 @@ class RoutingModel:
         setup_p10 = _none_if_nan(choice.setup * t.setup_p10_ratio)
         setup_p90 = _none_if_nan(choice.setup * t.setup_p90_ratio)
         source = choice.source.tolist()
+        setup_source = choice.setup_source.tolist()
         count = t.sample_count.tolist()
         offsets = core.op_offsets.tolist()
         conf = core.confidence.tolist()
@@ -366,6 +383,7 @@ class RoutingModel:
                     "setup_minutes": setup[i],
                     "run_minutes_per_unit": run[i],
                     "time_source": source[i],
+                    "setup_source": setup_source[i],
                     "run_p10": run_p10[i],
                     "run_p90": run_p90[i],
                     "setup_p10": setup_p10[i],
@@ -414,7 +432,7 @@ class RoutingModel:
         k = int(top_k or self.config.top_k)
         emb, self_rows, codes = self.embed(items)
         core = self.route(emb, self_rows if exclude_self else None, k)
-        return self.to_dicts(core, codes, self.choose_times(core, emb, self.time_model))
+        return self.to_dicts(core, codes, self.choose_times(core, emb, self.time_model, self.setup_model))
 
     # -- persistence ------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -446,13 +464,14 @@ class RoutingModel:
             written.append(f"{name}.npy")
         joblib.dump(self.encoder, directory / "encoder.joblib")
         written.append("encoder.joblib")
-        if self.time_model is not None:
-            joblib.dump(self.time_model, directory / "time_model.joblib")
-            written.append("time_model.joblib")
+        for name, estimator in (("time_model.joblib", self.time_model), ("setup_model.joblib", self.setup_model)):
+            if estimator is not None:
+                joblib.dump(estimator, directory / name)
+                written.append(name)
         # The admin-facing copy of the weights (DESIGN: artifacts include feature_weights.json).
         (directory / "feature_weights.json").write_text(json.dumps(self.config.feature_weights(), indent=2))
         written.append("feature_weights.json")
-        meta = {"selected": self.selected, "config": self.config.to_dict()}
+        meta = {"selected": self.selected, "selected_setup": self.selected_setup, "config": self.config.to_dict()}
         (directory / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         written.append("model.json")
         # Files the caller put there first (metrics.json, training_request.json) are pinned too.
@@ -462,6 +481,7 @@ class RoutingModel:
             bundle_format=BUNDLE_FORMAT,
             created_at=manifest.get("created_at") or datetime.now(UTC).isoformat(),
             selected=self.selected,
+            selected_setup=self.selected_setup,
             config=self.config.to_dict(),
             feature_weights=self.config.feature_weights(),
             items_indexed=int(self.index.n_items),
@@ -494,6 +514,7 @@ class RoutingModel:
             }
             encoder = joblib.load(directory / "encoder.joblib")
             time_model = joblib.load(directory / "time_model.joblib") if "time_model.joblib" in files else None
+            setup_model = joblib.load(directory / "setup_model.joblib") if "setup_model.joblib" in files else None
             meta = json.loads((directory / "model.json").read_text())
             vocab = Vocab(**{f.name: arrays[f"vocab_{f.name}"] for f in fields(Vocab)})
             index = IndexData(**{f.name: arrays[f"index_{f.name}"] for f in fields(IndexData)})
@@ -511,5 +532,7 @@ class RoutingModel:
             extra_emb=arrays["extra_emb"],
             time_model=time_model,
             selected=meta["selected"],
+            setup_model=setup_model,
+            selected_setup=meta.get("selected_setup", "baseline"),
             manifest=manifest,
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from .encoding import ItemEncoder
 from .model import RoutingModel
 from .neighbors import NeighborIndex
 from .tables import IndexData, Vocab, as_code_array, build_tables, ranges
-from .times import TimeFeatures, TimeModel, lookup_times, make_estimator, single_thread
+from .times import TARGETS, TimeFeatures, TimeModel, lookup_times, make_estimator, single_thread
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], None]
@@ -40,7 +40,7 @@ class TrainResult:
     """What a training run produced; `metrics` are the held-out metrics of the selected setup."""
 
     model: RoutingModel
-    selected: str
+    selected: str  # the run-time estimator
     metrics: dict[str, Any]
     candidate_scores: dict[str, dict[str, Any]]
     dataset_stats: dict[str, Any]
@@ -48,6 +48,7 @@ class TrainResult:
     training_cutoff: str | None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     holdout_items: list[str] = field(default_factory=list)
+    selected_setup: str = "baseline"  # the setup-time estimator
 
 
 class _Stages:
@@ -110,46 +111,63 @@ def build_model(
     )
 
 
-def fit_time_model(model: RoutingModel, name: str, rng: np.random.Generator) -> TimeModel | None:
-    """Fit estimator `name` on (item, JOB_CD) rows of the model's indexed items.
+def fit_time_models(
+    model: RoutingModel, name: str, rng: np.random.Generator, targets: tuple[str, ...] = TARGETS, exclude_codes: frozenset[str] = frozenset()
+) -> dict[str, TimeModel]:
+    """Fit estimator `name` for each target on (item, JOB_CD) rows of the model's indexed items.
 
     Whole items are sampled until `max_time_rows` rows are reached, so that one neighbour
-    search per sampled item suffices. The baseline feature of a row comes from the item's
-    neighbours *without* the item itself: the same situation as a new item at predict time.
+    search per sampled item suffices for every target. The baseline feature of a row comes
+    from the item's neighbours *without* the item itself: the same situation as a new item
+    at predict time. Items in `exclude_codes` are never fitted on (a deployment gate scores
+    the model on them later). A target with fewer than two usable items gets no estimator.
     """
     cfg = model.config
     idx, n_jobs = model.index, model.vocab.n_jobs
     pair_item = idx.pair_key // n_jobs
-    usable = (idx.pair_count > 0) & np.isfinite(idx.pair_run_med)
-    per_item = np.bincount(pair_item[usable], minlength=idx.n_items)
+    allowed = np.ones(idx.n_items, dtype=bool)
+    if exclude_codes:
+        allowed &= ~np.isin(idx.item_codes, np.array(sorted(exclude_codes), dtype=idx.item_codes.dtype))
+    medians = {"run": idx.pair_run_med, "setup": idx.pair_setup_med}
+    usable_any = np.zeros(idx.pair_key.size, dtype=bool)
+    usable = {}
+    for target in targets:
+        usable[target] = (idx.pair_count > 0) & np.isfinite(medians[target]) & allowed[pair_item]
+        usable_any |= usable[target]
+    per_item = np.bincount(pair_item[usable_any], minlength=idx.n_items)
     candidates = np.flatnonzero(per_item)
     if candidates.size < 2:
-        return None
+        return {}
     shuffled = rng.permutation(candidates)
     n_take = int(np.searchsorted(np.cumsum(per_item[shuffled]), cfg.max_time_rows)) + 1
     chosen = np.sort(shuffled[:n_take])
     local = np.full(idx.n_items, -1, dtype=np.int64)
     local[chosen] = np.arange(chosen.size)
-    rows = np.flatnonzero(usable & (local[pair_item] >= 0))
     emb = model.neighbors.vectors(chosen)
     nbr, sims = model.neighbors.search(emb, cfg.top_k, exclude=chosen)
-    op_query = local[pair_item[rows]]
-    op_job = idx.pair_key[rows] % n_jobs
-    op_res = np.asarray(idx.pair_res[rows], dtype=np.int64)
-    t = lookup_times(idx, n_jobs, nbr, sims, op_query, op_job)
     features = TimeFeatures(
         dim=emb.shape[1],
         job_counts=np.bincount(idx.op_job, minlength=n_jobs),
         res_counts=np.bincount(idx.op_res, minlength=len(model.vocab.res_codes)),
     )
-    x = features.build(emb[op_query], op_job, op_res, t.base_run, t.std_run)
-    y = np.log1p(np.asarray(idx.pair_run_med[rows], dtype=np.float64))
-    estimator = make_estimator(name, features, cfg.seed, n_rows=len(y))
-    with single_thread(), warnings.catch_warnings():
-        # Iterations are capped on purpose (training time); the early-stopped fit is good enough.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        estimator.fit(x, y)
-    return TimeModel(name=name, features=features, estimator=estimator)
+    fitted: dict[str, TimeModel] = {}
+    for target in targets:
+        rows = np.flatnonzero(usable[target] & (local[pair_item] >= 0))
+        if np.unique(pair_item[rows]).size < 2:
+            continue
+        op_query = local[pair_item[rows]]
+        op_job = idx.pair_key[rows] % n_jobs
+        op_res = np.asarray(idx.pair_res[rows], dtype=np.int64)
+        base, std = lookup_times(idx, n_jobs, nbr, sims, op_query, op_job).of(target)
+        x = features.build(emb[op_query], op_job, op_res, base, std)
+        y = np.log1p(np.maximum(np.asarray(medians[target][rows], dtype=np.float64), 0.0))
+        estimator = make_estimator(name, features, cfg.seed, n_rows=len(y))
+        with single_thread(), warnings.catch_warnings():
+            # Iterations are capped on purpose (training time); the early-stopped fit is good enough.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            estimator.fit(x, y)
+        fitted[target] = TimeModel(name=name, features=features, estimator=estimator, target=target)
+    return fitted
 
 
 def _prepare_items(items: pd.DataFrame) -> pd.DataFrame:
@@ -172,16 +190,22 @@ def _routing_lists(vocab: Vocab, idx: IndexData, rows: np.ndarray) -> dict[str, 
     return {code: jobs[bounds[i] : bounds[i + 1]] for i, code in enumerate(codes)}
 
 
-def select_candidate(scores: dict[str, dict[str, Any]], min_improvement_pct: float) -> str:
-    """The candidate with the best trim_mae among those at least `min_improvement_pct` % better than baseline."""
-    base = scores.get("baseline", {}).get("trim_mae")
+def select_candidate(scores: dict[str, dict[str, Any]], min_improvement_pct: float, metric: str = "trim_mae") -> str:
+    """The candidate with the best `metric` among those at least `min_improvement_pct` % better than baseline.
+
+    Run times are chosen on `trim_mae` (DESIGN), setup times on `setup_mae`: a candidate may
+    be better at one and not the other.
+    """
+    base = scores.get("baseline", {}).get(metric)
     if base is None:
         return "baseline"
-    best, best_value = "baseline", base
+    # A candidate qualifies at `limit` or under; the best qualifying one wins. A negative
+    # percentage lets a learned candidate through even if it is worse (for experiments).
     limit = base * (1.0 - min_improvement_pct / 100.0)
+    best, best_value = "baseline", None
     for name, score in scores.items():
-        value = score.get("trim_mae")
-        if name != "baseline" and value is not None and value <= limit and value < best_value:
+        value = score.get(metric)
+        if name != "baseline" and value is not None and value <= limit and (best_value is None or value < best_value):
             best, best_value = name, value
     return best
 
@@ -193,8 +217,13 @@ def train(
     config: EngineConfig | None = None,
     progress: ProgressFn | None = None,
     check_cancel: CancelFn | None = None,
+    exclude_from_time_fit: Sequence[str] = (),
 ) -> TrainResult:
-    """Train a model version. `progress(percent, stage)` reports; `check_cancel()` may raise TrainingCancelled."""
+    """Train a model version. `progress(percent, stage)` reports; `check_cancel()` may raise TrainingCancelled.
+
+    `exclude_from_time_fit`: item codes the learned time estimators must not be fitted on,
+    because the new version will be scored on them (a deployment gate's evaluation sample).
+    """
     cfg = config or EngineConfig()
     stage = _Stages(progress, check_cancel)
     rng = np.random.default_rng(cfg.seed)
@@ -228,6 +257,7 @@ def train(
     holdout_rows = np.sort(rng.choice(with_actuals, size=n_hold, replace=False)) if n_hold else np.zeros(0, np.int64)
     holdout_codes = full.item_codes[holdout_rows].tolist()
 
+    excluded = frozenset(str(c) for c in exclude_from_time_fit)
     scores: dict[str, dict[str, Any]] = {}
     if n_hold:
         stage(45, "fitting the index without held-out items")
@@ -241,29 +271,42 @@ def train(
         actual_cols = [c for c in ("ITEM_CD", "JOB_CD", "RUN_MINUTES_PER_UNIT", "SETUP_MINUTES") if c in actuals.columns]
         holdout_actuals = actuals.loc[actuals["ITEM_CD"].astype(str).isin(set(holdout_codes)), actual_cols]
 
-        def score(time_model: TimeModel | None) -> dict[str, Any]:
-            choice = scoring_model.choose_times(core, query_emb, time_model)
+        def score(run_model: TimeModel | None, setup_model: TimeModel | None) -> dict[str, Any]:
+            choice = scoring_model.choose_times(core, query_emb, run_model, setup_model)
             predictions = scoring_model.to_dicts(core, holdout_codes, choice, with_similar=False)
             return metrics.evaluate(predictions, actual_routings, holdout_actuals)
 
         stage(50, "scoring baseline")
-        scores["baseline"] = score(None)
+        scores["baseline"] = score(None, None)
+        fitted: dict[str, dict[str, TimeModel]] = {"baseline": {}}
         learned = [c for c in cfg.candidates if c != "baseline"]
         for i, name in enumerate(learned):
             stage(55 + 25 * i / max(len(learned), 1), f"fitting and scoring {name}")
-            time_model = fit_time_model(scoring_model, name, rng)
-            if time_model is not None:
-                scores[name] = score(time_model)
-        del scoring_model, core
+            fitted[name] = fit_time_models(scoring_model, name, rng, exclude_codes=excluded)
+            if fitted[name]:
+                scores[name] = score(fitted[name].get("run"), fitted[name].get("setup"))
 
-    selected = select_candidate(scores, cfg.min_improvement_pct)
+    selected = select_candidate(scores, cfg.min_improvement_pct, "trim_mae")
+    selected_setup = select_candidate(scores, cfg.min_improvement_pct, "setup_mae")
+    if n_hold:
+        # The held-out metrics of the combination actually shipped (run and setup may come from different candidates).
+        run_model, setup_model = fitted.get(selected, {}).get("run"), fitted.get(selected_setup, {}).get("setup")
+        selected_metrics = scores[selected] if selected == selected_setup else score(run_model, setup_model)
+        del scoring_model, core, fitted
+    else:
+        selected_metrics = {}
 
     stage(82, "fitting the final index on all items")
     model = build_model(cfg, encoder, vocab, full, full_neighbors, known_codes, known_emb)
-    if selected != "baseline":
-        stage(88, f"refitting {selected} on all items")
-        model.time_model = fit_time_model(model, selected, rng)
-        model.selected = selected if model.time_model is not None else "baseline"
+    chosen = {"run": selected, "setup": selected_setup}
+    for name in sorted({n for n in chosen.values() if n != "baseline"}):
+        targets = tuple(t for t in TARGETS if chosen[t] == name)
+        stage(88, f"refitting {name} ({' and '.join(targets)} times) on all items")
+        refit = fit_time_models(model, name, rng, targets=targets, exclude_codes=excluded)
+        if "run" in targets:
+            model.time_model, model.selected = refit.get("run"), (name if "run" in refit else "baseline")
+        if "setup" in targets:
+            model.setup_model, model.selected_setup = refit.get("setup"), (name if "setup" in refit else "baseline")
 
     stage(97, "summarising")
     cutoff = None
@@ -281,9 +324,11 @@ def train(
         "holdout_items": int(n_hold),
     }
     duration = stage.finish()
-    result_metrics = scores.get(model.selected, {})
+    result_metrics = selected_metrics
     model.manifest.update(
         selected=model.selected,
+        selected_setup=model.selected_setup,
+        time_fit_excluded_items=len(excluded),
         metrics=result_metrics,
         candidate_scores=scores,
         dataset_stats=stats,
@@ -293,6 +338,7 @@ def train(
     return TrainResult(
         model=model,
         selected=model.selected,
+        selected_setup=model.selected_setup,
         metrics=result_metrics,
         candidate_scores=scores,
         dataset_stats=stats,

@@ -48,6 +48,10 @@ class TimeLookup:
     setup_p90_ratio: np.ndarray
     sample_count: np.ndarray  # neighbours' work-result rows behind the baseline
 
+    def of(self, target: str) -> tuple[np.ndarray, np.ndarray]:
+        """(neighbour baseline, standard) minutes of a target ("run" or "setup")."""
+        return (self.base_run, self.std_run) if target == "run" else (self.base_setup, self.std_setup)
+
 
 def _weighted_mean(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
     ok = np.isfinite(values)
@@ -149,18 +153,21 @@ class TimeFeatures:
     def width(self) -> int:
         return self.dim + 6
 
-    def build(self, emb: np.ndarray, op_job: np.ndarray, op_res: np.ndarray, base_run: np.ndarray, std_run: np.ndarray) -> np.ndarray:
-        """Feature matrix (P, width) float32 for operations with embeddings `emb` (P, dim)."""
+    def build(self, emb: np.ndarray, op_job: np.ndarray, op_res: np.ndarray, base: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """Feature matrix (P, width) float32 for operations with embeddings `emb` (P, dim).
+
+        `base` and `std` are the target's neighbour baseline and standard minutes (NaN: none).
+        """
         n = emb.shape[0]
         x = np.empty((n, self.width), dtype=np.float32)
         x[:, : self.dim] = emb
         x[:, self.dim] = self.job_col[op_job]
         x[:, self.dim + 1] = self.res_col[op_res]
-        std_missing = ~np.isfinite(std_run)
-        log_std = np.log1p(np.where(std_missing, 0.0, np.maximum(std_run, 0.0)))
-        base_missing = ~np.isfinite(base_run)
+        std_missing = ~np.isfinite(std)
+        log_std = np.log1p(np.where(std_missing, 0.0, np.maximum(std, 0.0)))
+        base_missing = ~np.isfinite(base)
         # Without neighbour actuals the standard time stands in, flagged by the indicator.
-        log_base = np.where(base_missing, log_std, np.log1p(np.maximum(np.where(base_missing, 0.0, base_run), 0.0)))
+        log_base = np.where(base_missing, log_std, np.log1p(np.maximum(np.where(base_missing, 0.0, base), 0.0)))
         c = self.baseline_column
         x[:, c] = log_base
         x[:, c + 1] = base_missing
@@ -204,7 +211,7 @@ class CodesOneHotScaled(TransformerMixin, BaseEstimator):
 
 
 def make_estimator(name: str, features: TimeFeatures, seed: int, n_rows: int = 20_000) -> BaseEstimator:
-    """A fresh, unfitted time estimator for candidate `name` ("mlp" or "stacking").
+    """A fresh, unfitted time estimator for candidate `name` ("mlp" or "stacking"), for either target.
 
     Sizes are set for training speed at ~20k rows (measured: MLP ~1.3 s, tree ~0.6 s on one
     core); larger networks or more trees did not improve the held-out error on demo data.
@@ -320,15 +327,25 @@ def _fast_predictor(estimator: BaseEstimator):
 FAST_PREDICT_ROWS = 256
 
 
+TARGETS = ("run", "setup")
+
+
 @dataclass
 class TimeModel:
-    """A fitted estimator of log1p(run minutes per unit) with its feature builder."""
+    """A fitted estimator of log1p(minutes) for one target with its feature builder.
+
+    `target` "run" estimates run minutes per unit, "setup" setup minutes per operation; the
+    features are the same, with that target's neighbour baseline and standard time.
+    """
 
     name: str
     features: TimeFeatures
     estimator: BaseEstimator
+    target: str = "run"
 
     def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown time target {self.target!r}; choose from {TARGETS}")
         self._fast = _fast_predictor(self.estimator)
 
     def __setstate__(self, state: dict) -> None:
@@ -338,17 +355,17 @@ class TimeModel:
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_fast"}
 
-    def predict_log_run(self, x: np.ndarray) -> np.ndarray:
-        """log1p(run minutes per unit) for a feature matrix from `features.build`."""
+    def predict_log(self, x: np.ndarray) -> np.ndarray:
+        """log1p(minutes) for a feature matrix from `features.build`."""
         if self._fast is not None and x.shape[0] <= FAST_PREDICT_ROWS:
             return self._fast(x)
         with single_thread():
             return self.estimator.predict(x)
 
-    def predict_run(self, emb: np.ndarray, op_job: np.ndarray, op_res: np.ndarray, base_run: np.ndarray, std_run: np.ndarray) -> np.ndarray:
-        """Run minutes per unit (>= 0) for the given operations."""
+    def predict_minutes(self, emb: np.ndarray, op_job: np.ndarray, op_res: np.ndarray, base: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """Minutes (>= 0) of this target for the given operations; `base`/`std` are the target's neighbour and standard times."""
         if emb.shape[0] == 0:
             return np.zeros(0)
-        x = self.features.build(emb, op_job, op_res, base_run, std_run)
+        x = self.features.build(emb, op_job, op_res, base, std)
         # Clip in log space: an extrapolating network must not overflow expm1.
-        return np.expm1(np.clip(self.predict_log_run(x), 0.0, 20.0))
+        return np.expm1(np.clip(self.predict_log(x), 0.0, 20.0))
