@@ -122,6 +122,7 @@ class WorkResultAdmin(ItemCodeSearchMixin, ReadOnlyAdmin):
         "setup_minutes_display",
         "run_per_unit",
     ]
+    list_filter = ["res_cd"]
     date_hierarchy = "report_dt"
     ordering = ["-report_dt"]  # the REPORT_DT index, so a page does not sort millions of rows
 

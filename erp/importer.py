@@ -129,6 +129,8 @@ def _parse(spec: TableSpec, path: Path, report: ImportReport) -> tuple[_Parsed |
         return None, [RowError(name, 0, "file not found")]
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         return None, [RowError(name, 1, f"not a readable CSV file: {exc}")]
+    except OSError as exc:  # a directory, no permission, …
+        return None, [RowError(name, 0, f"cannot be read: {exc.strerror or exc}")]
     raw.columns = [str(c).strip() for c in raw.columns]
     fields = {f.column: f for f in data.data_fields(spec.model)}
     extra = [c for c in raw.columns if c not in fields]

@@ -83,14 +83,18 @@ class ModelLoader:
         with self._lock:
             if label == self._active_label and self._active_model is not None:
                 return label, self._active_model
-            if label in self._extra:
-                self._extra.move_to_end(label)
-                return label, self._extra[label]
+        # Checked on every call, cached or not: a version archived since it was cached is no longer served.
         version = ModelVersion.objects.filter(label=label).first()
         if version is None:
             raise ModelNotFound(f"Model version {label!r} does not exist.")
         if version.status != ModelVersion.Status.READY:
+            with self._lock:
+                self._extra.pop(label, None)
             raise ModelNotFound(f"Model version {label!r} is {version.status}, not ready.", http_status=409)
+        with self._lock:
+            if label in self._extra:
+                self._extra.move_to_end(label)
+                return label, self._extra[label]
         model = self._load(version)
         with self._lock:
             self._extra[label] = model

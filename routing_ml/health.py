@@ -56,7 +56,11 @@ def check_model() -> dict:
     active = ModelVersion.objects.get_active()
     if active is None:
         return {"status": DEGRADED, "active_version": None, "message": "No model version is active yet: train and activate one."}
+    loader.refresh()
     served = loader.served_label()
+    if served != active.label and loader.last_error:
+        # This process cannot load the version the database says is active; it keeps serving what it had.
+        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": loader.last_error}
     return {"status": OK, "active_version": active.label, "served_by_this_process": served}
 
 

@@ -217,6 +217,11 @@ def test_missing_file_is_reported(db, tmp_path):
     assert "absent.csv:0: file not found" in err
 
 
+def test_a_path_that_is_not_a_readable_file_is_reported(db, tmp_path):
+    _, err = rejected(items=tmp_path)  # a directory
+    assert f"{tmp_path}:0: cannot be read" in err
+
+
 def test_importer_returns_a_report(files, factory):
     report = import_erp_files(**files)
     assert report.ok and report.imported

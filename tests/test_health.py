@@ -1,8 +1,10 @@
 """/health reports each dependency and sums them up; /health/db checks the database alone."""
 
+import io
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Task
 
@@ -31,8 +33,8 @@ def test_fresh_install_is_degraded_not_an_error(client):
 
 @pytest.mark.django_db
 def test_all_checks_green_is_healthy(client):
-    Item.objects.create(item_cd="ITEM-1", part_type="SLEEVE")
-    ModelVersion.objects.create(label="v1", status="ready", is_active=True)
+    call_command("seed_demo_erp", items=200, seed=3, stdout=io.StringIO())
+    call_command("train", sync=True, label="v1", candidates="baseline", activate=True, stdout=io.StringIO(), stderr=io.StringIO())
     beat_worker(minutes_ago=1)
     body = client.get("/health").json()
     assert body["status"] == "healthy", body
@@ -85,3 +87,15 @@ def test_prometheus_metrics_are_exposed(client):
     response = client.get("/metrics")
     assert response.status_code == 200
     assert b"django_http_requests" in response.content
+
+
+@pytest.mark.django_db
+def test_an_active_version_this_process_cannot_load_degrades_health(client):
+    Item.objects.create(item_cd="ITEM-1", part_type="SLEEVE")
+    ModelVersion.objects.create(label="lost", status="ready", is_active=True, artifact_path="/nonexistent/lost")
+    beat_worker(minutes_ago=1)
+    body = client.get("/health").json()
+    model = body["checks"]["model"]
+    assert body["status"] == "degraded" and model["status"] == "degraded"
+    assert model["active_version"] == "lost" and model["served_by_this_process"] is None
+    assert "lost" in model["message"]

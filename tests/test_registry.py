@@ -271,3 +271,15 @@ def test_models_list_query_count_does_not_grow_with_the_number_of_versions(plann
     assert many_queries == few_queries
     newest_job = {v.label: max(v.training_jobs.values_list("pk", flat=True)) for v in ModelVersion.objects.all()}
     assert {v["label"]: v["training_job"] for v in many} == newest_job
+
+
+def test_a_compared_version_archived_since_it_was_cached_is_no_longer_served(two_versions, django_capture_on_commit_callbacks):
+    from routing_ml.errors import ModelNotFound
+
+    _, v2 = two_versions
+    assert loader.get("v2")[0] == "v2"  # loaded for a comparison and kept in the process cache
+    with django_capture_on_commit_callbacks(execute=True):
+        v2.archive()
+    with pytest.raises(ModelNotFound) as caught:
+        loader.get("v2")
+    assert caught.value.http_status == 409 and "archived" in caught.value.message
