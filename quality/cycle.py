@@ -11,6 +11,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -28,7 +30,7 @@ from .thresholds import Breach, breaches
 
 logger = logging.getLogger(__name__)
 
-# Attributes of at most this many recent items are compared with the training profile.
+# Attributes of at most this many recent items (a seeded random sample of them) are compared with the training profile.
 DRIFT_ITEM_LIMIT = 20000
 
 
@@ -56,7 +58,7 @@ def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_siz
                 f"({window_end or 'none'}): the cycle evaluated 0 items."
             )
         evaluation = evaluate(codes, version.label, after=version.training_cutoff, since=window_start)
-        drift = _drift(version, eligible)
+        drift = _drift(version, eligible, cfg.sample_seed)
         cycle.items_evaluated = evaluation.items_evaluated
         cycle.items_without_actuals = len(evaluation.items_without_actuals)
         cycle.items_failed = len(evaluation.items_failed)
@@ -71,6 +73,7 @@ def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_siz
             "metrics": evaluation.metrics,
             "metrics_by_part_type": evaluation.by_part_type,
             "drift_psi": drift,
+            "drift_items": min(len(eligible), DRIFT_ITEM_LIMIT) if drift else 0,
             "items_without_actuals": evaluation.items_without_actuals,
             "items_failed": evaluation.items_failed,
             "items": evaluation.items,
@@ -82,7 +85,7 @@ def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_siz
             cycle.succeed(metrics=evaluation.metrics, metrics_by_part_type=evaluation.by_part_type, drift=drift, report=_summary(report))
             _raise_alerts(cycle, found)
             _resolve_recovered(cycle, found)
-        _maybe_retrain(cycle, cfg, found)
+        _maybe_retrain(cycle, cfg, found, codes)
         report["alerts"] = [f"{b.level}:{b.metric}" for b in found]
         report["retraining"] = {"job": cycle.retraining_job_id, "decision": cycle.retraining_decision}
     except CycleFailure as exc:
@@ -120,12 +123,24 @@ def _summary(report: dict) -> dict:
     return summary
 
 
-def _drift(version: ModelVersion, eligible) -> dict[str, float]:
+def drift_sample(eligible: pd.DataFrame, seed: int, limit: int | None = None) -> list[str]:
+    """The items whose attributes are compared with the training profile: all eligible ones, or a seeded random `limit` of them.
+
+    Never the first `limit` codes: item codes start with their part type's prefix, so a slice of
+    the sorted codes would hold a few part types only and show drift that is not there.
+    """
+    limit = DRIFT_ITEM_LIMIT if limit is None else limit
+    codes = eligible["ITEM_CD"].to_numpy()
+    if len(codes) > limit:
+        codes = codes[np.random.default_rng(seed).choice(len(codes), size=limit, replace=False)]
+    return sorted(codes.tolist())
+
+
+def _drift(version: ModelVersion, eligible: pd.DataFrame, seed: int) -> dict[str, float]:
     reference = (version.dataset_stats or {}).get("feature_profile")
     if not reference or eligible.empty:
         return {}
-    codes = eligible["ITEM_CD"].head(DRIFT_ITEM_LIMIT).tolist()
-    return drift_module.compare(reference, load_items(codes))
+    return drift_module.compare(reference, load_items(drift_sample(eligible, seed)))
 
 
 def _raise_alerts(cycle: QualityCycle, found: list[Breach]) -> None:
@@ -152,38 +167,53 @@ def _resolve_recovered(cycle: QualityCycle, found: list[Breach]) -> None:
             alert.resolve(resolution=f"back inside the threshold in cycle {cycle.pk}")
 
 
-def _maybe_retrain(cycle: QualityCycle, cfg: QualitySettings, found: list[Breach]) -> None:
-    """A critical breach queues a retraining job unless auto-retrain is off, a recent one is cooling down, or the queue is full."""
+def _maybe_retrain(cycle: QualityCycle, cfg: QualitySettings, found: list[Breach], sample: list[str]) -> None:
+    """A critical breach queues a retraining job unless auto-retrain is off, a recent one is cooling down, or the queue is full.
+
+    The cooldown check and the enqueue run in one transaction under the training queue's lock
+    (the one `TrainingJob.enqueue` takes for its capacity check), so two cycles finishing at the
+    same moment cannot both see "no recent job" and both enqueue one.
+    """
     critical = [b for b in found if b.level == "critical"]
     if not critical:
         decision = "No critical alert: no retraining needed."
     elif not cfg.auto_retrain:
         decision = "Critical alert, but auto_retrain is off: nothing enqueued."
     else:
-        since = timezone.now() - timedelta(hours=cfg.cooldown_hours)
-        recent = TrainingJob.objects.filter(trigger=TrainingJob.Trigger.QUALITY_ALERT, created_at__gte=since).order_by("-created_at").first()
-        if recent is not None:
-            decision = (
-                f"Critical alert, but retraining job {recent.pk} was started {recent.created_at:%Y-%m-%d %H:%M} UTC, "
-                f"within the {cfg.cooldown_hours:g} h cooldown: nothing enqueued."
-            )
-        else:
-            parameters = {
-                "candidates": ["baseline", "mlp", "stacking"],
-                "min_improvement_pct": cfg.min_improvement_pct,
-                "gate": True,
-                "quality_cycle": cycle.pk,
-                "description": f"retraining after quality cycle {cycle.pk}: " + "; ".join(b.message for b in critical),
-            }
-            try:
-                job = TrainingJob.enqueue(parameters=parameters, trigger=TrainingJob.Trigger.QUALITY_ALERT)
-            except QueueFull as exc:
-                decision = f"Critical alert, but the training queue is full: {exc.message}"
-            else:
-                cycle.retraining_job = job
-                decision = f"Critical alert ({', '.join(b.metric for b in critical)}): retraining job {job.pk} enqueued."
+        with transaction.atomic():
+            TrainingJob.lock_queue()
+            decision = _retrain_unless_cooling_down(cycle, cfg, critical, sample)
     cycle.retraining_decision = decision
     cycle.save(update_fields=["retraining_job", "retraining_decision"])
+
+
+def _retrain_unless_cooling_down(cycle: QualityCycle, cfg: QualitySettings, critical: list[Breach], sample: list[str]) -> str:
+    """Enqueue one retraining job unless one was started within the cooldown; the caller holds the queue lock.
+
+    The job's gate will score challenger and champion on this cycle's `sample`, so the job is told
+    to keep those items out of its learned time estimators' training rows.
+    """
+    since = timezone.now() - timedelta(hours=cfg.cooldown_hours)
+    recent = TrainingJob.objects.filter(trigger=TrainingJob.Trigger.QUALITY_ALERT, created_at__gte=since).order_by("-created_at").first()
+    if recent is not None:
+        return (
+            f"Critical alert, but retraining job {recent.pk} was started {recent.created_at:%Y-%m-%d %H:%M} UTC, "
+            f"within the {cfg.cooldown_hours:g} h cooldown: nothing enqueued."
+        )
+    parameters = {
+        "candidates": ["baseline", "mlp", "stacking"],
+        "min_improvement_pct": cfg.min_improvement_pct,
+        "gate": True,
+        "gate_items": sample,
+        "quality_cycle": cycle.pk,
+        "description": f"retraining after quality cycle {cycle.pk}: " + "; ".join(b.message for b in critical),
+    }
+    try:
+        job = TrainingJob.enqueue(parameters=parameters, trigger=TrainingJob.Trigger.QUALITY_ALERT)
+    except QueueFull as exc:
+        return f"Critical alert, but the training queue is full: {exc.message}"
+    cycle.retraining_job = job
+    return f"Critical alert ({', '.join(b.metric for b in critical)}): retraining job {job.pk} enqueued."
 
 
 def _write_report(cycle: QualityCycle, report: dict) -> Path:

@@ -1,6 +1,8 @@
 """The deployment gate: a retrained version (challenger) must beat the active one (champion).
 
-Both are scored on the same recent evaluation sample and the same actual work results. With
+Both are scored on the same recent evaluation sample (the one of the cycle that raised the alert,
+which the retraining kept out of its learned time estimators' training rows) and the same actual
+work results. With
 `auto_deploy` on, the challenger is activated only if its MAE is at least `min_improvement_pct`
 better and its process match is not worse (beyond a half-point of sampling noise); otherwise it
 stays `ready`. The decision and both scores are recorded on the job (and on the DeploymentEvent
@@ -50,7 +52,9 @@ def run_gate(job, challenger: ModelVersion) -> dict:
     else:
         record["champion"] = champion.label
         eligible, window_start, _ = eligible_items(cfg.recent_window_days, cfg.min_work_orders)
-        codes = choose(eligible, cfg.sample_size, cfg.sample_strategy, cfg.sample_seed)
+        # The sample of the cycle that asked for this job, which its estimators were kept from
+        # fitting on; a gated job without one is scored on a fresh sample of the same window.
+        codes = (job.parameters or {}).get("gate_items") or choose(eligible, cfg.sample_size, cfg.sample_strategy, cfg.sample_seed)
         if not codes:
             deploy, reason = False, "No recent items with work results to compare the two versions on."
         else:

@@ -1,11 +1,19 @@
-"""Prometheus figures read from the database at scrape time, so every process serving /metrics agrees."""
+"""Prometheus figures read from the database at scrape time, so every process serving /metrics agrees.
+
+`/metrics` is served by `exposition()`. With PROMETHEUS_MULTIPROC_DIR set (several gunicorn
+workers and the qcluster, see scripts/serve.sh) each process writes its counters and histograms
+to files there; a scrape then sums them with prometheus_client's MultiProcessCollector, since
+the process that happens to answer knows only its own. Our database gauges are added to that
+registry (django-prometheus' own view would drop them in this mode).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 
 from django.db.models import Count
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
 logger = logging.getLogger(__name__)
@@ -72,3 +80,18 @@ try:
     REGISTRY.register(_collector)
 except ValueError:  # already registered (autoreload)
     pass
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus_client's multiprocess mode, when this process runs in it."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+
+
+def exposition() -> bytes:
+    """The text a Prometheus scrape gets: every process's counters (multiprocess mode) or this process's registry, plus the DB gauges."""
+    if multiprocess_dir() is None:
+        return generate_latest(REGISTRY)  # holds the QualityCollector (registered above)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(_collector)
+    return generate_latest(registry)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from croniter import croniter
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -89,6 +91,11 @@ class QualityCycleQuerySet(models.QuerySet):
     def latest_finished(self) -> QualityCycle | None:
         return self.finished().order_by("-finished_at", "-pk").first()
 
+    def stale(self, older_than: timedelta | None = None) -> QualityCycleQuerySet:
+        """Cycles still `running` longer than any worker may run a task: their worker was killed or timed out."""
+        cutoff = timezone.now() - (older_than if older_than is not None else QualityCycle.stale_after())
+        return self.filter(status=QualityCycle.Status.RUNNING, started_at__lt=cutoff)
+
 
 class QualityCycle(models.Model):
     """One evaluation of the active model against actual work-order results."""
@@ -152,6 +159,36 @@ class QualityCycle(models.Model):
         self._close(self.Status.FAILED, error=error, **fields)
 
     fail.alters_data = True
+
+    @staticmethod
+    def stale_after() -> timedelta:
+        """How long a cycle may stay running: the cluster's task timeout (django-q2 kills the worker after it).
+
+        A cycle records no heartbeat: its one long step (predicting the sample) gives nowhere to
+        beat from, so the task timeout is the tightest limit we can prove.
+        """
+        return timedelta(seconds=int(settings.Q_CLUSTER["timeout"]))
+
+    @classmethod
+    def reap_stale(cls, older_than: timedelta | None = None) -> list[int]:
+        """Fail cycles stuck in `running` (worker SIGKILLed, task timed out), each with a critical alert saying why."""
+        limit = older_than if older_than is not None else cls.stale_after()
+        reaped = []
+        for cycle in cls.objects.stale(limit):
+            reason = (
+                f"Reaped: still running {limit.total_seconds():.0f} s after it started at {cycle.started_at:%Y-%m-%d %H:%M:%S} UTC "
+                "(the cluster's task timeout); its worker was killed or timed out."
+            )
+            now = timezone.now()
+            # Conditional UPDATE: a worker that finishes the cycle at this very moment, or a second reaper, wins or loses cleanly.
+            claimed = cls.objects.filter(pk=cycle.pk, status=cls.Status.RUNNING).update(
+                status=cls.Status.FAILED, error=reason, finished_at=now, duration_seconds=round((now - cycle.started_at).total_seconds(), 3)
+            )
+            if not claimed:
+                continue
+            QualityAlert.objects.create(cycle=cycle, level=QualityAlert.Level.CRITICAL, metric="cycle", message=f"Quality cycle {cycle.pk} failed: {reason}")
+            reaped.append(cycle.pk)
+        return reaped
 
     def summary(self) -> dict:
         """The figures a caller wants on one line: the metrics plus what was evaluated and how long it took."""

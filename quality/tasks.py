@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+logger = logging.getLogger(__name__)
+
 
 def run_cycle_task(trigger: str = "manual", user_id: int | None = None, sample_size: int | None = None, strategy: str | None = None) -> dict:
     from django.contrib.auth import get_user_model
@@ -14,3 +18,13 @@ def run_cycle_task(trigger: str = "manual", user_id: int | None = None, sample_s
 
 def scheduled_cycle() -> dict:
     return run_cycle_task(trigger="schedule")
+
+
+def housekeeping() -> dict:
+    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker."""
+    from .models import QualityCycle
+
+    reaped = QualityCycle.reap_stale()
+    if reaped:
+        logger.warning("Reaped stale quality cycles: %s", reaped)
+    return {"reaped": reaped}

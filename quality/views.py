@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 from django.contrib.auth.decorators import login_required, permission_required
+from django.db.models import Count
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from predictions.views import plotly_version
 from registry.models import DeploymentEvent, ModelVersion
 from training.models import TrainingJob
 
+from .metrics_collector import exposition
 from .models import QualityAlert, QualityCycle, QualitySettings
 
 DASHBOARD_PERM = "quality.view_dashboard"
@@ -49,6 +54,7 @@ def overview(request):
     context = {
         "active": ModelVersion.objects.get_active(),
         "latest": latest,
+        "drift": _drift_rows(latest, cfg),
         "last_any": last_any,
         "tiles": tiles,
         "alerts": QualityAlert.objects.open().select_related("cycle")[:20],
@@ -59,6 +65,14 @@ def overview(request):
         "plotly_version": plotly_version(),
     }
     return render(request, "quality/overview.html", context)
+
+
+def _drift_rows(cycle: QualityCycle | None, cfg: QualitySettings) -> list[tuple[str, float, bool]]:
+    """(feature, PSI, over the threshold) of a cycle, the most drifted first."""
+    if cycle is None:
+        return []
+    psi = {name: value for name, value in (cycle.drift or {}).items() if value is not None}
+    return [(name, value, value > cfg.drift_psi_threshold) for name, value in sorted(psi.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def _history_chart(cycles: list[QualityCycle], cfg, part_type: str | None = None) -> str:
@@ -75,8 +89,11 @@ def _history_chart(cycles: list[QualityCycle], cfg, part_type: str | None = None
     fig.add_trace(go.Scatter(x=x, y=series("exact_match"), name="exact match", mode="lines+markers", yaxis="y2"))
     fig.add_hline(y=cfg.mae_warning, line_dash="dot", line_color="#a86a00", annotation_text="MAE warning")
     fig.add_hline(y=cfg.mae_critical, line_dash="dash", line_color="#b3261e", annotation_text="MAE critical")
-    fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=cfg.process_match_critical, y1=cfg.process_match_critical,
-                  line={"dash": "dash", "color": "#7b1fa2"})
+    # Process match is on the right-hand axis (y2); add_hline only knows the first one, so these are shapes on y2.
+    for level, dash, value in (("warning", "dot", cfg.process_match_warning), ("critical", "dash", cfg.process_match_critical)):
+        fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=value, y1=value, line={"dash": dash, "color": "#7b1fa2"})
+        fig.add_annotation(xref="paper", x=0, xanchor="left", yref="y2", y=value, text=f"process match {level}", showarrow=False,
+                           font={"size": 10, "color": "#7b1fa2"}, yshift=-8)
     if x:
         for event in DeploymentEvent.objects.filter(created_at__gte=min(x)).select_related("to_version"):
             fig.add_vline(x=event.created_at.timestamp() * 1000, line_dash="dot", line_color="#1f5fa8")
@@ -90,7 +107,9 @@ def _history_chart(cycles: list[QualityCycle], cfg, part_type: str | None = None
 @permission_required(DASHBOARD_PERM, raise_exception=True)
 def history(request):
     cfg = QualitySettings.current()
-    cycles = list(QualityCycle.objects.finished().select_related("model_version").order_by("-started_at")[:HISTORY_LIMIT])[::-1]
+    cycles = list(
+        QualityCycle.objects.finished().select_related("model_version").annotate(alert_count=Count("alerts")).order_by("-started_at")[:HISTORY_LIMIT]
+    )[::-1]
     part_types = sorted({pt for c in cycles for pt in (c.metrics_by_part_type or {})})
     chosen = request.GET.get("part_type") or None
     if chosen and chosen not in part_types:
@@ -131,3 +150,9 @@ def compare(request):
     }
     context = {"versions": versions, "a": a, "b": b, "rows": rows, "chart": chart, "cycles": cycles, "plotly_version": plotly_version()}
     return render(request, "quality/compare.html", context)
+
+
+@require_GET
+def metrics(request):
+    """Prometheus scrape endpoint (no login, like django-prometheus'): all processes' counters plus the quality gauges."""
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -4,6 +4,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from quality.views import metrics
+
 from . import api, health, views
 
 api_v1 = [
@@ -20,7 +22,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("health", health.health, name="health"),
     path("health/db", health.health_db, name="health-db"),
-    path("", include("django_prometheus.urls")),
+    # Our own view, not django-prometheus': it keeps the quality gauges in multiprocess mode.
+    path("metrics", metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -3,6 +3,13 @@
 set -euo pipefail
 : "${PY:=.venv/bin/python}" "${BIN:=.venv/bin}" "${HOST:=127.0.0.1}" "${PORT:=8000}" "${WEB_WORKERS:=2}"
 
+# Prometheus multiprocess mode: every gunicorn worker and qcluster process writes its counters to
+# files here and /metrics sums them (without it each scrape sees one worker's counts). The directory
+# must start empty: files of an earlier run would be added to this run's counts.
+export PROMETHEUS_MULTIPROC_DIR="$PWD/var/prometheus_multiproc"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
 pids=()
 cleanup() {
   trap - INT TERM EXIT

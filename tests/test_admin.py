@@ -131,3 +131,41 @@ def test_dashboards_need_the_dashboard_permission(client, outsider, planner):
     assert client.get("/quality/").status_code == 403
     client.force_login(planner)
     assert client.get("/quality/").status_code == 200
+
+
+def _settings_form(**changes) -> dict:
+    """The settings change form as the browser posts it: every field, checkboxes present only when ticked."""
+    from django.forms.models import model_to_dict
+
+    data = {**model_to_dict(QualitySettings.current(), exclude=["id"]), **changes}
+    return {name: ("on" if value is True else value) for name, value in data.items() if value is not False}
+
+
+def test_settings_admin_refuses_invalid_values_with_one_error_per_field_and_saves_nothing(admin_client):
+    from django_q.models import Schedule
+
+    url = reverse("admin:quality_qualitysettings_change", args=[QualitySettings.current().pk])
+    history_before = QualitySettings.history.count()
+    response = admin_client.post(url, _settings_form(sample_size=5, mae_warning=20, mae_critical=10, schedule_cron="every night"))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"sample_size", "mae_warning", "schedule_cron"}
+    assert all(len(messages) == 1 for messages in errors.values()), errors
+    assert "'every night' is not a valid cron expression" in errors["schedule_cron"][0]
+    cfg = QualitySettings.current()
+    assert (cfg.sample_size, cfg.mae_warning, cfg.schedule_cron) == (500, 5.0, "0 2 * * *")
+    assert QualitySettings.history.count() == history_before
+    assert Schedule.objects.get(name="quality-cycle").cron == "0 2 * * *"
+
+
+def test_settings_admin_saves_valid_values_with_the_user_in_the_history(admin_client, ml_admin):
+    from django_q.models import Schedule
+
+    url = reverse("admin:quality_qualitysettings_change", args=[QualitySettings.current().pk])
+    response = admin_client.post(url, _settings_form(mae_warning=4, mae_critical=8, sample_size=300, schedule_cron="15 1 * * *", auto_deploy=False))
+    assert response.status_code == 302
+    cfg = QualitySettings.current()
+    assert (cfg.mae_warning, cfg.mae_critical, cfg.sample_size, cfg.schedule_cron, cfg.auto_deploy) == (4, 8, 300, "15 1 * * *", False)
+    latest = QualitySettings.history.order_by("-history_date", "-history_id").first()
+    assert latest.history_user == ml_admin and latest.mae_critical == 8 and latest.sample_size == 300
+    assert Schedule.objects.get(name="quality-cycle").cron == "15 1 * * *"

@@ -147,3 +147,71 @@ def test_migrate_creates_the_quality_schedule_from_the_settings(db):
 
     schedule = Schedule.objects.get(name="quality-cycle")
     assert schedule.cron == "0 2 * * *" and schedule.func == "quality.tasks.scheduled_cycle"
+
+
+def test_drift_is_measured_on_a_seeded_random_sample_not_the_first_codes(trained, monkeypatch):
+    # Item codes start with their part type's prefix: the first N sorted codes are one or two part types.
+    monkeypatch.setattr("quality.cycle.DRIFT_ITEM_LIMIT", 200)
+    cfg = QualitySettings.current()
+    cfg.recent_window_days = 3650  # every produced item is eligible, as on a long-running factory
+    cfg.save()
+    first = run_cycle(sample_size=30)
+    assert first.report["eligible_items"] > 2 * 200, "the drift sample must be a real subset for this test to mean anything"
+    report = json.loads(Path(first.report_path).read_text())
+    assert report["drift_items"] == 200
+    # The data has not drifted: a representative sample shows no drift (the first 200 codes, a few part types only,
+    # showed a part-type PSI near 4 and a material PSI near 0.7, both "drift" alerts) ...
+    assert first.drift["PART_TYPE"] < 0.1 and max(first.drift.values()) < cfg.drift_psi_threshold, first.drift
+    assert not QualityAlert.objects.filter(metric__startswith="drift:").exists()
+    # ... and the same seed gives the same sample, hence the same PSI.
+    assert run_cycle(sample_size=30).drift == first.drift
+    cfg.sample_seed = 7
+    cfg.save()
+    assert run_cycle(sample_size=30).drift != first.drift
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_cycles_finishing_together_enqueue_one_retraining_job(trained, monkeypatch):
+    """Both cycles breach; the second must see the first's job (cooldown) even when they check at the same moment."""
+    import threading
+
+    from django.db import connection
+
+    cfg = QualitySettings.current()
+    cfg.mae_warning, cfg.mae_critical = 0.0, 0.01
+    cfg.save()
+    # Hold each enqueue until the other cycle has got there too (or 3 s passed): without one lock around
+    # "is a retraining job cooling down?" and the enqueue, both cycles pass the check and both enqueue.
+    arrived = threading.Barrier(2)
+    original = TrainingJob.enqueue
+
+    def enqueue_when_both_arrived(*args, **kwargs):
+        try:
+            arrived.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(TrainingJob, "enqueue", enqueue_when_both_arrived)
+    cycles, errors = [], []
+
+    def one_cycle():
+        try:
+            cycles.append(run_cycle(sample_size=30))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one_cycle) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and len(cycles) == 2
+    assert TrainingJob.objects.filter(trigger="quality_alert").count() == 1
+    job = TrainingJob.objects.get(trigger="quality_alert")
+    enqueued = [c for c in cycles if c.retraining_job_id == job.pk]
+    cooled = [c for c in cycles if c.retraining_job_id is None]
+    assert len(enqueued) == 1 and len(cooled) == 1
+    assert f"retraining job {job.pk} was started" in cooled[0].retraining_decision and "cooldown" in cooled[0].retraining_decision

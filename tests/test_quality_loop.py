@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from quality.cycle import run_cycle
-from quality.models import QualityAlert, QualitySettings
+from quality.models import QualityAlert, QualityCycle, QualitySettings
 from registry.models import DeploymentEvent, ModelVersion
 from training.models import TrainingJob
 
@@ -51,6 +52,9 @@ def test_drift_alert_retrains_on_the_cluster_gates_and_recovers(tmp_path):
     job = TrainingJob.objects.get(pk=degraded["retraining_job"])
     assert job.trigger == "quality_alert" and job.status == "queued"
     assert job.parameters["gate"] is True and job.parameters["quality_cycle"] == degraded["cycle"]
+    # The gate will score on the alerting cycle's sample, so the job must keep those items out of its time estimators.
+    sample = json.loads(Path(QualityCycle.objects.get(pk=degraded["cycle"]).report_path).read_text())["sample"]["items"]
+    assert job.parameters["gate_items"] == sample and len(sample) == degraded["items_sampled"]
 
     # A second cycle while the job waits must not pile up another retraining (cooldown).
     again = run_cycle()
@@ -63,6 +67,8 @@ def test_drift_alert_retrains_on_the_cluster_gates_and_recovers(tmp_path):
     gate = job.gate
     assert gate["champion"] == "champion" and gate["challenger"] == job.model_version.label
     assert gate["deployed"] is True, gate
+    assert gate["sample_size"] == len(sample)
+    assert json.loads((job.model_version.artifact_dir / "manifest.json").read_text())["time_fit_excluded_items"] == len(sample)
     assert gate["challenger_metrics"]["mae"] <= gate["champion_metrics"]["mae"] * (1 - cfg.min_improvement_pct / 100)
     assert gate["challenger_metrics"]["process_match"] >= gate["champion_metrics"]["process_match"] - 0.005
     active = ModelVersion.objects.get_active()

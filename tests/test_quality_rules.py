@@ -1,8 +1,11 @@
 """The quality loop's rules on their own: sampling allocation, thresholds, the gate's decision, settings validation."""
 
+from datetime import timedelta
+
 import pandas as pd
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from quality.gate import decide
 from quality.models import QualitySettings
@@ -104,16 +107,44 @@ def test_defaults_are_the_runbook_thresholds():
 
 
 @pytest.mark.django_db
-def test_saving_settings_keeps_the_cycle_schedule_in_step():
+def test_saving_settings_keeps_the_cycle_schedule_and_its_next_run_in_step():
     from django_q.models import Schedule
+    from django_q.utils import localtime
 
     cfg = QualitySettings.current()
+    created = Schedule.objects.get(name="quality-cycle")
+    assert (localtime(created.next_run).hour, localtime(created.next_run).minute) == (2, 0)
+
     cfg.schedule_cron = "30 3 * * 1"
     cfg.save()
-    assert Schedule.objects.get(name="quality-cycle").cron == "30 3 * * 1"
+    schedule = Schedule.objects.get(name="quality-cycle")
+    assert schedule.cron == "30 3 * * 1"
+    # next_run follows the new cron at once (django-q2 itself computes it only on creation), in the cluster's time zone.
+    local = localtime(schedule.next_run)
+    assert (local.weekday(), local.hour, local.minute) == (0, 3, 30)
+    assert timezone.now() < schedule.next_run <= timezone.now() + timedelta(days=7)
+
+    # Saving without changing the cron keeps the next run where the scheduler put it.
+    Schedule.objects.filter(pk=schedule.pk).update(next_run=schedule.next_run + timedelta(days=7))
+    cfg.mae_warning = 4.0
+    cfg.save()
+    assert Schedule.objects.get(pk=schedule.pk).next_run == schedule.next_run + timedelta(days=7)
+
     cfg.schedule_enabled = False
     cfg.save()
     assert not Schedule.objects.filter(name="quality-cycle").exists()
+    cfg.schedule_enabled = True
+    cfg.save()
+    assert localtime(Schedule.objects.get(name="quality-cycle").next_run).weekday() == 0
+
+
+def test_settings_api_refuses_a_sample_size_over_the_limit_naming_the_field(admin_api):
+    response = admin_api.patch("/api/v1/quality/settings/", {"sample_size": 20000}, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "details"} and list(error["details"]) == ["sample_size"]
+    assert "10000" in error["details"]["sample_size"][0]
+    assert QualitySettings.current().sample_size == 500
 
 
 def test_settings_api_read_by_planner_changed_only_by_ml_admin_with_history(planner_api, admin_api, ml_admin):

@@ -3,9 +3,9 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, progress_bar
+from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, fmt, progress_bar
 from routing_ml.errors import RoutingMLError
 
 from .models import CANDIDATES, TrainingJob
@@ -46,7 +46,7 @@ class TrainingJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/training/trainingjob/change_form.html"
     readonly_fields = [
         "label", "status_badge", "trigger", "progress_column", "stage", "heartbeat_at", "parameters", "candidate_scores", "selected_estimator",
-        "model_version", "requested_by", "created_at", "started_at", "finished_at", "duration", "error_code", "error", "log_view",
+        "gate_view", "model_version", "requested_by", "created_at", "started_at", "finished_at", "duration", "error_code", "error", "log_view",
     ]
     fields = readonly_fields
 
@@ -62,6 +62,28 @@ class TrainingJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def duration(self, job):
         seconds = job.duration_seconds
         return "—" if seconds is None else f"{seconds:.0f} s"
+
+    @admin.display(description="deployment gate")
+    def gate_view(self, job):
+        """The champion/challenger decision of a retraining job: verdict, reason and both versions' scores side by side."""
+        gate = job.gate or {}
+        if not gate:
+            return "— (no gate: only retraining jobs that ask for it are gated)"
+        verdict, css = ("deployed", "ok") if gate.get("deployed") else ("kept, not deployed", "warn")
+        champion_metrics, challenger_metrics = gate.get("champion_metrics") or {}, gate.get("challenger_metrics") or {}
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((name, fmt(champion_metrics.get(name)), fmt(challenger_metrics.get(name))) for name in dict.fromkeys([*champion_metrics, *challenger_metrics])),
+        )
+        return format_html(
+            '<div class="gate-decision"><p><span class="badge {}">{}</span> {}</p>'
+            "<p>champion {} · challenger {} · sample {} items · min. improvement {} % · auto-deploy {} · decided {}</p>"
+            '<table><thead><tr><th>metric</th><th>champion {}</th><th>challenger {}</th></tr></thead><tbody>{}</tbody></table></div>',
+            css, verdict, gate.get("reason", ""),
+            gate.get("champion", "—"), gate.get("challenger", "—"), gate.get("sample_size", "—"), gate.get("min_improvement_pct", "—"),
+            "on" if gate.get("auto_deploy") else "off", gate.get("at", "—"),
+            gate.get("champion", ""), gate.get("challenger", ""), rows,
+        )
 
     @admin.display(description="log")
     def log_view(self, job):

@@ -100,7 +100,12 @@ class TrainingJob(models.Model):
         return QualitySettings.current().queue_capacity
 
     @classmethod
-    def _lock_queue(cls) -> None:
+    def lock_queue(cls) -> None:
+        """Take the training queue's lock until the surrounding transaction ends.
+
+        The settings row is locked (a write transaction on SQLite, which is IMMEDIATE), so a check
+        of the queue followed by an insert, here or in a caller, cannot interleave with another's.
+        """
         from quality.models import QualitySettings
 
         list(QualitySettings.objects.select_for_update().filter(pk=QualitySettings.current().pk))
@@ -126,7 +131,7 @@ class TrainingJob(models.Model):
         with transaction.atomic():
             # The capacity check and the insert share one write transaction (IMMEDIATE on SQLite,
             # a row lock on the settings row elsewhere), so two requests cannot both take the last place.
-            cls._lock_queue()
+            cls.lock_queue()
             capacity = cls.queue_capacity()
             in_flight = cls.objects.in_flight().count()
             if in_flight >= capacity:

@@ -12,7 +12,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
         model = TrainingJob
         fields = [
             "id", "label", "status", "trigger", "parameters", "progress", "stage", "heartbeat_at", "error", "error_code",
-            "cancel_requested", "candidate_scores", "selected_estimator", "model_version", "requested_by",
+            "cancel_requested", "candidate_scores", "selected_estimator", "gate", "model_version", "requested_by",
             "created_at", "started_at", "finished_at", "duration_seconds", "log",
         ]
         read_only_fields = fields
