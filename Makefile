@@ -31,6 +31,7 @@ setup: deps
 	$(PY) manage.py seed_demo_erp --items $(DEMO_ITEMS) --if-empty
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py train --sync --activate --if-no-model
+	$(PY) manage.py run_quality_cycle --sync --if-none
 
 ## run: set up, then serve the web app and the task cluster in the foreground (Ctrl-C stops both)
 run: setup

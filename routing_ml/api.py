@@ -73,6 +73,24 @@ def json_error_view(status_code: int, message: str):
     return view
 
 
+def api_not_found(request, rest: str = ""):
+    """Any path under /api/ that matches no endpoint: the JSON error body, whatever DEBUG says.
+
+    (handler404 only answers when DEBUG is off; with DEBUG on Django would send its HTML page.)
+    """
+    from django.urls import Resolver404, resolve
+
+    details = {"path": request.path}
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            details["did_you_mean"] = request.path + "/"
+    return JsonResponse(error_body(404, f"No API endpoint at {request.path}.", details), status=404)
+
+
 def require_perm(perm: str):
     """A DRF permission class for one Django permission: `permission_classes = [require_perm("registry.activate_modelversion")]`."""
 

@@ -85,3 +85,18 @@ def test_openapi_schema_and_swagger_ui_are_served(client):
     schema = client.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/v1/models/" in schema.content
     assert client.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [True, False])
+def test_unknown_api_path_is_a_json_404_even_with_debug_on(client, settings, debug):
+    settings.DEBUG = debug
+    response = client.get("/api/v1/no-such-endpoint/")
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json()["error"] == {"code": 404, "message": "No API endpoint at /api/v1/no-such-endpoint/.", "details": {"path": "/api/v1/no-such-endpoint/"}}
+
+
+@pytest.mark.django_db
+def test_api_path_missing_its_slash_names_the_right_one(client):
+    body = client.get("/api/v1/models").json()
+    assert body["error"]["code"] == 404 and body["error"]["details"]["did_you_mean"] == "/api/v1/models/"

@@ -37,14 +37,42 @@ def test_cycle_command_prints_metrics_and_counts_as_json_and_writes_a_report(tra
     assert sum(m["items_evaluated"] for m in cycle.metrics_by_part_type.values()) == 60
 
 
-def test_cycle_never_uses_an_item_as_its_own_neighbour(trained):
-    cycle = run_cycle(sample_size=40)
-    report = json.loads(Path(cycle.report_path).read_text())
-    from predictions.service import predict_items
+def test_cycle_never_uses_an_item_as_its_own_neighbour(trained, monkeypatch):
+    from registry.loader import loader
 
-    batch = predict_items(item_codes=[row["item_cd"] for row in report["items"]])
-    for result in batch.results:
-        assert result.item_cd not in {s["item_cd"] for s in result.similar_items}
+    _, model = loader.active()
+    real_predict, seen = model.predict, []
+
+    def spy_predict(items, top_k=None, exclude_self=True):
+        results = real_predict(items, top_k=top_k, exclude_self=exclude_self)
+        seen.append(exclude_self)
+        return results
+
+    real_route, routed = model.route, []
+
+    def spy_route(emb, self_rows, k):
+        core = real_route(emb, self_rows, k)
+        routed.append((self_rows, core.nbr))
+        return core
+
+    monkeypatch.setattr(model, "predict", spy_predict)
+    monkeypatch.setattr(model, "route", spy_route)
+    cycle = run_cycle(sample_size=40)
+    assert cycle.status == "succeeded" and cycle.items_evaluated == 40
+    assert seen == [True]  # the cycle's one batch asked for exclude-self
+    (self_rows, nbr), = routed
+    # Every sampled item is in the index, and its own row is never among its neighbours.
+    assert (self_rows >= 0).all()
+    assert not (nbr == self_rows[:, None]).any()
+
+
+def test_first_cycle_command_runs_once(trained):
+    first = io.StringIO()
+    call_command("run_quality_cycle", sync=True, if_none=True, sample_size=20, stdout=first)
+    assert json.loads(first.getvalue().strip().splitlines()[-1])["items_evaluated"] == 20
+    again = io.StringIO()
+    call_command("run_quality_cycle", sync=True, if_none=True, stdout=again)
+    assert "already run" in again.getvalue() and QualityCycle.objects.count() == 1
 
 
 def test_stratified_cycle_is_deterministic_for_a_seed(trained):

@@ -14,8 +14,12 @@ class Command(BaseCommand):
         parser.add_argument("--sample-size", type=int)
         parser.add_argument("--strategy", choices=QualitySettings.Strategy.values)
         parser.add_argument("--sync", action="store_true", help="Run here and wait (default: hand it to the task cluster).")
+        parser.add_argument("--if-none", action="store_true", help="Do nothing if a quality cycle was ever run (make run's first cycle).")
 
-    def handle(self, *args, sample_size, strategy, sync, **options):
+    def handle(self, *args, sample_size, strategy, sync, if_none, **options):
+        if if_none and QualityCycle.objects.exists():
+            self.stdout.write("A quality cycle has already run: nothing to do.")
+            return
         if sample_size is not None and not 10 <= sample_size <= 10000:
             raise CommandError("--sample-size must be between 10 and 10,000.")
         if not sync:

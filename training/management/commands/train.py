@@ -82,7 +82,8 @@ class Command(BaseCommand):
                     "selected": version.selected_estimator,
                     "metrics": version.metrics,
                     "candidates": version.candidate_scores,
-                    "dataset": version.dataset_stats,
+                    # The feature profile (drift reference) is kept on the version; it is too long for a terminal.
+                    "dataset": {k: v for k, v in (version.dataset_stats or {}).items() if k != "feature_profile"},
                     "duration_seconds": version.training_duration_seconds,
                 },
                 default=str,
