@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .service import ATTRIBUTE_COLUMNS
+from .service import ATTRIBUTE_COLUMNS, clean_item_codes
 
 
 class PredictionRequestSerializer(serializers.Serializer):
+    # Each code is checked against the item master by the service, so a code that is too long or
+    # unknown is an error of that item only (1002), never a 400 for the whole batch; blank and null
+    # entries (e.g. empty cells of a pasted column) are dropped, as on the planner's form.
     item_codes = serializers.ListField(
-        child=serializers.CharField(max_length=50, trim_whitespace=True),
+        child=serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=True),
         required=False,
         default=list,
-        help_text="Codes of items of the ERP item master (BI_ITEM_INFO_VIEW.ITEM_CD).",
+        help_text=(
+            "Codes of items of the ERP item master (BI_ITEM_INFO_VIEW.ITEM_CD). Blank and null entries are ignored; "
+            "a code that is not in the item master is an error (1002) for that item only."
+        ),
     )
     items = serializers.ListField(
         child=serializers.DictField(),
@@ -52,6 +58,9 @@ class PredictionRequestSerializer(serializers.Serializer):
             "less time and a smaller response for large batches that only need the routings)."
         ),
     )
+
+    def validate_item_codes(self, value: list) -> list[str]:
+        return clean_item_codes(value)
 
     def validate(self, attrs):
         if not attrs["item_codes"] and not attrs["items"]:
@@ -114,7 +123,9 @@ class ExistingRoutingSerializer(serializers.Serializer):
 
 
 class ItemErrorSerializer(serializers.Serializer):
-    code = serializers.IntegerField(help_text="1002: item not found in the item master; 400: invalid attributes.")
+    code = serializers.IntegerField(
+        help_text="1002: item not found in the item master; 400: invalid attributes; 500: the model failed on this item."
+    )
     message = serializers.CharField()
     details = serializers.JSONField(allow_null=True)
 

@@ -577,6 +577,15 @@ def _current_routings(codes: list[str]) -> dict[str, dict]:
     return routings
 
 
+def current_routing(item_cd: str) -> dict | None:
+    """The item's current ERP routing (`{"signature", "operations"}`, minutes and run minutes per unit), or None.
+
+    The same rule and units as the `existing_routing` of a prediction, so the item page and the
+    result page always agree.
+    """
+    return _current_routings([item_cd]).get(item_cd)
+
+
 # --------------------------------------------------------------------------------------------
 # Export in the ERP's routing layout
 # --------------------------------------------------------------------------------------------

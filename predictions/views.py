@@ -5,8 +5,12 @@ top_k, model version) in the session under a short id, then redirects to
 `/predict/r/<id>/`. The result page runs the prediction and pins the model version that
 answered into the stored query, so the CSV and JSON downloads (`/predict/r/<id>.csv`,
 `.json`) re-run the very same query against the very same version: what you download is
-what you saw. Predictions take milliseconds, so re-running is cheaper than keeping results.
-The last SESSION_QUERIES queries are kept (several tabs work side by side).
+what you saw. Predictions take milliseconds, so re-running is cheaper than keeping results;
+the re-runs count under the `export` channel of the prediction metrics, so `page` counts each
+query once. The last SESSION_QUERIES queries are kept (several tabs work side by side).
+
+`/items/<code>/` shows one item of the ERP to planners (the admin is for staff): the result
+page links the similar items and the predicted item's own routing there.
 """
 
 from __future__ import annotations
@@ -24,17 +28,20 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from erp.models import Item, WorkResult
 from registry.models import ModelVersion
 from routing_ml.errors import RoutingMLError
 
 from .forms import SUGGESTED_COLUMNS, ItemCodesForm, NewItemForm, suggestions
-from .service import ERP_ROUTING_COLUMNS, PredictionBatch, erp_routing_rows, predict_items
+from .service import ERP_ROUTING_COLUMNS, PredictionBatch, current_routing, erp_routing_rows, predict_items
 
 SESSION_KEY = "predictions"
 SESSION_QUERIES = 10
 # Items shown in full on the result page; the rest are in the summary table and the downloads.
 DETAIL_LIMIT = 50
 CHANNEL = "page"
+# Downloads re-run the query the page showed: counted apart, so `channel="page"` counts each planner query once.
+EXPORT_CHANNEL = "export"
 
 predict_permission = permission_required("registry.predict", raise_exception=True)
 
@@ -56,11 +63,11 @@ def _query(request, qid: str) -> dict:
     return query
 
 
-def _run(request, qid: str) -> PredictionBatch:
+def _run(request, qid: str, channel: str = CHANNEL) -> PredictionBatch:
     """Run the stored query; pin the version that answered so the downloads match the page."""
     query = _query(request, qid)
     batch = predict_items(
-        item_codes=query["item_codes"], items=query["items"], top_k=query["top_k"], model_version=query["model_version"], channel=CHANNEL
+        item_codes=query["item_codes"], items=query["items"], top_k=query["top_k"], model_version=query["model_version"], channel=channel
     )
     if not query["model_version"]:
         query["model_version"] = batch.model_version
@@ -116,9 +123,12 @@ def _redirect_to_result(request, codes, items, data, warnings=()):
     return redirect("predictions:result", qid=qid)
 
 
-def _item_admin_url(code: str | None) -> str | None:
-    if not code:
-        return None
+def _item_url(code: str | None) -> str | None:
+    """The planner's page of an item of the ERP (readable with registry.predict; the admin needs staff)."""
+    return reverse("predictions:item", args=[code]) if code else None
+
+
+def _item_admin_url(code: str) -> str | None:
     try:
         return reverse("admin:erp_item_change", args=[code])
     except NoReverseMatch:  # the item admin is not registered (e.g. a slim deployment)
@@ -166,13 +176,13 @@ def _display(batch: PredictionBatch) -> list[dict]:
         }
         if result.ok:
             predicted = result.routing["signature"]
-            entry["admin_url"] = _item_admin_url(result.item_cd) if result.source == "item_master" else None
+            entry["item_url"] = _item_url(result.item_cd) if result.source == "item_master" else None
             entry["confidence_pct"] = round(result.routing["confidence"] * 100)
             entry["similar"] = [
                 {
                     **n,
                     "percent": round(max(0.0, n["similarity"] or 0) * 100),
-                    "admin_url": _item_admin_url(n["item_cd"]),
+                    "item_url": _item_url(n["item_cd"]),
                     "same": n["signature"] == predicted,
                 }
                 for n in result.similar_items
@@ -221,7 +231,7 @@ def _download_name(batch: PredictionBatch, extension: str) -> str:
 def download_csv(request, qid: str):
     """The predicted routings in BI_ROUTING_VIEW's layout (the ERP import format)."""
     try:
-        batch = _run(request, qid)
+        batch = _run(request, qid, EXPORT_CHANNEL)
     except RoutingMLError as exc:
         return HttpResponse(exc.message, status=exc.http_status, content_type="text/plain; charset=utf-8")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -238,12 +248,50 @@ def download_csv(request, qid: str):
 def download_json(request, qid: str):
     """The full result, as the API returns it."""
     try:
-        batch = _run(request, qid)
+        batch = _run(request, qid, EXPORT_CHANNEL)
     except RoutingMLError as exc:
         return JsonResponse({"error": exc.as_dict()}, status=exc.http_status)
     response = JsonResponse(batch.as_dict(), json_dumps_params={"ensure_ascii": False, "indent": 1})
     response["Content-Disposition"] = f'attachment; filename="{_download_name(batch, "json")}"'
     return response
+
+
+# Work orders shown on an item's page, newest first: enough to see what the shop floor does now.
+RECENT_WORK_RESULTS = 50
+
+
+@login_required
+@predict_permission
+@require_GET
+def item_detail(request, item_cd: str):
+    """One item of the ERP, read-only, for planners: its master data, current routing and recent work orders.
+
+    The evidence behind a prediction: the result page links each similar item (and the predicted
+    item's own routing) here. Times are minutes; run time per unit, actual run minutes per unit
+    being MACH_WORKED_HOURS × 60 / ORDER_QTY of each work order (`WorkResult.run_minutes_per_unit`).
+    """
+    item = Item.objects.filter(pk=item_cd).first()
+    if item is None:
+        return render(request, "predictions/item_not_found.html", {"item_cd": item_cd}, status=404)
+    work_results = WorkResult.objects.filter(item_cd=item_cd)
+    recent = list(work_results.order_by("-report_dt", "-id")[:RECENT_WORK_RESULTS])
+    attributes = [
+        (field.verbose_name, field.column, getattr(item, field.attname))
+        for field in Item._meta.concrete_fields
+        if field.column != "ITEM_CD"
+    ]
+    return render(
+        request,
+        "predictions/item.html",
+        {
+            "item": item,
+            "attributes": attributes,
+            "routing": current_routing(item_cd),
+            "work_results": recent,
+            "work_result_count": work_results.count() if len(recent) == RECENT_WORK_RESULTS else len(recent),
+            "admin_url": _item_admin_url(item_cd) if request.user.is_staff else None,
+        },
+    )
 
 
 @lru_cache(maxsize=1)

@@ -82,6 +82,58 @@ def test_unknown_code_is_an_error_for_that_item_only(trained_model, planner_api)
     }
 
 
+def test_blank_codes_are_dropped_and_an_overlong_code_is_an_error_for_that_item_only(trained_model, planner_api):
+    good = _codes(1)[0]
+    overlong = "X" * 60  # longer than any ITEM_CD of the item master (50 characters)
+    response = planner_api.post(URL, {"item_codes": ["", good, None, "   ", overlong]}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["count"], body["ok"], body["errors"]) == (2, 1, 1)
+    assert [r["item_cd"] for r in body["results"]] == [good, overlong]
+    assert body["results"][0]["status"] == "ok" and body["results"][0]["routing"]["signature"]
+    assert body["results"][1]["status"] == "error"
+    assert body["results"][1]["error"] == {
+        "code": 1002,
+        "message": f"item {overlong} not found in the item master",
+        "details": {"item_cd": overlong},
+    }
+
+
+def test_model_failure_on_one_item_fails_that_item_only(trained_model, planner_api, monkeypatch):
+    from training.engine.model import RoutingModel
+
+    codes = _codes(3)
+    culprit = codes[1]
+    original = RoutingModel.predict
+    frame_sizes = []
+
+    def predict_failing_on_culprit(self, items, *args, **kwargs):
+        frame_sizes.append(len(items))
+        if culprit in set(items["ITEM_CD"]):
+            raise FloatingPointError("simulated failure")
+        return original(self, items, *args, **kwargs)
+
+    monkeypatch.setattr(RoutingModel, "predict", predict_failing_on_culprit)
+    response = planner_api.post(URL, {"item_codes": codes}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["status"] for r in body["results"]] == ["ok", "error", "ok"]
+    assert (body["ok"], body["errors"]) == (2, 1)
+    failed = body["results"][1]
+    assert failed["item_cd"] == culprit
+    assert failed["error"] == {
+        "code": 500,
+        "message": "the model could not predict this item: FloatingPointError: simulated failure",
+        "details": None,
+    }
+    for result in (body["results"][0], body["results"][2]):
+        assert result["routing"]["operations"] and len(result["similar_items"]) > 0
+    # The whole batch was tried once, then each item on its own.
+    assert frame_sizes == [3, 1, 1, 1]
+
+
 def test_no_active_model_answers_503_with_code_1002(demo_erp, planner_api):
     response = planner_api.post(URL, {"item_codes": _codes(1)}, format="json")
     assert response.status_code == 503
@@ -145,6 +197,7 @@ def test_batch_over_the_limit_is_a_400(trained_model, planner_api, settings):
     [
         ({}, "item_codes"),
         ({"item_codes": []}, "item_codes"),
+        ({"item_codes": ["", None, "  "]}, "item_codes"),
         ({"item_codes": "ABC"}, "item_codes"),
         ({"items": ["not an object"]}, "items"),
         ({"item_codes": ["A"], "top_k": 0}, "top_k"),

@@ -90,17 +90,23 @@ def test_planner_types_codes_and_reads_the_predicted_routing(page, trained_model
     for column in ("Seq.", "Job", "Work centre", "In-house / outsourced", "Setup min", "Run min / unit", "Time source"):
         assert column in header
     assert re.search(r"\d+ % of similar items use this routing", first.locator(".confidence").inner_text())
-    # The similar items link to their ERP records and show a similarity bar.
+    # The similar items show a similarity bar and link to their ERP records, on a page planners may open.
     similar = first.locator("table.similar-items tbody tr")
     assert similar.count() > 0
     assert similar.first.locator(".bar > span").count() == 1
     link = similar.first.locator("a")
-    assert link.get_attribute("href") == reverse("admin:erp_item_change", args=[link.inner_text()])
+    neighbour = link.inner_text()
+    assert link.get_attribute("href") == reverse("predictions:item", args=[neighbour])
     # The existing ERP routing is shown beside the prediction.
     assert first.locator("table.existing-routing tbody tr").count() > 0
     # Plotly (served from the installed package, no CDN) drew the time chart.
     page.wait_for_selector("#item-1-chart .main-svg")
     assert page.locator("#item-3 .errorlist").inner_text().startswith("Error 1002")
+
+    link.click()
+    page.wait_for_url(f"**{reverse('predictions:item', args=[neighbour])}")
+    assert page.locator("#item-code").inner_text() == neighbour
+    assert page.locator("table.current-routing tbody tr").count() > 0
 
 
 @pytest.mark.browser
@@ -130,28 +136,69 @@ def test_csv_download_is_in_the_erp_routing_layout(page):
     assert [r["item_cd"] for r in data["results"]] == codes
 
 
+def _tab_to(page, selector: str, limit: int = 60) -> None:
+    """Press Tab until `selector` has the focus (as a keyboard-only user would)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement === document.querySelector(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def _show_result(page, codes_text: str) -> None:
+    page.fill("#id_codes", codes_text)
+    page.click("#codes-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/predict/r/[^/]+/$"))
+
+
 @pytest.mark.browser
 def test_keyboard_alone_submits_codes(page):
     code = _codes(1)[0]
 
-    def tab_to(selector: str, limit: int = 40) -> None:
-        for _ in range(limit):
-            page.keyboard.press("Tab")
-            if page.evaluate("(s) => document.activeElement === document.querySelector(s)", selector):
-                return
-        raise AssertionError(f"Tab never reached {selector}")
-
     # The skip link comes first and is visible when focused.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.classList.contains('skip')")
-    tab_to("#id_codes")
+    _tab_to(page, "#id_codes")
     page.keyboard.type(code)
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
-    tab_to("#codes-form button[type=submit]")
+    _tab_to(page, "#codes-form button[type=submit]")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/predict/r/[^/]+/$"))
     assert page.locator("#item-1 h2").inner_text().startswith(code)
     assert page.locator("#item-1 table.predicted-routing tbody tr").count() > 0
+
+
+@pytest.mark.browser
+def test_keyboard_alone_downloads_the_csv_from_the_result_page(page):
+    codes = _codes(2)
+    _show_result(page, "\n".join(codes))
+
+    _tab_to(page, "#download-csv")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    with page.expect_download() as download_info:
+        page.keyboard.press("Enter")
+    rows = list(csv.reader(io.StringIO(open(download_info.value.path(), encoding="utf-8").read())))
+    assert tuple(rows[0]) == ERP_ROUTING_COLUMNS
+    assert {row[0] for row in rows[1:]} == set(codes)
+
+
+@pytest.mark.browser
+def test_result_and_item_pages_fit_a_laptop_screen(page):
+    assert page.viewport_size == {"width": 1366, "height": 768}
+    # Many items, the widest tables (50 similar items), an error and a new item: the page must not scroll sideways.
+    page.fill("#id_top_k", "50")
+    _show_result(page, "\n".join([*_codes(4), "NO-SUCH-ITEM-WITH-A-RATHER-LONG-CODE-0123456789"]))
+    page.wait_for_selector("#item-1-chart .main-svg")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.evaluate(
+        "[document.documentElement.scrollWidth, window.innerWidth]"
+    )
+
+    page.locator("#item-1 table.similar-items tbody a").first.click()
+    page.wait_for_url(re.compile(r"/items/[^/]+/$"))
+    assert page.locator("table.current-routing tbody tr").count() > 0
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.evaluate(
+        "[document.documentElement.scrollWidth, window.innerWidth]"
+    )
 
 
 @pytest.mark.browser
@@ -275,3 +322,135 @@ def test_plotly_is_served_from_the_installed_package(client):
     assert response.status_code == 200 and response["Content-Encoding"] == "gzip"
     assert "immutable" in response["Cache-Control"]
     assert client.get(reverse("predictions:plotly_js", args=["0.0.0"])).status_code == 404
+
+
+def test_downloads_are_counted_apart_from_the_page(client, planner, trained_model):
+    from prometheus_client import REGISTRY
+
+    def ok(channel: str) -> float:
+        return REGISTRY.get_sample_value("routing_ml_predictions_total", {"status": "ok", "channel": channel}) or 0.0
+
+    client.force_login(planner)
+    codes = _codes(2)
+    result_url = _post_codes(client, codes="\n".join(codes))
+    qid = result_url.rstrip("/").rsplit("/", 1)[1]
+    before = {channel: ok(channel) for channel in ("page", "export")}
+
+    assert client.get(result_url).status_code == 200
+    assert client.get(reverse("predictions:download_csv", args=[qid])).status_code == 200
+    assert client.get(reverse("predictions:download_json", args=[qid])).status_code == 200
+
+    # One planner query shown once and downloaded twice: two items on the page channel, four re-run for export.
+    assert ok("page") - before["page"] == 2
+    assert ok("export") - before["export"] == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# The planner's item page
+# ------------------------------------------------------------------------------------------------
+
+ITEM = "ZZ-PAGE-TEST-1"
+
+
+def _cells(html: str, table_class: str) -> list[list[str]]:
+    """The text of each body cell of `<table class="table_class">`, row by row."""
+    table = re.search(rf'<table class="{table_class}"[^>]*>(.*?)</table>', html, re.S)
+    assert table, f"no table.{table_class} on the page"
+    body = re.search(r"<tbody>(.*?)</tbody>", table.group(1), re.S).group(1)
+    return [
+        [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    ]
+
+
+@pytest.fixture
+def known_item(db):
+    """An item with a current routing (one operation timed in hours), an outdated routing and 55 work orders."""
+    from datetime import UTC, datetime, timedelta
+
+    from erp.models import WorkResult
+
+    Item.objects.create(item_cd=ITEM, item_nm="Test sleeve", part_type="SLEEVE", item_material="SUS316", outdiameter=82.5, indiameter=60.0)
+    old, new = datetime(2023, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)
+    RoutingOperation.objects.bulk_create(
+        [
+            RoutingOperation(item_cd=ITEM, rout_no="001", proc_seq=10, job_cd="OLD", time_unit="MIN", setup_time=1, run_time=1, insrt_dt=old),
+            RoutingOperation(
+                item_cd=ITEM, rout_no="002", proc_seq=10, job_cd="TURN", job_nm="Turning", res_cd="L-01", inside_flag="IN",
+                time_unit="MIN", setup_time=30, run_time=12, run_time_qty=4, insrt_dt=new,
+            ),
+            RoutingOperation(
+                item_cd=ITEM, rout_no="002", proc_seq=20, job_cd="HEAT", job_nm="Heat treatment", res_cd="OUT-HT", inside_flag="OUT",
+                time_unit="HR", setup_time=0.5, run_time=0.1, run_time_qty=1, insrt_dt=new,
+            ),
+        ]
+    )  # fmt: skip
+    start = datetime(2024, 2, 1, 12, tzinfo=UTC)
+    WorkResult.objects.bulk_create(
+        [
+            WorkResult(
+                item_cd=ITEM, rout_no="002", proc_seq=10, job_cd="TURN", res_cd="L-01", report_dt=start + timedelta(days=day),
+                order_qty=40, bad_qty=0, setup_hours=0.5, mach_worked_hours=2.0,
+            )
+            for day in range(54)
+        ]
+        + [
+            WorkResult(
+                item_cd=ITEM, rout_no="002", proc_seq=10, job_cd="TURN", res_cd="L-02", report_dt=start + timedelta(days=60),
+                order_qty=60, bad_qty=2, setup_hours=0.75, mach_worked_hours=2.5,
+            )
+        ]
+    )  # fmt: skip
+    return ITEM
+
+
+def test_planner_reads_an_items_master_data_routing_and_recent_work_orders(client, planner, known_item):
+    client.force_login(planner)
+    response = client.get(reverse("predictions:item", args=[known_item]))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    master = {row[0].rsplit(" ", 1)[1]: row[1] for row in _cells(html, "item-master")}
+    assert [master[c] for c in ("ITEM_NM", "PART_TYPE", "OUTDIAMETER", "INDIAMETER")] == ["Test sleeve", "SLEEVE", "82.5", "60.0"]
+    assert master["DRAW_NO"] == "—"
+    # The current routing (the newest), in minutes, run time per unit: 12 min per 4 units; 0.1 h per unit.
+    assert _cells(html, "current-routing") == [
+        ["10", "TURN Turning", "L-01", "in-house", "30.0", "3.000"],
+        ["20", "HEAT Heat treatment", "OUT-HT", "outsourced", "30.0", "6.000"],
+    ]
+    # The 50 most recent work orders, newest first: 0.75 h setup = 45 min; 2.5 machine hours × 60 / 60 units = 2.5 min per unit.
+    work = _cells(html, "work-results")
+    assert len(work) == 50
+    assert work[0] == ["2024-04-01", "10", "TURN", "L-02", "60", "2", "45.0", "2.50", "2.500"]
+    assert work[1] == ["2024-03-25", "10", "TURN", "L-01", "40", "0", "30.0", "2.00", "3.000"]
+    assert "The 50 most recent of 55 work-order operations" in html
+    assert "Open in the admin" not in html  # planners are not staff
+
+
+def test_result_page_links_similar_items_and_the_existing_routing_to_the_item_page(client, planner, trained_model):
+    client.force_login(planner)
+    code = _codes(1)[0]
+    html = client.get(_post_codes(client, codes=code)).content.decode()
+
+    links = set(re.findall(r'href="(/items/[^"]+/)"', html))
+    assert reverse("predictions:item", args=[code]) in links  # the predicted item's own record and routing
+    assert len(links) > 1  # …and the similar items
+    assert all(client.get(link).status_code == 200 for link in sorted(links)[:5])
+    assert "/admin/" not in html
+
+
+def test_unknown_item_page_is_a_404_page(client, planner, db):
+    client.force_login(planner)
+    response = client.get(reverse("predictions:item", args=["NO-SUCH-ITEM"]))
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+    assert "There is no item <strong>NO-SUCH-ITEM</strong> in the item master." in response.content.decode()
+
+
+def test_item_page_needs_a_login_and_the_predict_permission(client, outsider, known_item):
+    url = reverse("predictions:item", args=[known_item])
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"] == f"/accounts/login/?next={url}"
+
+    client.force_login(outsider)
+    assert client.get(url).status_code == 403
