@@ -37,9 +37,15 @@ setup: deps
 run: setup
 	HOST=$(HOST) PORT=$(PORT) PY=$(PY) BIN=$(BIN) bash scripts/serve.sh
 
-## test: the whole test suite
+## test: the whole test suite on SQLite, then the tests marked `postgres` again on PostgreSQL when TEST_POSTGRES_URL is set
 test: $(VENV)/.dev-deps
 	$(BIN)/pytest
+	@if [ -n "$$TEST_POSTGRES_URL" ]; then \
+		echo "== the same database-facing tests on PostgreSQL ($$TEST_POSTGRES_URL)"; \
+		DATABASE_URL="$$TEST_POSTGRES_URL" $(BIN)/pytest -m postgres; \
+	else \
+		echo "TEST_POSTGRES_URL is not set: the PostgreSQL pass (pytest -m postgres) was skipped; .ci/run sets it up."; \
+	fi
 
 lint: $(VENV)/.dev-deps
 	$(BIN)/ruff check .
@@ -47,7 +53,9 @@ lint: $(VENV)/.dev-deps
 ## bench: the speed figures quoted in the README (full scale: BENCH_ITEMS=325000)
 BENCH_ITEMS ?= 325000
 BENCH_DIR ?= var/bench
-BENCH_ENV = DATABASE_URL=sqlite:///$(abspath $(BENCH_DIR))/bench.sqlite3 MODEL_ROOT=$(abspath $(BENCH_DIR))/models
+# Production settings (DEBUG off: no SQL logging), plain HTTP on loopback.
+BENCH_ENV = DATABASE_URL=sqlite:///$(abspath $(BENCH_DIR))/bench.sqlite3 MODEL_ROOT=$(abspath $(BENCH_DIR))/models \
+	DEBUG=false SECRET_KEY=bench-only-this-key-is-not-secret-0123456789 SECURE_SSL_REDIRECT=false
 bench: deps
 	mkdir -p $(BENCH_DIR)
 	$(BENCH_ENV) $(PY) manage.py migrate --no-input -v 0

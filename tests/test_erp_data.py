@@ -15,6 +15,9 @@ from erp.frames import ACTUAL_COLUMNS, CURRENT_ROUTING_COLUMNS, actuals_from_wor
 from erp.generator import DEFAULT_TODAY, generate
 from erp.models import RoutingOperation, WorkResult
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 WHEN = pd.Timestamp("2026-06-01")
 
 
@@ -262,6 +265,8 @@ def test_arrow_fast_path_reads_the_same_frames_as_the_cursor_path(monkeypatch):
 
     from erp import data
 
+    if connection.vendor != "sqlite":
+        pytest.skip("the ADBC/Arrow fast path is for SQLite; other databases use the cursor path")
     call_command("seed_demo_erp", items=200, seed=4, stdout=StringIO())
     assert data._arrow_readable(connection)
     fast = data.load_training_frames()

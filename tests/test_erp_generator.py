@@ -15,6 +15,9 @@ from erp.frames import actuals_from_work_results, current_routings
 from erp.generator import DEFAULT_TODAY, DRIFT_RUN_FACTOR_BY_RES, generate
 from erp.models import Item, RoutingOperation, WorkResult
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 N = 20_000
 
 

@@ -14,7 +14,8 @@ from erp.generator import generate
 from erp.importer import import_erp_files
 from erp.models import Item, RoutingOperation, WorkResult
 
-pytestmark = pytest.mark.django_db
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,9 @@ from erp.models import Item
 from registry.models import ModelVersion
 from routing_ml import health
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 
 def beat_worker(minutes_ago: float = 0):
     when = timezone.now() - timedelta(minutes=minutes_ago)

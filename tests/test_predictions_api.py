@@ -9,6 +9,9 @@ from erp.models import Item, RoutingOperation
 from tests.fixtures_model import *  # noqa: F403
 from tests.fixtures_model import _trained_bundle, register_bundle
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 URL = "/api/v1/predictions/"
 
 

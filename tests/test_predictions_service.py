@@ -22,6 +22,9 @@ from routing_ml.errors import ModelNotFound, NoActiveModel
 from tests.fixtures_model import *  # noqa: F403
 from tests.fixtures_model import register_bundle
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 
 def _codes(n: int, part_type: str | None = None) -> list[str]:
     """Items that have a current routing (the ones a planner would compare), in a stable order."""

@@ -14,6 +14,9 @@ from quality.cycle import run_cycle
 from quality.models import QualityAlert, QualityCycle, QualitySettings
 from training.models import TrainingJob
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
 def trained(db):

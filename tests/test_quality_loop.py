@@ -21,6 +21,9 @@ from training.models import TrainingJob
 
 from .cluster import qcluster, wait_for
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 
 def cycle_json(**options) -> dict:
     out = io.StringIO()

@@ -21,6 +21,9 @@ from training.models import TrainingJob
 
 from .cluster import ROOT, cluster_env
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 
 def train(label: str, activate: bool = False) -> ModelVersion:
     call_command("train", sync=True, label=label, candidates="baseline", activate=activate, stdout=io.StringIO(), stderr=io.StringIO())

@@ -21,6 +21,9 @@ from training.tasks import housekeeping
 
 from .cluster import qcluster, wait_for
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 SMALL = 400
 
 
