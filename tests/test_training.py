@@ -341,3 +341,37 @@ def test_killed_worker_leaves_no_running_job_after_the_reaper(tmp_path, settings
     assert job.status == "failed" and "no heartbeat" in job.error
     assert not ModelVersion.objects.exists()
     assert not any(Path(settings.MODEL_ROOT).iterdir())
+
+
+def test_feature_weights_from_the_command_are_used_and_saved_with_the_model(small_erp):
+    result = train_sync(label="weighted", candidates="baseline", feature_weights='{"OUTDIAMETER": 3, "ITEM_MATERIAL": 0}')
+    version = ModelVersion.objects.get(label=result["label"])
+    saved = json.loads((version.artifact_dir / "feature_weights.json").read_text())
+    assert saved["OUTDIAMETER"] == 3.0 and saved["ITEM_MATERIAL"] == 0.0 and saved["INDIAMETER"] == 1.0
+    assert TrainingJob.objects.get(model_version=version).parameters["feature_weights"] == {"OUTDIAMETER": 3.0, "ITEM_MATERIAL": 0.0}
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [("{not json", "JSON object"), ('{"NO_SUCH_COLUMN": 1}', "unknown feature 'NO_SUCH_COLUMN'"), ('{"OUTDIAMETER": -1}', "number >= 0")],
+)
+def test_train_refuses_bad_feature_weights_before_queueing(db, text, reason):
+    with pytest.raises(CommandError, match=reason):
+        call_command("train", feature_weights=text, stdout=io.StringIO())
+    assert not TrainingJob.objects.exists()
+
+
+def test_api_and_admin_take_feature_weights_and_name_a_bad_one(db, admin_api, client, ml_admin):
+    refused = admin_api.post("/api/v1/training/jobs/", {"feature_weights": {"OUTDIAMETER": "heavy"}}, format="json")
+    assert refused.status_code == 400 and "feature_weights" in refused.json()["error"]["details"]
+    accepted = admin_api.post("/api/v1/training/jobs/", {"label": "api-weights", "feature_weights": {"OUTDIAMETER": 2}}, format="json")
+    assert accepted.status_code == 202, accepted.json()
+    assert TrainingJob.objects.get(label="api-weights").parameters["feature_weights"] == {"OUTDIAMETER": 2.0}
+
+    client.force_login(ml_admin)
+    start = "/admin/training/trainingjob/start/"
+    page = client.post(start, {"candidates": ["baseline"], "feature_weights": '{"DIAMETER": 2}'})
+    assert page.status_code == 200 and "unknown feature &#x27;DIAMETER&#x27;" in page.content.decode()
+    client.post(start, {"label": "admin-weights", "candidates": ["baseline"], "feature_weights": '{"SealTypeGrup": 0.5}'})
+    job = TrainingJob.objects.get(label="admin-weights")
+    assert job.parameters["feature_weights"] == {"SealTypeGrup": 0.5} and "min_improvement_pct" not in job.parameters

@@ -18,7 +18,14 @@ class StartTrainingForm(forms.Form):
         help_text="baseline is always trained; a candidate replaces it only if it is clearly better on held-out items.",
     )
     sample_size = forms.IntegerField(required=False, min_value=20, help_text="Train on a sample of items (empty: all items).")
-    min_improvement_pct = forms.FloatField(required=False, min_value=0, max_value=100, initial=5.0)
+    min_improvement_pct = forms.FloatField(
+        required=False, min_value=0, max_value=100, help_text="Empty: the value of the Quality settings (default 5 %)."
+    )
+    feature_weights = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text='Similarity weight per item attribute, e.g. {"OUTDIAMETER": 2.0, "DRAW_NO": 0.5}; 0 switches a feature off. Empty: the defaults.',
+    )
     activate = forms.BooleanField(required=False, help_text="Activate the new version as soon as it is ready.")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
@@ -28,10 +35,21 @@ class StartTrainingForm(forms.Form):
         if "baseline" not in candidates:
             candidates.insert(0, "baseline")
         params = {"candidates": candidates, "activate": data["activate"], "seed": 0}
-        for name in ("sample_size", "min_improvement_pct", "description"):
-            if data.get(name) not in (None, ""):
+        for name in ("sample_size", "min_improvement_pct", "description", "feature_weights"):
+            if data.get(name) not in (None, "", {}):
                 params[name] = data[name]
         return params
+
+    def clean_feature_weights(self):
+        from training.engine import check_feature_weights
+
+        value = self.cleaned_data.get("feature_weights")
+        if value in (None, ""):
+            return None
+        try:
+            return check_feature_weights(value)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc))
 
 
 @admin.register(TrainingJob)

@@ -52,7 +52,10 @@ def engine_config(parameters: dict):
         from quality.models import QualitySettings
 
         fields["min_improvement_pct"] = float(QualitySettings.current().min_improvement_pct)
-    return EngineConfig(**fields)
+    config = EngineConfig(**fields)
+    if parameters.get("feature_weights"):
+        config = config.with_weights(parameters["feature_weights"])
+    return config
 
 
 # Each item's times are learned from its most recent work orders per operation (see latest_per_operation).

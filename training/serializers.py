@@ -29,6 +29,19 @@ class TrainingRequestSerializer(serializers.Serializer):
     until = serializers.DateField(required=False)
     activate = serializers.BooleanField(required=False, default=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    feature_weights = serializers.JSONField(
+        required=False,
+        help_text='Similarity weight per item attribute (ERP column name), e.g. {"OUTDIAMETER": 2.0, "DRAW_NO": 0.5}; '
+        "0 switches a feature off. Unlisted features keep their defaults.",
+    )
+
+    def validate_feature_weights(self, value):
+        from training.engine import check_feature_weights
+
+        try:
+            return check_feature_weights(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc))
 
     def validate_candidates(self, value):
         return value if "baseline" in value else ["baseline", *value]

@@ -4,7 +4,7 @@ Nothing here imports Django, so the engine can be tested and benchmarked alone.
 """
 
 from . import metrics
-from .config import DEFAULT_FEATURES, BundleError, EngineConfig, FeatureSpec, TrainingCancelled
+from .config import DEFAULT_FEATURES, BundleError, EngineConfig, FeatureSpec, TrainingCancelled, check_feature_weights
 from .model import RoutingModel, verify_bundle
 from .pipeline import TrainResult, select_candidate, train
 
@@ -16,6 +16,7 @@ __all__ = [
     "RoutingModel",
     "TrainResult",
     "TrainingCancelled",
+    "check_feature_weights",
     "metrics",
     "select_candidate",
     "train",

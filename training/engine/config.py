@@ -42,6 +42,27 @@ class FeatureSpec:
             raise ValueError(f"feature {self.name!r}: weight must be >= 0, not {self.weight!r}")
 
 
+def check_feature_weights(weights: Any, features: tuple[FeatureSpec, ...] | None = None) -> dict[str, float]:
+    """`{feature: weight}` as floats, or ValueError naming what is wrong (unknown feature, not a number, negative).
+
+    The names are the ERP column names of `features` (default: DEFAULT_FEATURES); a weight of 0
+    switches a feature off, a positive weight also switches on one that is off by default.
+    """
+    import math
+
+    known = {f.name for f in (features or DEFAULT_FEATURES)}
+    if not isinstance(weights, dict):
+        raise ValueError('feature weights must be an object of {"FEATURE": weight}, e.g. {"OUTDIAMETER": 2.0}')
+    clean: dict[str, float] = {}
+    for name, value in weights.items():
+        if name not in known:
+            raise ValueError(f"unknown feature {name!r}; choose from {', '.join(sorted(known))}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"feature {name!r}: the weight must be a number >= 0, not {value!r}")
+        clean[name] = float(value)
+    return clean
+
+
 def _cat(name: str, weight: float = 1.0) -> FeatureSpec:
     return FeatureSpec(name, CATEGORICAL, weight)
 
@@ -131,11 +152,8 @@ class EngineConfig:
         return {f.name: f.weight for f in self.features}
 
     def with_weights(self, weights: dict[str, float]) -> EngineConfig:
-        """A copy with some feature weights replaced (unknown names are refused)."""
-        known = {f.name for f in self.features}
-        unknown = set(weights) - known
-        if unknown:
-            raise ValueError(f"unknown features {sorted(unknown)}")
+        """A copy with some feature weights replaced (unknown names and negative weights are refused)."""
+        weights = check_feature_weights(weights, self.features)
         feats = tuple(FeatureSpec(f.name, f.kind, float(weights.get(f.name, f.weight))) for f in self.features)
         return self.replace(features=feats)
 

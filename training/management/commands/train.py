@@ -31,6 +31,18 @@ def parse_until(text: str) -> str:
         raise CommandError(f"--until must be a date as YYYY-MM-DD (e.g. 2026-03-31), not {text!r}.") from None
 
 
+def parse_feature_weights(text: str) -> dict[str, float]:
+    """`--feature-weights` as validated weights, or a CommandError naming the problem."""
+    from training.engine import check_feature_weights
+
+    try:
+        return check_feature_weights(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"--feature-weights must be a JSON object such as '{{\"OUTDIAMETER\": 2}}': {exc}") from None
+    except ValueError as exc:
+        raise CommandError(f"--feature-weights: {exc}") from None
+
+
 class Command(BaseCommand):
     help = "Train a new model version from the ERP data. Without --sync the job goes to the task cluster and its id is printed."
 
@@ -42,6 +54,10 @@ class Command(BaseCommand):
         parser.add_argument("--min-improvement-pct", type=float, help="A candidate must beat baseline's trimmed MAE by this much.")
         parser.add_argument(
             "--until", help="Only learn from work results reported up to and including this date (YYYY-MM-DD, UTC), with the routings current then."
+        )
+        parser.add_argument(
+            "--feature-weights",
+            help='JSON object of similarity weights per item attribute, e.g. \'{"OUTDIAMETER": 2, "DRAW_NO": 0.5}\' (0 switches one off).',
         )
         parser.add_argument("--activate", action="store_true", help="Activate the version when training succeeds.")
         parser.add_argument("--sync", action="store_true", help="Run in this process and print the result as JSON on the last line.")
@@ -56,6 +72,8 @@ class Command(BaseCommand):
         if opts["until"] is not None:
             opts["until"] = parse_until(opts["until"])
         parameters = {"candidates": parse_candidates(opts["candidates"]), "seed": opts["seed"], "activate": opts["activate"]}
+        if opts["feature_weights"]:
+            parameters["feature_weights"] = parse_feature_weights(opts["feature_weights"])
         for name in ("sample_size", "min_improvement_pct", "until"):
             if opts[name] is not None:
                 parameters[name] = opts[name]
