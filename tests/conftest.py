@@ -49,6 +49,13 @@ def outsider(db, django_user_model):
 
 
 @pytest.fixture
+def ml_admin_client(client, ml_admin):
+    """The Django test client logged in as the ML admin (for admin pages)."""
+    client.force_login(ml_admin)
+    return client
+
+
+@pytest.fixture
 def api():
     """An anonymous integration: no credentials."""
     return APIClient()

@@ -15,12 +15,6 @@ from training.models import TrainingJob
 
 
 @pytest.fixture
-def admin_client(client, ml_admin):
-    client.force_login(ml_admin)
-    return client
-
-
-@pytest.fixture
 def two_versions(db):
     call_command("seed_demo_erp", items=300, seed=51, stdout=io.StringIO())
     for label, activate in (("a1", True), ("a2", False)):
@@ -41,56 +35,56 @@ def two_versions(db):
         "admin:index",
     ],
 )
-def test_admin_pages_open_for_ml_admins(admin_client, url):
-    assert admin_client.get(reverse(url)).status_code == 200
+def test_admin_pages_open_for_ml_admins(ml_admin_client, url):
+    assert ml_admin_client.get(reverse(url)).status_code == 200
 
 
-def test_start_training_form_queues_a_job_with_the_chosen_candidates(admin_client, django_capture_on_commit_callbacks):
+def test_start_training_form_queues_a_job_with_the_chosen_candidates(ml_admin_client, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        response = admin_client.post(reverse("admin:training_trainingjob_start"), {"candidates": ["mlp"], "label": "from-admin", "activate": "on"})
+        response = ml_admin_client.post(reverse("admin:training_trainingjob_start"), {"candidates": ["mlp"], "label": "from-admin", "activate": "on"})
     job = TrainingJob.objects.get(label="from-admin")
     assert response.status_code == 302 and response["Location"] == reverse("admin:training_trainingjob_change", args=[job.pk])
     assert job.parameters["candidates"] == ["baseline", "mlp"] and job.parameters["activate"] is True
     assert job.requested_by is not None and job.trigger == "manual"
 
 
-def test_start_training_form_shows_queue_full_error(admin_client):
+def test_start_training_form_shows_queue_full_error(ml_admin_client):
     for i in range(3):
         TrainingJob.enqueue(label=f"busy{i}", run_inline=True)
-    response = admin_client.post(reverse("admin:training_trainingjob_start"), {"candidates": ["baseline"]})
+    response = ml_admin_client.post(reverse("admin:training_trainingjob_start"), {"candidates": ["baseline"]})
     assert response.status_code == 200
     assert "1003" in response.content.decode() and TrainingJob.objects.count() == 3
 
 
-def test_training_job_list_shows_progress_and_is_read_only(admin_client):
+def test_training_job_list_shows_progress_and_is_read_only(ml_admin_client):
     job = TrainingJob.enqueue(label="shown", run_inline=True)
     job.start()
     job.beat(42, "embedding items")
-    page = admin_client.get(reverse("admin:training_trainingjob_changelist")).content.decode()
+    page = ml_admin_client.get(reverse("admin:training_trainingjob_changelist")).content.decode()
     assert 'aria-valuenow="42"' in page and "Start training" in page
-    detail = admin_client.get(reverse("admin:training_trainingjob_change", args=[job.pk])).content.decode()
+    detail = ml_admin_client.get(reverse("admin:training_trainingjob_change", args=[job.pk])).content.decode()
     assert "job-log" in detail and "window.location.reload" in detail
-    assert admin_client.get(reverse("admin:training_trainingjob_add")).status_code == 403
+    assert ml_admin_client.get(reverse("admin:training_trainingjob_add")).status_code == 403
 
 
-def test_cancel_action_cancels_a_queued_job(admin_client):
+def test_cancel_action_cancels_a_queued_job(ml_admin_client):
     job = TrainingJob.enqueue(label="to-cancel", run_inline=True)
-    admin_client.post(reverse("admin:training_trainingjob_changelist"), {"action": "cancel_jobs", "_selected_action": [job.pk]})
+    ml_admin_client.post(reverse("admin:training_trainingjob_changelist"), {"action": "cancel_jobs", "_selected_action": [job.pk]})
     job.refresh_from_db()
     assert job.status == "cancelled"
 
 
-def test_activate_and_rollback_actions(admin_client, two_versions):
+def test_activate_and_rollback_actions(ml_admin_client, two_versions):
     a2 = ModelVersion.objects.get(label="a2")
-    admin_client.post(reverse("admin:registry_modelversion_changelist"), {"action": "activate_version", "_selected_action": [a2.pk]})
+    ml_admin_client.post(reverse("admin:registry_modelversion_changelist"), {"action": "activate_version", "_selected_action": [a2.pk]})
     assert ModelVersion.objects.get_active().label == "a2"
-    admin_client.post(reverse("admin:registry_modelversion_changelist"), {"action": "rollback_active", "_selected_action": [a2.pk]})
+    ml_admin_client.post(reverse("admin:registry_modelversion_changelist"), {"action": "rollback_active", "_selected_action": [a2.pk]})
     assert ModelVersion.objects.get_active().label == "a1"
 
 
-def test_version_page_compares_with_the_active_version_and_lists_candidates(admin_client, two_versions):
+def test_version_page_compares_with_the_active_version_and_lists_candidates(ml_admin_client, two_versions):
     a2 = ModelVersion.objects.get(label="a2")
-    page = admin_client.get(reverse("admin:registry_modelversion_change", args=[a2.pk])).content.decode()
+    page = ml_admin_client.get(reverse("admin:registry_modelversion_change", args=[a2.pk])).content.decode()
     assert "active: a1" in page and "process_match" in page and "baseline ✓" in page
 
 
@@ -103,26 +97,26 @@ def test_planner_cannot_activate_from_the_admin(client, planner, two_versions):
     assert ModelVersion.objects.get_active().label == "a1"
 
 
-def test_acknowledge_action_and_dashboards(admin_client, two_versions):
+def test_acknowledge_action_and_dashboards(ml_admin_client, two_versions):
     cfg = QualitySettings.current()
     cfg.mae_warning, cfg.mae_critical, cfg.auto_retrain = 0.0, 0.01, False
     cfg.save()
     run_cycle(sample_size=20)
     alert = QualityAlert.objects.get(level="critical")
-    admin_client.post(reverse("admin:quality_qualityalert_changelist"), {"action": "acknowledge_alerts", "_selected_action": [alert.pk]})
+    ml_admin_client.post(reverse("admin:quality_qualityalert_changelist"), {"action": "acknowledge_alerts", "_selected_action": [alert.pk]})
     alert.refresh_from_db()
     assert alert.status == "acknowledged"
-    overview = admin_client.get("/quality/").content.decode()
+    overview = ml_admin_client.get("/quality/").content.decode()
     assert "a1" in overview and "critical" in overview and "Plotly.newPlot" in overview
-    assert "Plotly.newPlot" in admin_client.get("/quality/history/").content.decode()
-    compare = admin_client.get("/quality/compare/?a=a1&b=a2").content.decode()
+    assert "Plotly.newPlot" in ml_admin_client.get("/quality/history/").content.decode()
+    compare = ml_admin_client.get("/quality/compare/?a=a1&b=a2").content.decode()
     assert "a1" in compare and "a2" in compare and "Plotly.newPlot" in compare
 
 
-def test_settings_admin_redirects_to_the_one_row_and_validates(admin_client, db):
-    response = admin_client.get(reverse("admin:quality_qualitysettings_changelist"))
+def test_settings_admin_redirects_to_the_one_row_and_validates(ml_admin_client, db):
+    response = ml_admin_client.get(reverse("admin:quality_qualitysettings_changelist"))
     assert response.status_code == 302
-    form = admin_client.get(response["Location"])
+    form = ml_admin_client.get(response["Location"])
     assert form.status_code == 200
 
 
@@ -141,12 +135,12 @@ def _settings_form(**changes) -> dict:
     return {name: ("on" if value is True else value) for name, value in data.items() if value is not False}
 
 
-def test_settings_admin_refuses_invalid_values_with_one_error_per_field_and_saves_nothing(admin_client):
+def test_settings_admin_refuses_invalid_values_with_one_error_per_field_and_saves_nothing(ml_admin_client):
     from django_q.models import Schedule
 
     url = reverse("admin:quality_qualitysettings_change", args=[QualitySettings.current().pk])
     history_before = QualitySettings.history.count()
-    response = admin_client.post(url, _settings_form(sample_size=5, mae_warning=20, mae_critical=10, schedule_cron="every night"))
+    response = ml_admin_client.post(url, _settings_form(sample_size=5, mae_warning=20, mae_critical=10, schedule_cron="every night"))
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert set(errors) == {"sample_size", "mae_warning", "schedule_cron"}
@@ -158,11 +152,11 @@ def test_settings_admin_refuses_invalid_values_with_one_error_per_field_and_save
     assert Schedule.objects.get(name="quality-cycle").cron == "0 2 * * *"
 
 
-def test_settings_admin_saves_valid_values_with_the_user_in_the_history(admin_client, ml_admin):
+def test_settings_admin_saves_valid_values_with_the_user_in_the_history(ml_admin_client, ml_admin):
     from django_q.models import Schedule
 
     url = reverse("admin:quality_qualitysettings_change", args=[QualitySettings.current().pk])
-    response = admin_client.post(url, _settings_form(mae_warning=4, mae_critical=8, sample_size=300, schedule_cron="15 1 * * *", auto_deploy=False))
+    response = ml_admin_client.post(url, _settings_form(mae_warning=4, mae_critical=8, sample_size=300, schedule_cron="15 1 * * *", auto_deploy=False))
     assert response.status_code == 302
     cfg = QualitySettings.current()
     assert (cfg.mae_warning, cfg.mae_critical, cfg.sample_size, cfg.schedule_cron, cfg.auto_deploy) == (4, 8, 300, "15 1 * * *", False)

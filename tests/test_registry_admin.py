@@ -12,12 +12,6 @@ from registry.models import DeploymentEvent, ModelVersion
 
 
 @pytest.fixture
-def admin_client(client, ml_admin):
-    client.force_login(ml_admin)
-    return client
-
-
-@pytest.fixture
 def two_versions(db):
     """r1 active (served), r2 ready."""
     call_command("seed_demo_erp", items=300, seed=52, stdout=io.StringIO())
@@ -42,50 +36,50 @@ def revert(client, version: ModelVersion, record):
     return client.post(history_form_url(version, record), {"description": record.description, "tags": "[]", "_save": "Revert"})
 
 
-def test_version_history_is_viewable_without_a_revert_button(admin_client, two_versions):
+def test_version_history_is_viewable_without_a_revert_button(ml_admin_client, two_versions):
     r1, _ = two_versions
-    history = admin_client.get(reverse("admin:registry_modelversion_history", args=[r1.pk]))
+    history = ml_admin_client.get(reverse("admin:registry_modelversion_history", args=[r1.pk]))
     assert history.status_code == 200 and r1.history.count() >= 1
-    record = admin_client.get(history_form_url(r1, r1.history.earliest()))
+    record = ml_admin_client.get(history_form_url(r1, r1.history.earliest()))
     assert record.status_code == 200
     page = record.content.decode()
     assert "View r1" in page and 'value="Revert"' not in page
 
 
-def test_reverting_the_served_version_from_history_is_refused_and_it_stays_active(admin_client, two_versions):
+def test_reverting_the_served_version_from_history_is_refused_and_it_stays_active(ml_admin_client, two_versions):
     r1, _ = two_versions
     inactive_record = r1.history.filter(is_active=False).latest("history_date")
     events = DeploymentEvent.objects.count()
-    response = revert(admin_client, r1, inactive_record)
+    response = revert(ml_admin_client, r1, inactive_record)
     assert response.status_code == 403
     assert ModelVersion.objects.get_active() == r1
     assert DeploymentEvent.objects.count() == events
 
 
-def test_reverting_an_archived_version_from_history_is_refused_and_it_stays_archived(admin_client, two_versions, django_capture_on_commit_callbacks):
+def test_reverting_an_archived_version_from_history_is_refused_and_it_stays_archived(ml_admin_client, two_versions, django_capture_on_commit_callbacks):
     _, r2 = two_versions
     with django_capture_on_commit_callbacks(execute=True):
         r2.archive()
     ready_record = r2.history.filter(status=ModelVersion.Status.READY).latest("history_date")
-    response = revert(admin_client, r2, ready_record)
+    response = revert(ml_admin_client, r2, ready_record)
     assert response.status_code == 403
     r2.refresh_from_db()
     assert r2.status == ModelVersion.Status.ARCHIVED and not r2.artifact_dir.exists()
 
 
-def test_reverting_to_a_record_from_its_active_days_is_refused_and_one_version_stays_active(admin_client, two_versions, ml_admin):
+def test_reverting_to_a_record_from_its_active_days_is_refused_and_one_version_stays_active(ml_admin_client, two_versions, ml_admin):
     """Editing the served version's description records it as active; reverting to that later would make two active rows."""
     r1, r2 = two_versions
-    edited = admin_client.post(reverse("admin:registry_modelversion_change", args=[r1.pk]), {"description": "served in May", "tags": "[]", **inline_management_form(r1)})
+    edited = ml_admin_client.post(reverse("admin:registry_modelversion_change", args=[r1.pk]), {"description": "served in May", "tags": "[]", **inline_management_form(r1)})
     assert edited.status_code == 302
     active_record = r1.history.filter(is_active=True).latest("history_date")
     r2.activate(by=ml_admin, reason="newer")
-    response = revert(admin_client, r1, active_record)
+    response = revert(ml_admin_client, r1, active_record)
     assert response.status_code == 403
     assert list(ModelVersion.objects.active()) == [r2]
 
 
-def test_editing_a_description_does_not_undo_an_activation_made_meanwhile(admin_client, two_versions, monkeypatch):
+def test_editing_a_description_does_not_undo_an_activation_made_meanwhile(ml_admin_client, two_versions, monkeypatch):
     from registry.admin import ModelVersionAdmin
 
     r1, r2 = two_versions
@@ -104,7 +98,7 @@ def test_editing_a_description_does_not_undo_an_activation_made_meanwhile(admin_
 
     monkeypatch.setattr(ModelVersionAdmin, "get_form", form_whose_object_goes_stale)
     form = {"description": "tuned for sleeves", "tags": "[]", **inline_management_form(r2)}
-    response = admin_client.post(reverse("admin:registry_modelversion_change", args=[r2.pk]), form)
+    response = ml_admin_client.post(reverse("admin:registry_modelversion_change", args=[r2.pk]), form)
     assert response.status_code == 302
     r2.refresh_from_db()
     assert r2.is_active and r2.description == "tuned for sleeves"
