@@ -63,6 +63,9 @@ bench: deps
 	$(BENCH_ENV) $(PY) manage.py bench_training --activate
 	$(BENCH_ENV) $(PY) manage.py bench_predictions
 	$(BENCH_ENV) $(PY) manage.py bench_quality
+	rm -f $(BENCH_DIR)/import.sqlite3*
+	$(BENCH_ENV) DATABASE_URL=sqlite:///$(abspath $(BENCH_DIR))/import.sqlite3 $(PY) manage.py migrate --no-input -v 0
+	$(BENCH_ENV) DATABASE_URL=sqlite:///$(abspath $(BENCH_DIR))/import.sqlite3 $(PY) manage.py bench_import
 
 clean:
 	rm -rf var/db.sqlite3* var/models var/quality_reports var/staticfiles
