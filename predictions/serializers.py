@@ -80,7 +80,11 @@ class OperationSerializer(serializers.Serializer):
     time_source = serializers.ChoiceField(
         choices=["actuals", "model", "standard"],
         allow_null=True,
-        help_text="actuals: similar items' work orders; model: the learned estimator; standard: routing standard times (no actuals).",
+        help_text="Where the run time comes from. actuals: similar items' work orders; model: the learned estimator; "
+        "standard: routing standard times (no similar item has actuals).",
+    )
+    setup_source = serializers.ChoiceField(
+        choices=["actuals", "model", "standard"], allow_null=True, help_text="Where the setup time comes from (same values)."
     )
     run_p10 = serializers.FloatField(allow_null=True)
     run_p90 = serializers.FloatField(allow_null=True)

@@ -38,7 +38,7 @@ def test_planner_gets_routings_for_item_codes(trained_model, planner_api):
     assert set(first["routing"]) == {"signature", "confidence", "operations"}
     assert set(first["routing"]["operations"][0]) >= {
         "proc_seq", "job_cd", "job_nm", "res_cd", "inside_flag", "setup_minutes", "run_minutes_per_unit", "time_source",
-        "run_p10", "run_p90", "setup_p10", "setup_p90",
+        "setup_source", "run_p10", "run_p90", "setup_p10", "setup_p90",
     }  # fmt: skip
     assert first["existing_routing"]["signature"] == list(
         RoutingOperation.objects.filter(item_cd=codes[0]).current().values_list("job_cd", flat=True)
@@ -257,4 +257,4 @@ def test_schema_documents_the_endpoint(admin_api):
     assert {"200", "400", "401", "403", "404", "503"} <= set(operation["responses"])
     components = schema["components"]["schemas"]
     assert {"PredictionRequest", "PredictionBatch", "ItemPrediction", "Operation"} <= set(components)
-    assert "time_source" in components["Operation"]["properties"]
+    assert {"time_source", "setup_source"} <= set(components["Operation"]["properties"])

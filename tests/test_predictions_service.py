@@ -167,7 +167,7 @@ def test_without_work_orders_times_come_from_standard_routings_and_say_so(demo_e
 
     prediction = predict_items(item_codes=_codes(5)).results
     operations = [op for r in prediction for op in r.routing["operations"]]
-    assert {op["time_source"] for op in operations} == {"standard"}
+    assert {op["time_source"] for op in operations} == {"standard"} and {op["setup_source"] for op in operations} == {"standard"}
     standard_runs: dict[str, list[float]] = defaultdict(list)
     for op in RoutingOperation.objects.all():
         standard_runs[op.job_cd].append(op.run_minutes_per_unit)
