@@ -69,6 +69,10 @@ class PredictionRequestSerializer(serializers.Serializer):
         return attrs
 
 
+# Where a predicted time comes from (the engine's vocabulary); one OpenAPI enum for both fields.
+TIME_SOURCES = ("actuals", "model", "standard")
+
+
 class OperationSerializer(serializers.Serializer):
     proc_seq = serializers.IntegerField()
     job_cd = serializers.CharField()
@@ -78,13 +82,13 @@ class OperationSerializer(serializers.Serializer):
     setup_minutes = serializers.FloatField(allow_null=True)
     run_minutes_per_unit = serializers.FloatField(allow_null=True)
     time_source = serializers.ChoiceField(
-        choices=["actuals", "model", "standard"],
+        choices=TIME_SOURCES,
         allow_null=True,
         help_text="Where the run time comes from. actuals: similar items' work orders; model: the learned estimator; "
         "standard: routing standard times (no similar item has actuals).",
     )
     setup_source = serializers.ChoiceField(
-        choices=["actuals", "model", "standard"], allow_null=True, help_text="Where the setup time comes from (same values)."
+        choices=TIME_SOURCES, allow_null=True, help_text="Where the setup time comes from (same values)."
     )
     run_p10 = serializers.FloatField(allow_null=True)
     run_p90 = serializers.FloatField(allow_null=True)

@@ -192,6 +192,7 @@ SPECTACULAR_SETTINGS = {
         "TrainingJobTriggerEnum": "training.models.TrainingJob.Trigger",
         "QualityCycleTriggerEnum": "quality.models.QualityCycle.Trigger",
         "SampleStrategyEnum": "quality.models.QualitySettings.Strategy",
+        "TimeSourceEnum": "predictions.serializers.TIME_SOURCES",
     },
 }
 

@@ -256,21 +256,3 @@ def test_load_training_frames_until_trains_as_of_a_moment(seeded):
     _, routings, actuals = data.load_training_frames(until=until.date())
     assert actuals["REPORT_DT"].max() < until
     pd.testing.assert_frame_equal(routings, current_routings(seeded[1], when=until))
-
-
-@pytest.mark.django_db(transaction=True)
-def test_arrow_fast_path_reads_the_same_frames_as_the_cursor_path(monkeypatch):
-    """Outside a transaction whole tables are read through ADBC; the result must not differ by a value."""
-    from django.db import connection
-
-    from erp import data
-
-    if connection.vendor != "sqlite":
-        pytest.skip("the ADBC/Arrow fast path is for SQLite; other databases use the cursor path")
-    call_command("seed_demo_erp", items=200, seed=4, stdout=StringIO())
-    assert data._arrow_readable(connection)
-    fast = data.load_training_frames()
-    monkeypatch.setattr(data, "_arrow_readable", lambda connection: False)
-    slow = data.load_training_frames()
-    for a, b in zip(fast, slow, strict=True):
-        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
