@@ -2,12 +2,10 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from simple_history.admin import SimpleHistoryAdmin
 
-from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, fmt
+from routing_ml.admin_utils import HEADLINE_METRICS, ReadOnlyAdminMixin, badge, candidate_table, fmt
 from routing_ml.errors import RoutingMLError
 
 from .models import DeploymentEvent, ModelVersion
-
-HEADLINE_METRICS = ["process_match", "exact_match", "op_f1", "mae", "trim_mae", "rmse", "setup_mae", "items_evaluated"]
 
 
 def _metric_column(name: str):
@@ -117,11 +115,7 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
                 (name, fmt((version.metrics or {}).get(name), 4), fmt((active.metrics or {}).get(name), 4) if active else "—") for name in names
             ]
             extra_context["active_version"] = active
-            extra_context["candidate_rows"] = [
-                (name, [fmt((scores or {}).get(m), 4) for m in HEADLINE_METRICS], name == version.selected_estimator)
-                for name, scores in (version.candidate_scores or {}).items()
-            ]
-            extra_context["headline_metrics"] = HEADLINE_METRICS
+            extra_context["candidate_table"] = candidate_table(version.candidate_scores, version.selected_estimator)
             extra_context["can_activate"] = request.user.has_perm("registry.activate_modelversion")
         return super().changeform_view(request, object_id, form_url, extra_context)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+
+# The held-out metrics an ML admin compares first (versions list, version page, training job page).
+HEADLINE_METRICS = ["process_match", "exact_match", "op_f1", "mae", "trim_mae", "rmse", "setup_mae", "items_evaluated"]
 
 STATUS_CLASS = {
     "succeeded": "ok", "ready": "ok", "resolved": "ok", "healthy": "ok",
@@ -29,6 +32,25 @@ def fmt(value, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def candidate_table(scores: dict | None, selected: str = ""):
+    """Held-out scores per candidate as an HTML table, one row a candidate, the selected one marked."""
+    if not scores:
+        return "—"
+    header = format_html_join("", "<th>{}</th>", ((m,) for m in HEADLINE_METRICS))
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td>{}</tr>",
+        (
+            (
+                format_html("<strong>{} ✓</strong>", name) if name == selected else name,
+                format_html_join("", '<td class="num">{}</td>', ((fmt((values or {}).get(m), 4),) for m in HEADLINE_METRICS)),
+            )
+            for name, values in scores.items()
+        ),
+    )
+    return format_html('<table class="compare"><thead><tr><th>candidate</th>{}</tr></thead><tbody>{}</tbody></table>', header, rows)
 
 
 class ReadOnlyAdminMixin:

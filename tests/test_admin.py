@@ -88,6 +88,15 @@ def test_version_page_compares_with_the_active_version_and_lists_candidates(ml_a
     assert "active: a1" in page and "process_match" in page and "baseline ✓" in page
 
 
+def test_training_job_page_shows_candidate_scores_as_a_table(ml_admin_client, two_versions):
+    from training.models import TrainingJob
+
+    job = TrainingJob.objects.get(model_version__label="a1")
+    page = ml_admin_client.get(reverse("admin:training_trainingjob_change", args=[job.pk])).content.decode()
+    trim_mae = job.candidate_scores["baseline"]["trim_mae"]
+    assert "<strong>baseline ✓</strong>" in page and f'<td class="num">{trim_mae:.4f}</td>' in page
+
+
 def test_planner_cannot_activate_from_the_admin(client, planner, two_versions):
     planner.is_staff = True
     planner.save()

@@ -5,7 +5,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, fmt, progress_bar
+from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, candidate_table, fmt, progress_bar
 from routing_ml.errors import RoutingMLError
 
 from .models import CANDIDATES, TrainingJob
@@ -63,7 +63,7 @@ class TrainingJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/training/trainingjob/change_list.html"
     change_form_template = "admin/training/trainingjob/change_form.html"
     readonly_fields = [
-        "label", "status_badge", "trigger", "progress_column", "stage", "heartbeat_at", "parameters", "candidate_scores", "selected_estimator",
+        "label", "status_badge", "trigger", "progress_column", "stage", "heartbeat_at", "parameters", "candidate_scores_table", "selected_estimator",
         "gate_view", "model_version", "requested_by", "created_at", "started_at", "finished_at", "duration", "error_code", "error", "log_view",
     ]
     fields = readonly_fields
@@ -80,6 +80,10 @@ class TrainingJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def duration(self, job):
         seconds = job.duration_seconds
         return "—" if seconds is None else f"{seconds:.0f} s"
+
+    @admin.display(description="candidate scores (held-out items)")
+    def candidate_scores_table(self, job):
+        return candidate_table(job.candidate_scores, job.selected_estimator)
 
     @admin.display(description="deployment gate")
     def gate_view(self, job):
