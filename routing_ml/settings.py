@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "simple_history",
     "routing_ml.apps.RoutingMLConfig",
@@ -183,6 +184,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Predict manufacturing routings; train, register and monitor the models behind them.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files come from our own static files: a factory network often has no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several records have a `status`; name each choice set after its model so clients get stable enum names.
     "ENUM_NAME_OVERRIDES": {
         "TrainingJobStatusEnum": "training.models.TrainingJob.Status",

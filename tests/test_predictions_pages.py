@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+from urllib.parse import urlparse
 
 import pytest
 from django.urls import reverse
@@ -454,3 +455,12 @@ def test_item_page_needs_a_login_and_the_predict_permission(client, outsider, kn
 
     client.force_login(outsider)
     assert client.get(url).status_code == 403
+
+
+@pytest.mark.browser
+def test_api_docs_render_from_our_own_files_without_internet(page):
+    hosts: set[str] = set()
+    page.on("request", lambda request: hosts.add(urlparse(request.url).hostname))
+    page.goto("/api/docs/")
+    page.wait_for_selector("#operations-predictions-predictions_create")
+    assert hosts == {urlparse(page.url).hostname}  # nothing fetched from a CDN
