@@ -1,4 +1,4 @@
-"""Prometheus figures of the prediction service (served by django-prometheus at /metrics).
+"""Prometheus figures of the prediction service (served at /metrics by quality.metrics_collector.exposition).
 
 `routing_ml_predictions_total{status, channel}` counts **items**: one `ok` or `error` per item
 of every batch (an unknown code in a batch of ten adds 9 ok and 1 error); a call refused as a
@@ -15,7 +15,8 @@ batch), from input check to assembled results, without HTTP and rendering (djang
 own request histograms cover those).
 
 With several gunicorn workers each process keeps its own figures unless
-PROMETHEUS_MULTIPROC_DIR is set (prometheus_client's multiprocess mode).
+PROMETHEUS_MULTIPROC_DIR is set (prometheus_client's multiprocess mode); `make run` sets it, and
+/metrics then sums every worker's and the qcluster's files.
 """
 
 from __future__ import annotations
