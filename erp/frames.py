@@ -168,13 +168,17 @@ def actuals_from_work_results(work_results: pd.DataFrame) -> pd.DataFrame:
 
 
 def latest_per_operation(actuals: pd.DataFrame, keep: int) -> pd.DataFrame:
-    """The `keep` most recent work-order rows of each (item, operation): what the shop floor does now.
+    """The `keep` most recent work-order rows of each operation of an item: what the shop floor does now.
 
-    Old orders of an item would otherwise outvote its recent ones after a process change, and a
-    retrained model could never follow a drift. Ties on REPORT_DT keep input order. Vectorised.
+    An operation is its place in the routing: (ITEM_CD, JOB_CD, OP_OCC) when the rows carry the
+    occurrence (`training.engine.tables.assign_occurrences`), else (ITEM_CD, PROC_SEQ, JOB_CD) — an
+    item that grinds twice keeps the last `keep` orders of each grinding. Old orders of an item
+    would otherwise outvote its recent ones after a process change, and a retrained model could
+    never follow a drift. Ties on REPORT_DT keep input order. Vectorised.
     """
     if actuals.empty or keep <= 0:
         return actuals
-    ordered = actuals.sort_values(["ITEM_CD", "JOB_CD", "REPORT_DT"], ascending=[True, True, False], kind="stable")
-    rank = ordered.groupby(["ITEM_CD", "JOB_CD"], sort=False).cumcount()
+    operation = ["ITEM_CD", "JOB_CD", "OP_OCC"] if "OP_OCC" in actuals.columns else ["ITEM_CD", "PROC_SEQ", "JOB_CD"]
+    ordered = actuals.sort_values([*operation, "REPORT_DT"], ascending=[True] * len(operation) + [False], kind="stable")
+    rank = ordered.groupby(operation, sort=False, dropna=False).cumcount()
     return ordered[rank.to_numpy() < keep].sort_index(kind="stable")

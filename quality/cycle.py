@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from erp.data import load_items
+from registry.loader import loader
 from registry.models import ModelVersion
 from routing_ml.errors import ErrorCode, QueueFull
 from training.engine import drift as drift_module
@@ -25,7 +26,7 @@ from training.models import TrainingJob
 
 from .evaluation import evaluate
 from .models import QualityAlert, QualityCycle, QualitySettings
-from .sampling import choose, eligible_items
+from .sampling import eligible_items, monitoring_sample
 from .thresholds import Breach, breaches
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,9 @@ def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_siz
         if version is None:
             raise CycleFailure("No model version is active: there is nothing to evaluate.", code=ErrorCode.MODEL_NOT_FOUND)
         eligible, window_start, window_end = eligible_items(cfg.recent_window_days, cfg.min_work_orders)
-        codes = choose(eligible, cycle.sample_size, cycle.sample_strategy, cfg.sample_seed)
+        _, model = loader.get(version.label)
+        # Graded on items no learned part of the version was fitted on (its monitoring set first).
+        codes, population = monitoring_sample(eligible, model, cycle.sample_size, cycle.sample_strategy, cfg.sample_seed)
         cycle.items_sampled = len(codes)
         if not codes:
             raise CycleFailure(
@@ -58,6 +61,8 @@ def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_siz
                 f"({window_end or 'none'}): the cycle evaluated 0 items."
             )
         evaluation = evaluate(codes, version.label, after=version.training_cutoff, since=window_start)
+        evaluated_codes = np.array([item["item_cd"] for item in evaluation.items], dtype=str)
+        population["evaluated_in_learned_fit"] = int(np.isin(evaluated_codes, np.asarray(model.fit_codes).astype(str)).sum())
         drift = _drift(version, eligible, cfg.sample_seed)
         cycle.items_evaluated = evaluation.items_evaluated
         cycle.items_without_actuals = len(evaluation.items_without_actuals)
@@ -69,6 +74,7 @@ def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_siz
             "window": {"start": window_start.isoformat(), "end": window_end.isoformat(), "days": cfg.recent_window_days},
             "eligible_items": int(len(eligible)),
             "sample": {"strategy": cycle.sample_strategy, "size": cycle.sample_size, "seed": cfg.sample_seed, "items": codes},
+            "population": population,
             "actuals": evaluation.actuals_source,
             "metrics": evaluation.metrics,
             "metrics_by_part_type": evaluation.by_part_type,
@@ -117,7 +123,7 @@ class CycleFailure(Exception):
 
 def _summary(report: dict) -> dict:
     """What the row keeps of the report (the file has the per-item detail)."""
-    keep = ("window", "eligible_items", "actuals", "items_without_actuals", "items_failed")
+    keep = ("window", "eligible_items", "population", "actuals", "items_without_actuals", "items_failed")
     summary = {k: report[k] for k in keep if k in report}
     summary["sample"] = {k: v for k, v in report["sample"].items() if k != "items"}
     return summary

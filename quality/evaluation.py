@@ -16,6 +16,7 @@ from django.conf import settings
 from erp.data import load_actuals, load_current_routings, load_items
 from predictions.service import predict_items
 from training.engine import metrics as routing_metrics
+from training.engine.tables import assign_occurrences
 
 
 @dataclass
@@ -77,7 +78,7 @@ def evaluate(item_codes: list[str], model_version: str, *, after: datetime | Non
     codes = [p["item_cd"] for p in predictions]
     routings = load_current_routings(codes)
     actual_routings = {code: list(group["JOB_CD"]) for code, group in routings.sort_values(["ITEM_CD", "PROC_SEQ"]).groupby("ITEM_CD", sort=False)}
-    actuals, source = prefer_unseen(load_actuals(codes, since=since), after)
+    actuals, source = prefer_unseen(assign_occurrences(load_actuals(codes, since=since), routings), after)
     source["since"] = since.isoformat() if since else None
     overall = routing_metrics.evaluate(predictions, actual_routings, actuals)
     with_actuals = set(actuals["ITEM_CD"]) if not actuals.empty else set()

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from django.utils import timezone
 
+from registry.loader import loader
 from registry.models import DeploymentEvent, ModelVersion
 
 from .evaluation import evaluate
 from .models import QualitySettings
-from .sampling import choose, eligible_items
+from .sampling import choose, eligible_items, outside
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,21 @@ def decide(champion: dict, challenger: dict, min_improvement_pct: float) -> tupl
     return True, f"Challenger MAE {n_mae:.3f} vs champion {c_mae:.3f} (≥ {min_improvement_pct:g}% better); process match {n_pm:.3f} vs {c_pm:.3f}."
 
 
+def gate_sample(eligible, champion: ModelVersion, challenger: ModelVersion, requested: list[str], cfg: QualitySettings) -> tuple[list[str], dict]:
+    """The items both versions are scored on: only items that no learned part of *either* version was fitted on.
+
+    The cycle's sample that asked for the job comes first (the retraining kept it out of its fits);
+    items either version learned from are dropped, and the sample is topped up from the other
+    eligible items outside both fits. Symmetric: swapping the two versions gives the same sample.
+    """
+    fitted = np.union1d(*(np.asarray(loader.get(v.label)[1].fit_codes).astype(str) for v in (champion, challenger)))
+    kept = sorted(set(map(str, requested)) - set(fitted.tolist()))
+    pool = outside(outside(eligible, fitted), np.array(kept, dtype=str))
+    topped = choose(pool, cfg.sample_size - len(kept), cfg.sample_strategy, cfg.sample_seed) if len(kept) < cfg.sample_size else []
+    info = {"requested": len(requested), "dropped_as_fitted": len(set(map(str, requested))) - len(kept), "topped_up": len(topped), "fitted_by_either": int(fitted.size)}
+    return sorted(kept + topped), info
+
+
 def run_gate(job, challenger: ModelVersion) -> dict:
     cfg = QualitySettings.current()
     champion = ModelVersion.objects.get_active()
@@ -52,9 +69,7 @@ def run_gate(job, challenger: ModelVersion) -> dict:
     else:
         record["champion"] = champion.label
         eligible, window_start, _ = eligible_items(cfg.recent_window_days, cfg.min_work_orders)
-        # The sample of the cycle that asked for this job, which its estimators were kept from
-        # fitting on; a gated job without one is scored on a fresh sample of the same window.
-        codes = (job.parameters or {}).get("gate_items") or choose(eligible, cfg.sample_size, cfg.sample_strategy, cfg.sample_seed)
+        codes, record["population"] = gate_sample(eligible, champion, challenger, (job.parameters or {}).get("gate_items") or [], cfg)
         if not codes:
             deploy, reason = False, "No recent items with work results to compare the two versions on."
         else:

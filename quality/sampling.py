@@ -89,3 +89,31 @@ def choose(eligible: pd.DataFrame, size: int, strategy: str, seed: int) -> list[
         codes = eligible.loc[eligible["PART_TYPE"] == part_type, "ITEM_CD"].to_numpy()
         chosen.extend(codes[rng.choice(len(codes), size=int(quota), replace=False)].tolist())
     return sorted(chosen)
+
+
+def outside(eligible: pd.DataFrame, codes) -> pd.DataFrame:
+    """The eligible items whose code is not in `codes` (an array of item codes)."""
+    codes = np.asarray(codes)
+    if eligible.empty or codes.size == 0:
+        return eligible
+    return eligible[~np.isin(eligible["ITEM_CD"].astype(str).to_numpy(), codes.astype(str))]
+
+
+def monitoring_sample(eligible: pd.DataFrame, model, size: int, strategy: str, seed: int) -> tuple[list[str], dict]:
+    """A cycle's sample: eligible items of the version's monitoring set, which no learned part of it was
+    fitted on; topped up, when the set holds too few recent items, with other eligible items that no
+    learned part was fitted on either. Older bundles without a monitoring set sample as before.
+    """
+    monitoring, fitted = np.asarray(model.monitoring_codes).astype(str), np.asarray(model.fit_codes).astype(str)
+    codes_now = eligible["ITEM_CD"].astype(str).to_numpy() if not eligible.empty else np.zeros(0, dtype=str)
+    in_set = np.isin(codes_now, monitoring) if monitoring.size else np.zeros(codes_now.size, dtype=bool)
+    chosen = choose(eligible[in_set], size, strategy, seed) if in_set.any() else []
+    rest = outside(eligible[~in_set], fitted)
+    topped = choose(rest, size - len(chosen), strategy, seed) if len(chosen) < size else []
+    info = {
+        "monitoring_set": int(monitoring.size),
+        "eligible_in_monitoring_set": int(in_set.sum()),
+        "from_monitoring_set": len(chosen),
+        "from_outside_learned_fits": len(topped),
+    }
+    return sorted(chosen + topped), info

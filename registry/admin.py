@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from simple_history.admin import SimpleHistoryAdmin
 
-from routing_ml.admin_utils import HEADLINE_METRICS, ReadOnlyAdminMixin, badge, candidate_table, fmt
+from routing_ml.admin_utils import HEADLINE_METRICS, ReadOnlyAdminMixin, badge, candidate_table, fmt, scalar_metrics, search_table
 from routing_ml.errors import RoutingMLError
 
 from .models import DeploymentEvent, ModelVersion
@@ -110,10 +110,12 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
         version = self.get_object(request, object_id) if object_id else None
         if version is not None:
             active = ModelVersion.objects.get_active()
-            names = sorted(set(HEADLINE_METRICS) | set(version.metrics or {}) | set((active.metrics or {}) if active else {}))
-            extra_context["metric_rows"] = [
-                (name, fmt((version.metrics or {}).get(name), 4), fmt((active.metrics or {}).get(name), 4) if active else "—") for name in names
-            ]
+            mine, theirs = scalar_metrics(version.metrics), scalar_metrics(active.metrics if active else None)
+            names = sorted(set(HEADLINE_METRICS) | set(mine) | set(theirs))
+            extra_context["metric_rows"] = [(name, fmt(mine.get(name), 4), fmt(theirs.get(name), 4) if active else "—") for name in names]
+            extra_context["search_table"] = search_table((version.metrics or {}).get("search"))
+            routing = (version.metrics or {}).get("routing_candidates")
+            extra_context["routing_table"] = candidate_table(routing, (version.metrics or {}).get("selected_routing", "vote")) if routing else None
             extra_context["active_version"] = active
             extra_context["candidate_table"] = candidate_table(version.candidate_scores, version.selected_estimator)
             extra_context["can_activate"] = request.user.has_perm("registry.activate_modelversion")

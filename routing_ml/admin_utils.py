@@ -53,6 +53,47 @@ def candidate_table(scores: dict | None, selected: str = ""):
     return format_html('<table class="compare"><thead><tr><th>candidate</th>{}</tr></thead><tbody>{}</tbody></table>', header, rows)
 
 
+SEARCH_COLUMNS = ["k", "weighting", "size_transform", "embedding", "process_match", "exact_match", "trim_mae", "setup_mae", "objective"]
+
+
+def search_table(search: dict | None):
+    """The training's settings search (engine.search) as HTML: what was chosen, then every trial, the chosen one marked."""
+    if not search or not search.get("trials"):
+        return "—"
+    chosen = search.get("chosen") or {}
+    key = (chosen.get("k"), chosen.get("weighting"), chosen.get("size_transform"), chosen.get("embedding"))
+    header = format_html_join("", "<th>{}</th>", ((c.replace("_", " "),) for c in SEARCH_COLUMNS))
+    rows = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        (
+            (
+                format_html_join(
+                    "",
+                    '<td class="num">{}</td>',
+                    (
+                        (format_html("<strong>{} ✓</strong>", fmt(t.get(c), 4)) if i == 0 and (t.get("k"), t.get("weighting"), t.get("size_transform"), t.get("embedding")) == key else fmt(t.get(c), 4),)
+                        for i, c in enumerate(SEARCH_COLUMNS)
+                    ),
+                ),
+            )
+            for t in search["trials"]
+        ),
+    )
+    weights = ", ".join(f"{name} {weight:g}" for name, weight in sorted((chosen.get("feature_weights") or {}).items(), key=lambda kv: -kv[1]))
+    summary = format_html(
+        "<p>Chosen on {} held-out items against {} indexed items: k = {}, weighting {}, sizes {}, embedding {}.</p><p>Feature weights: {}</p>",
+        chosen.get("query_items", "?"), chosen.get("index_items", "?"), chosen.get("k"), chosen.get("weighting"),
+        chosen.get("size_transform"), chosen.get("embedding"), weights or "—",
+    )
+    return format_html('{}<table class="compare"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', summary, header, rows)
+
+
+def scalar_metrics(metrics: dict | None) -> dict:
+    """The plain numbers of a metrics dict (the search table and candidate scores are shown apart)."""
+    return {k: v for k, v in (metrics or {}).items() if not isinstance(v, dict | list)}
+
+
 class ReadOnlyAdminMixin:
     """Records written by machines: visible, never added or edited by hand."""
 

@@ -40,6 +40,12 @@ def test_drift_alert_retrains_on_the_cluster_gates_and_recovers(tmp_path):
 
     healthy = cycle_json()
     assert healthy["status"] == "succeeded" and healthy["model_version"] == "champion"
+    report = json.loads(Path(QualityCycle.objects.get(pk=healthy["cycle"]).report_path).read_text())
+    # Graded on the monitoring set: no evaluated item was seen by a learned part of the champion.
+    assert report["population"]["evaluated_in_learned_fit"] == 0
+    population = report["population"]
+    assert population["from_monitoring_set"] > 0
+    assert population["from_monitoring_set"] + population["from_outside_learned_fits"] == healthy["items_sampled"]
     assert healthy["items_evaluated"] > 100 and healthy["items_failed"] == 0
     assert healthy["mae"] < cfg.mae_warning
     assert healthy["process_match"] > cfg.process_match_warning
@@ -70,8 +76,14 @@ def test_drift_alert_retrains_on_the_cluster_gates_and_recovers(tmp_path):
     gate = job.gate
     assert gate["champion"] == "champion" and gate["challenger"] == job.model_version.label
     assert gate["deployed"] is True, gate
-    assert gate["sample_size"] == len(sample)
-    assert json.loads((job.model_version.artifact_dir / "manifest.json").read_text())["time_fit_excluded_items"] == len(sample)
+    manifest = json.loads((job.model_version.artifact_dir / "manifest.json").read_text())
+    assert manifest["gate_items_excluded"] == len(sample) and manifest["time_fit_excluded_items"] >= len(sample)
+    # No learned part of either version was fitted on an item the gate scored them on.
+    from registry.loader import loader
+
+    fitted = set(loader.get("champion")[1].fit_codes.tolist()) | set(loader.get(job.model_version.label)[1].fit_codes.tolist())
+    assert gate["population"]["fitted_by_either"] == len(fitted) > 0
+    assert gate["sample_size"] > 0
     assert gate["challenger_metrics"]["mae"] <= gate["champion_metrics"]["mae"] * (1 - cfg.min_improvement_pct / 100)
     assert gate["challenger_metrics"]["process_match"] >= gate["champion_metrics"]["process_match"] - 0.005
     active = ModelVersion.objects.get_active()

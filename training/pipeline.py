@@ -52,10 +52,29 @@ def engine_config(parameters: dict):
         from quality.models import QualitySettings
 
         fields["min_improvement_pct"] = float(QualitySettings.current().min_improvement_pct)
+    if parameters.get("search") is not None:
+        fields["search"] = bool(parameters["search"])
     config = EngineConfig(**fields)
     if parameters.get("feature_weights"):
-        config = config.with_weights(parameters["feature_weights"])
+        # An admin's explicit weights are an override: the settings search keeps them and tunes the rest.
+        config = config.with_weights(parameters["feature_weights"]).replace(fixed_weights=True)
     return config
+
+
+def drift_reference(items, actuals, window_days: int):
+    """The items produced in the last `window_days` before the newest work result: the population a
+    quality cycle samples from, so PSI compares like with like (not the whole item master)."""
+    import pandas as pd
+
+    if actuals.empty or "REPORT_DT" not in actuals.columns:
+        return items
+    reported = pd.to_datetime(actuals["REPORT_DT"], errors="coerce")
+    newest = reported.max()
+    if pd.isna(newest):
+        return items
+    recent = set(actuals.loc[reported >= newest - pd.Timedelta(days=window_days), "ITEM_CD"].astype(str))
+    chosen = items[items["ITEM_CD"].astype(str).isin(recent)]
+    return chosen if len(chosen) else items
 
 
 # Each item's times are learned from its most recent work orders per operation (see latest_per_operation).
@@ -84,11 +103,14 @@ def load_frames(parameters: dict):
 
     from erp.data import load_training_frames
     from erp.frames import latest_per_operation
+    from training.engine.tables import assign_occurrences
 
     until = parameters.get("until")
     # Routings as current at the named moment (as before); work results through the whole named day.
     items, routings, actuals = load_training_frames(until=results_before(until), when=until)
-    actuals = latest_per_operation(actuals, int(parameters.get("recent_orders", DEFAULT_RECENT_ORDERS)))
+    # Each work-order row is placed on its operation (the second GRIND is not the first) before
+    # the most recent orders per operation are kept.
+    actuals = latest_per_operation(assign_occurrences(actuals, routings), int(parameters.get("recent_orders", DEFAULT_RECENT_ORDERS)))
     sample_size = parameters.get("sample_size")
     if sample_size and sample_size < len(items):
         rng = np.random.default_rng(parameters.get("seed", 0))
@@ -197,7 +219,10 @@ def run_job(job: TrainingJob) -> str:
         )
         check_cancel()
         job.beat(92, "saving the bundle")
-        version = _register(job, result, params, time.monotonic() - started, items)
+        from quality.models import QualitySettings
+
+        reference = drift_reference(items, actuals, QualitySettings.current().recent_window_days)
+        version = _register(job, result, params, time.monotonic() - started, reference)
         job.append_log(f"registered model version {version.label} (selected estimators: run {result.selected}, setup {result.selected_setup})")
         # Listeners (the quality gate) and activation run before the job is marked done, so anyone
         # waiting for a terminal job sees their outcome too. A listener's error is logged and the
@@ -256,7 +281,7 @@ def _finish_deployed(job: TrainingJob, version: ModelVersion, result, exc: BaseE
     return f"job {job.pk} succeeded: {version.label} (a step after it went live failed: {error})"
 
 
-def _register(job: TrainingJob, result, params: dict, duration: float, items) -> ModelVersion:
+def _register(job: TrainingJob, result, params: dict, duration: float, drift_items) -> ModelVersion:
     """Write the bundle to a temporary directory, rename it into place, then point a ready row at it."""
     root = Path(settings.MODEL_ROOT)
     root.mkdir(parents=True, exist_ok=True)
@@ -271,8 +296,10 @@ def _register(job: TrainingJob, result, params: dict, duration: float, items) ->
     manifest_sha256 = manifest_digest(tmp)
     tmp.rename(target)
     stats = dict(result.dataset_stats)
-    # The items' attribute distribution, so quality cycles can measure drift against it.
-    stats["feature_profile"] = drift.profile(items)
+    # The attribute distribution of the recently produced items, so quality cycles (which sample
+    # recently produced items) measure drift against the same population.
+    stats["feature_profile"] = drift.profile(drift_items)
+    stats["feature_profile_items"] = int(len(drift_items))
     try:
         with transaction.atomic():
             version = ModelVersion.objects.create(

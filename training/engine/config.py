@@ -12,6 +12,8 @@ from typing import Any, Literal
 CATEGORICAL = "categorical"
 NUMERIC = "numeric"
 CANDIDATES = ("baseline", "mlp", "stacking")
+ROUTING_CANDIDATES = ("vote", "classifier")
+SIZE_TRANSFORMS = ("log", "linear")
 
 
 class TrainingCancelled(Exception):
@@ -124,6 +126,25 @@ class EngineConfig:
     min_category_count: int = 2
     # Rows (item, operation) used to fit the mlp/stacking time estimators; keeps training fast.
     max_time_rows: int = 20_000
+    # How numeric attributes are compared: "log" (sizes spanning decades) or "linear".
+    size_transform: str = "log"
+    # Search k, feature weights, size transform and embedding width on held-out items (see engine.search).
+    search: bool = True
+    # The feature weights came from an admin: the search keeps them and tunes the rest.
+    fixed_weights: bool = False
+    # Items per search trial: a sample of the index and of the held-out items (bounds its cost at any scale).
+    search_index_items: int = 20_000
+    search_query_items: int = 1_500
+    # Share of items (stratified by PART_TYPE) kept out of every learned fit, so that quality cycles and
+    # the deployment gate grade a version on items it never learned from; renewed at each training.
+    monitoring_share: float = 0.2
+    # ... but at least this many (never more than half the items): a small factory still gets a
+    # monitoring set that holds enough recently produced items for a cycle's sample.
+    min_monitoring_items: int = 1_000
+    max_monitoring_items: int = 50_000
+    routing_candidates: tuple[str, ...] = ROUTING_CANDIDATES
+    # Items whose neighbours' votes train the routing classifier.
+    max_classifier_items: int = 20_000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,14 +152,22 @@ class EngineConfig:
         feats = tuple(f if isinstance(f, FeatureSpec) else FeatureSpec(**f) for f in self.features)
         object.__setattr__(self, "features", feats)
         object.__setattr__(self, "candidates", tuple(self.candidates))
+        object.__setattr__(self, "routing_candidates", tuple(self.routing_candidates))
         unknown = set(self.candidates) - set(CANDIDATES)
         if unknown:
             raise ValueError(f"unknown candidates {sorted(unknown)}; choose from {CANDIDATES}")
+        unknown = set(self.routing_candidates) - set(ROUTING_CANDIDATES)
+        if unknown:
+            raise ValueError(f"unknown routing candidates {sorted(unknown)}; choose from {ROUTING_CANDIDATES}")
+        if self.size_transform not in SIZE_TRANSFORMS:
+            raise ValueError(f"size_transform must be one of {SIZE_TRANSFORMS}, not {self.size_transform!r}")
+        if not 0 <= self.monitoring_share < 1:
+            raise ValueError("monitoring_share must be in [0, 1)")
         names = [f.name for f in feats]
         if len(names) != len(set(names)):
             raise ValueError("feature names must be unique")
-        if self.n_components < 1 or self.top_k < 1:
-            raise ValueError("n_components and top_k must be >= 1")
+        if self.n_components < 0 or self.top_k < 1:
+            raise ValueError("n_components must be >= 0 (0: no embedding) and top_k >= 1")
         if not 0 <= self.holdout_share < 1:
             raise ValueError("holdout_share must be in [0, 1)")
 
@@ -168,6 +197,7 @@ class EngineConfig:
         data = asdict(self)
         data["features"] = [asdict(f) for f in self.features]
         data["candidates"] = list(self.candidates)
+        data["routing_candidates"] = list(self.routing_candidates)
         return data
 
     @classmethod

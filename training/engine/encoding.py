@@ -57,6 +57,16 @@ def signed_log1p(values: np.ndarray) -> np.ndarray:
     return np.sign(values) * np.log1p(np.abs(values))
 
 
+def _size_transform(config: EngineConfig) -> str:
+    # Encoders pickled before the transform was a setting were all "log".
+    return getattr(config, "size_transform", "log")
+
+
+def transform_sizes(values: np.ndarray, how: str) -> np.ndarray:
+    """Numeric attribute → the scale it is compared on: signed log1p ("log") or as is ("linear")."""
+    return signed_log1p(values) if how == "log" else np.asarray(values, dtype=float)
+
+
 @dataclass
 class _CategoricalColumns:
     spec: FeatureSpec
@@ -112,7 +122,7 @@ class ItemEncoder:
                 ordered = sorted(((-int(c), v) for v, c in zip(distinct, counts, strict=True) if c >= cfg.min_category_count))
                 block = _CategoricalColumns(spec, [v for _, v in ordered[: cfg.max_categories]], offset)
             else:
-                values = signed_log1p(pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan))
+                values = transform_sizes(pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan), _size_transform(cfg))
                 present = values[np.isfinite(values)]
                 if present.size:
                     q25, center, q75 = np.percentile(present, [25, 50, 75])
@@ -128,7 +138,8 @@ class ItemEncoder:
     def fit_embedding(self, matrix: sp.csr_matrix) -> np.ndarray:
         """Fit the SVD on the encoded matrix and return the normalised embedding of its rows."""
         cfg = self.config
-        if self.n_columns > cfg.n_components:
+        # n_components 0 means "no embedding": the scaled, weighted columns themselves (narrow encodings only).
+        if cfg.n_components and self.n_columns > cfg.n_components:
             svd = TruncatedSVD(n_components=cfg.n_components, algorithm="randomized", n_iter=4, random_state=cfg.seed)
             svd.fit(matrix)
             self.components = svd.components_.astype(np.float32)
@@ -167,7 +178,8 @@ class ItemEncoder:
                 cols[:, b] = block.offset + column_of[codes]
                 data[:, b] = weight
             else:
-                values = signed_log1p(pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan))
+                raw = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                values = transform_sizes(raw, _size_transform(self.config))
                 missing = ~np.isfinite(values)
                 scaled = np.clip((np.where(missing, 0.0, values) - block.center) / block.scale, -NUMERIC_CLIP, NUMERIC_CLIP)
                 cols[:, b] = block.offset + missing.astype(np.int32)
@@ -181,6 +193,7 @@ class ItemEncoder:
         n_blocks = len(self.blocks)
         cols = np.empty((n, n_blocks), dtype=np.int32)
         data = np.empty((n, n_blocks), dtype=np.float32)
+        log_sizes = _size_transform(self.config) == "log"
         for b, block in enumerate(self.blocks):
             name = block.spec.name
             values = columns.get(name) or [None] * n
@@ -200,7 +213,7 @@ class ItemEncoder:
                     except (TypeError, ValueError):
                         x = math.nan
                     if math.isfinite(x):
-                        z = (math.copysign(math.log1p(abs(x)), x) - block.center) / block.scale
+                        z = ((math.copysign(math.log1p(abs(x)), x) if log_sizes else x) - block.center) / block.scale
                         cols[i, b] = block.offset
                         data[i, b] = weight * min(max(z, -NUMERIC_CLIP), NUMERIC_CLIP)
                     else:

@@ -2,7 +2,8 @@
 
 Per evaluated item the predicted routing (ordered JOB_CD list) is compared with the actual
 one (the item's current routing); predicted times are compared with the item's actual
-work-result times on the operations that the longest common subsequence (LCS) aligns.
+work-result times on the operations that the longest common subsequence (LCS) aligns, each
+operation with the work orders of *that* operation (the second GRIND with the second GRIND's).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import trim_mean
+
+from .tables import OCC_COLUMN
 
 TRIM = 0.1
 
@@ -81,13 +84,22 @@ def process_match(predicted: Sequence, actual: Sequence) -> float:
 
 
 def actual_time_stats(actual_times: pd.DataFrame, items: set[str] | None = None) -> pd.DataFrame:
-    """Per (ITEM_CD, JOB_CD): mean/std/count of actual run minutes per unit and mean setup minutes."""
-    cols = ["ITEM_CD", "JOB_CD", "RUN_MINUTES_PER_UNIT", "SETUP_MINUTES"]
+    """Per operation (ITEM_CD, JOB_CD, OP_OCC): mean/std/count of actual run minutes per unit and mean setup minutes.
+
+    `OP_OCC` (see `tables.assign_occurrences`) tells the first GRIND of a routing from the
+    second; rows it could not place (-1) are left out. Without the column every row counts as
+    the first occurrence.
+    """
+    cols = ["ITEM_CD", "JOB_CD", OCC_COLUMN, "RUN_MINUTES_PER_UNIT", "SETUP_MINUTES"]
     if actual_times is None or len(actual_times) == 0:
         return pd.DataFrame(columns=["run_mean", "run_std", "run_count", "setup_mean"])
     frame = actual_times[[c for c in cols if c in actual_times.columns]].copy()
     frame["ITEM_CD"] = frame["ITEM_CD"].astype(str)
-    frame["JOB_CD"] = frame["JOB_CD"].astype(str)
+    frame["JOB_CD"] = frame["JOB_CD"].astype(str).str.strip()
+    if OCC_COLUMN not in frame.columns:
+        frame[OCC_COLUMN] = 0
+    frame[OCC_COLUMN] = pd.to_numeric(frame[OCC_COLUMN], errors="coerce").fillna(-1).astype(np.int64)
+    frame = frame[frame[OCC_COLUMN] >= 0]
     if items is not None:
         frame = frame[frame["ITEM_CD"].isin(items)]
     run = pd.to_numeric(frame["RUN_MINUTES_PER_UNIT"], errors="coerce")
@@ -97,10 +109,20 @@ def actual_time_stats(actual_times: pd.DataFrame, items: set[str] | None = None)
         frame["SETUP_MINUTES"] = setup.where(setup >= 0)
     else:
         frame["SETUP_MINUTES"] = np.nan
-    grouped = frame.groupby(["ITEM_CD", "JOB_CD"], sort=False)
+    grouped = frame.groupby(["ITEM_CD", "JOB_CD", OCC_COLUMN], sort=False)
     stats = grouped["RUN_MINUTES_PER_UNIT"].agg(run_mean="mean", run_std="std", run_count="count")
     stats["setup_mean"] = grouped["SETUP_MINUTES"].mean()
     return stats[stats["run_count"] > 0]
+
+
+def _occurrences(sequence: list[str]) -> list[int]:
+    """For each position, how often its code appeared before it (0 for a first GRIND, 1 for the second)."""
+    seen: Counter = Counter()
+    out = []
+    for code in sequence:
+        out.append(seen[code])
+        seen[code] += 1
+    return out
 
 
 def _mean_or_none(values: list[float]) -> float | None:
@@ -122,8 +144,8 @@ def evaluate(
     evaluated = [p for p in predictions if p.get("item_cd") is not None and str(p["item_cd"]) in actual_routings]
     codes = {str(p["item_cd"]) for p in evaluated}
     stats = actual_time_stats(actual_times, codes)
-    lookup = stats.to_dict("index")  # {(item, job): {...}}: a few thousand rows at most here
-    items_with_actuals = {item for item, _ in lookup}
+    lookup = stats.to_dict("index")  # {(item, job, occurrence): {...}}: a few thousand rows at most here
+    items_with_actuals = {key[0] for key in lookup}
 
     matches: list[float] = []
     exact = 0
@@ -147,8 +169,9 @@ def evaluate(
         if item not in items_with_actuals:
             without_actuals += 1
             continue
+        occurrence = _occurrences(actual)
         for i, j in pairs:
-            row = lookup.get((item, actual[j]))
+            row = lookup.get((item, actual[j], occurrence[j]))
             if row is None or i >= len(ops):
                 continue
             run = ops[i].get("run_minutes_per_unit")

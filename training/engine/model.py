@@ -20,7 +20,8 @@ import sklearn
 from .config import BundleError, EngineConfig
 from .encoding import SMALL_FRAME, ItemEncoder, small_columns
 from .neighbors import NeighborIndex
-from .tables import IndexData, Vocab, ranges
+from .routing import SignatureRanker, proposals
+from .tables import IndexData, Vocab, ranges, sequence_occurrences
 from .times import MIN_WEIGHT, TimeLookup, TimeModel, lookup_times
 
 BUNDLE_FORMAT = 1
@@ -131,6 +132,9 @@ class RoutingModel:
         setup_model: TimeModel | None = None,
         selected_setup: str = "baseline",
         manifest: dict[str, Any] | None = None,
+        routing_ranker: SignatureRanker | None = None,
+        monitoring_codes: np.ndarray | None = None,
+        fit_codes: np.ndarray | None = None,
     ) -> None:
         self.config = config
         self.encoder = encoder
@@ -146,6 +150,11 @@ class RoutingModel:
         self.setup_model = setup_model  # setup minutes; None = baseline
         self.selected_setup = selected_setup
         self.manifest: dict[str, Any] = manifest or {}
+        self.routing_ranker = routing_ranker  # None: the neighbour vote decides the routing
+        # Items kept out of every learned fit (quality cycles sample from them), and the items any
+        # shipped learned part was fitted on: sorted code arrays, empty for older bundles.
+        self.monitoring_codes = monitoring_codes if monitoring_codes is not None else np.zeros(0, dtype="<U1")
+        self.fit_codes = fit_codes if fit_codes is not None else np.zeros(0, dtype="<U1")
         self._sig_cache: dict[int, list[str]] = {}
 
     def __repr__(self) -> str:
@@ -188,7 +197,7 @@ class RoutingModel:
         idx, vocab = self.index, self.vocab
         sl = slice(int(idx.op_offsets[row]), int(idx.op_offsets[row + 1]))
         jobs = idx.op_job[sl]
-        keys = row * vocab.n_jobs + jobs.astype(np.int64)
+        keys = row * vocab.stride + vocab.tokens(jobs, sequence_occurrences(np.array([0, jobs.size]), jobs))
         pos = np.minimum(np.searchsorted(idx.pair_key, keys), max(idx.pair_key.size - 1, 0))
         return [
             {
@@ -245,9 +254,20 @@ class RoutingModel:
         return emb, self_rows, codes
 
     # -- the routing part -----------------------------------------------------------------
-    def route(self, emb: np.ndarray, exclude_rows: np.ndarray | None, k: int) -> RoutingCore:
-        """Neighbours, signature vote, per-operation work centre / flag vote and time look-ups."""
+    @property
+    def selected_routing(self) -> str:
+        return "classifier" if self.routing_ranker is not None else "vote"
+
+    def route(self, emb: np.ndarray, exclude_rows: np.ndarray | None, k: int, ranker: SignatureRanker | None | str = "model") -> RoutingCore:
+        """Neighbours, signature vote (re-ranked by the routing classifier if any), per-operation work centre / flag vote, times.
+
+        `ranker`: "model" uses the model's own routing classifier; None or another ranker overrides it (scoring).
+        """
         nbr, sims = self.neighbors.search(emb, k, exclude_rows)
+        return self.route_neighbors(emb, nbr, sims, self.routing_ranker if isinstance(ranker, str) else ranker)
+
+    def route_neighbors(self, emb: np.ndarray, nbr: np.ndarray, sims: np.ndarray, ranker: SignatureRanker | None = None) -> RoutingCore:
+        """`route` for neighbours already found."""
         m, kk = nbr.shape
         vocab, idx = self.vocab, self.index
         n_sig = max(len(vocab.sig_offsets) - 1, 1)
@@ -273,6 +293,12 @@ class RoutingModel:
             alt = (rank >= 1) & (rank <= MAX_ALTERNATIVES)
             alt_sig[uq[alt], rank[alt] - 1] = us[alt]
             alt_support[uq[alt], rank[alt] - 1] = share[alt]
+            if ranker is not None:
+                cand, support = proposals(win, conf, alt_sig, alt_support)
+                order, _ = ranker.rerank(cand, support, sig, sims, emb)
+                cand, support = np.take_along_axis(cand, order, axis=1), np.take_along_axis(support, order, axis=1)
+                win, conf = cand[:, 0].copy(), support[:, 0].copy()
+                alt_sig, alt_support = np.ascontiguousarray(cand[:, 1:]), np.ascontiguousarray(support[:, 1:])
 
         sig_len = np.diff(vocab.sig_offsets)
         lengths = np.where(win >= 0, sig_len[np.maximum(win, 0)], 0) if len(sig_len) else np.zeros(m, np.int64)
@@ -305,7 +331,8 @@ class RoutingModel:
             inside_w = np.bincount(grp, weights=wexp * idx.op_inside[src], minlength=n_ops)
             op_inside = inside_w >= 0.5 * np.bincount(grp, weights=wexp, minlength=n_ops)
 
-        times = lookup_times(idx, vocab.n_jobs, nbr, sims, op_query, op_job)
+        op_token = vocab.tokens(op_job, sequence_occurrences(op_offsets, op_job))
+        times = lookup_times(idx, vocab.stride, nbr, sims, op_query, op_token)
         return RoutingCore(nbr, sims, win, conf, alt_sig, alt_support, op_offsets, op_query, op_job, op_res, op_inside, times)
 
     # -- the time part ----------------------------------------------------------------------
@@ -447,6 +474,7 @@ class RoutingModel:
         )
         arrays.update({f"vocab_{f.name}": getattr(self.vocab, f.name) for f in fields(self.vocab)})
         arrays.update({f"index_{name}": arr for name, arr in self.index.arrays().items()})
+        arrays.update(monitoring_codes=self.monitoring_codes, fit_codes=self.fit_codes)
         return arrays
 
     def save(self, directory: str | Path) -> dict[str, Any]:
@@ -464,7 +492,11 @@ class RoutingModel:
             written.append(f"{name}.npy")
         joblib.dump(self.encoder, directory / "encoder.joblib")
         written.append("encoder.joblib")
-        for name, estimator in (("time_model.joblib", self.time_model), ("setup_model.joblib", self.setup_model)):
+        for name, estimator in (
+            ("time_model.joblib", self.time_model),
+            ("setup_model.joblib", self.setup_model),
+            ("routing_model.joblib", self.routing_ranker),
+        ):
             if estimator is not None:
                 joblib.dump(estimator, directory / name)
                 written.append(name)
@@ -482,6 +514,9 @@ class RoutingModel:
             created_at=manifest.get("created_at") or datetime.now(UTC).isoformat(),
             selected=self.selected,
             selected_setup=self.selected_setup,
+            selected_routing=self.selected_routing,
+            monitoring_items=int(len(self.monitoring_codes)),
+            learned_fit_items=int(len(self.fit_codes)),
             config=self.config.to_dict(),
             feature_weights=self.config.feature_weights(),
             items_indexed=int(self.index.n_items),
@@ -515,8 +550,10 @@ class RoutingModel:
             encoder = joblib.load(directory / "encoder.joblib")
             time_model = joblib.load(directory / "time_model.joblib") if "time_model.joblib" in files else None
             setup_model = joblib.load(directory / "setup_model.joblib") if "setup_model.joblib" in files else None
+            routing_ranker = joblib.load(directory / "routing_model.joblib") if "routing_model.joblib" in files else None
             meta = json.loads((directory / "model.json").read_text())
-            vocab = Vocab(**{f.name: arrays[f"vocab_{f.name}"] for f in fields(Vocab)})
+            # occ_count is absent from bundles made before operations were keyed by their place.
+            vocab = Vocab(**{f.name: arrays[f"vocab_{f.name}"] for f in fields(Vocab) if f"vocab_{f.name}" in arrays or f.name != "occ_count"})
             index = IndexData(**{f.name: arrays[f"index_{f.name}"] for f in fields(IndexData)})
         except (KeyError, ValueError, OSError, EOFError) as exc:
             raise BundleError(f"model bundle {directory}: cannot be read ({exc})")
@@ -535,4 +572,7 @@ class RoutingModel:
             setup_model=setup_model,
             selected_setup=meta.get("selected_setup", "baseline"),
             manifest=manifest,
+            routing_ranker=routing_ranker,
+            monitoring_codes=arrays.get("monitoring_codes"),
+            fit_codes=arrays.get("fit_codes"),
         )

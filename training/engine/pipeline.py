@@ -26,12 +26,15 @@ from sklearn.exceptions import ConvergenceWarning
 from . import metrics
 from .config import EngineConfig
 from .encoding import ItemEncoder
-from .model import RoutingModel
+from .model import RoutingCore, RoutingModel
 from .neighbors import NeighborIndex
-from .tables import IndexData, Vocab, as_code_array, build_tables, ranges
+from .routing import SignatureRanker, proposals
+from .search import search as search_settings
+from .tables import OCC_COLUMN, IndexData, Vocab, as_code_array, assign_occurrences, build_tables, occurrence_rank, ranges
 from .times import TARGETS, TimeFeatures, TimeModel, lookup_times, make_estimator, single_thread
 
 ProgressFn = Callable[[float, str], None]
+ROUTING_METRICS = ("process_match", "exact_match", "op_f1")
 CancelFn = Callable[[], None]
 
 
@@ -49,6 +52,7 @@ class TrainResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     holdout_items: list[str] = field(default_factory=list)
     selected_setup: str = "baseline"  # the setup-time estimator
+    selected_routing: str = "vote"  # "classifier" when the learned routing candidate ships
 
 
 class _Stages:
@@ -113,8 +117,10 @@ def build_model(
 
 def fit_time_models(
     model: RoutingModel, name: str, rng: np.random.Generator, targets: tuple[str, ...] = TARGETS, exclude_codes: frozenset[str] = frozenset()
-) -> dict[str, TimeModel]:
-    """Fit estimator `name` for each target on (item, JOB_CD) rows of the model's indexed items.
+) -> tuple[dict[str, TimeModel], np.ndarray]:
+    """Fit estimator `name` for each target on the operation rows of the model's indexed items.
+
+    Returns the fitted estimators and the index rows of the items they were fitted on.
 
     Whole items are sampled until `max_time_rows` rows are reached, so that one neighbour
     search per sampled item suffices for every target. The baseline feature of a row comes
@@ -123,8 +129,8 @@ def fit_time_models(
     the model on them later). A target with fewer than two usable items gets no estimator.
     """
     cfg = model.config
-    idx, n_jobs = model.index, model.vocab.n_jobs
-    pair_item = idx.pair_key // n_jobs
+    idx, n_jobs, stride = model.index, model.vocab.n_jobs, model.vocab.stride
+    pair_item = idx.pair_key // stride
     allowed = np.ones(idx.n_items, dtype=bool)
     if exclude_codes:
         allowed &= ~np.isin(idx.item_codes, np.array(sorted(exclude_codes), dtype=idx.item_codes.dtype))
@@ -137,7 +143,7 @@ def fit_time_models(
     per_item = np.bincount(pair_item[usable_any], minlength=idx.n_items)
     candidates = np.flatnonzero(per_item)
     if candidates.size < 2:
-        return {}
+        return {}, np.zeros(0, dtype=np.int64)
     shuffled = rng.permutation(candidates)
     n_take = int(np.searchsorted(np.cumsum(per_item[shuffled]), cfg.max_time_rows)) + 1
     chosen = np.sort(shuffled[:n_take])
@@ -156,9 +162,10 @@ def fit_time_models(
         if np.unique(pair_item[rows]).size < 2:
             continue
         op_query = local[pair_item[rows]]
-        op_job = idx.pair_key[rows] % n_jobs
+        op_token = idx.pair_key[rows] % stride
+        op_job = op_token % n_jobs
         op_res = np.asarray(idx.pair_res[rows], dtype=np.int64)
-        base, std = lookup_times(idx, n_jobs, nbr, sims, op_query, op_job).of(target)
+        base, std = lookup_times(idx, stride, nbr, sims, op_query, op_token).of(target)
         x = features.build(emb[op_query], op_job, op_res, base, std)
         y = np.log1p(np.maximum(np.asarray(medians[target][rows], dtype=np.float64), 0.0))
         estimator = make_estimator(name, features, cfg.seed, n_rows=len(y))
@@ -167,7 +174,7 @@ def fit_time_models(
             warnings.simplefilter("ignore", ConvergenceWarning)
             estimator.fit(x, y)
         fitted[target] = TimeModel(name=name, features=features, estimator=estimator, target=target)
-    return fitted
+    return fitted, (chosen if fitted else np.zeros(0, dtype=np.int64))
 
 
 def _prepare_items(items: pd.DataFrame) -> pd.DataFrame:
@@ -210,6 +217,72 @@ def select_candidate(scores: dict[str, dict[str, Any]], min_improvement_pct: flo
     return best
 
 
+def monitoring_size(n: int, cfg: EngineConfig) -> int:
+    """How many of `n` routed items form the monitoring set (see EngineConfig.monitoring_share)."""
+    if cfg.monitoring_share <= 0:
+        return 0
+    return int(min(max(round(cfg.monitoring_share * n), cfg.min_monitoring_items), n // 2, cfg.max_monitoring_items))
+
+
+def stratified_rows(groups: np.ndarray, take: int, rng: np.random.Generator) -> np.ndarray:
+    """`take` rows, about the same share of every group, drawn at random; sorted.
+
+    Vectorised: a random order, then each row's rank within its group in that order.
+    """
+    n = groups.size
+    take = min(int(take), n)
+    if take <= 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    share = take / n
+    codes = pd.factorize(pd.Series(groups, dtype=object).fillna("(none)"))[0]
+    order = rng.permutation(n)
+    rank = occurrence_rank(codes[order])
+    quota = np.ceil(share * np.bincount(codes)).astype(np.int64)
+    chosen = order[rank < quota[codes[order]]]
+    if chosen.size > take:
+        chosen = rng.choice(chosen, size=take, replace=False)
+    return np.sort(chosen).astype(np.int64)
+
+
+def select_routing(scores: dict[str, dict[str, Any]], min_improvement_pct: float) -> str:
+    """"classifier" if it beats the vote on the held-out items by the `min_improvement_pct` rule, else "vote".
+
+    Match metrics are shares (higher is better), so "better by x %" is read on the error: the
+    classifier's exact-match error (1 - exact match) must be at least x % below the vote's, and its
+    process match must not be lower.
+    """
+    vote, learned = scores.get("vote"), scores.get("classifier")
+    if not vote or not learned or vote.get("exact_match") is None or learned.get("exact_match") is None:
+        return "vote"
+    vote_error, learned_error = 1.0 - vote["exact_match"], 1.0 - learned["exact_match"]
+    if learned_error > vote_error * (1.0 - min_improvement_pct / 100.0) or vote_error == 0:
+        return "vote"
+    if (learned.get("process_match") or 0.0) < (vote.get("process_match") or 0.0):
+        return "vote"
+    return "classifier"
+
+
+def fit_routing_ranker(model: RoutingModel, rows: np.ndarray, rng: np.random.Generator) -> tuple[SignatureRanker | None, np.ndarray]:
+    """Fit the routing classifier on (a sample of) index rows `rows`, each predicted without itself.
+
+    Returns the ranker (None if there is nothing to learn) and the rows it was fitted on.
+    """
+    cfg = model.config
+    if rows.size < 20:
+        return None, np.zeros(0, dtype=np.int64)
+    chosen = np.sort(rng.choice(rows, size=min(cfg.max_classifier_items, rows.size), replace=False))
+    emb = model.neighbors.vectors(chosen)
+    nbr, sims = model.neighbors.search(emb, cfg.top_k, exclude=chosen)
+    core = model.route_neighbors(emb, nbr, sims, None)
+    cand, support = proposals(core.win_sig, core.confidence, core.alt_sig, core.alt_support)
+    sig_length = np.diff(model.vocab.sig_offsets)
+    ranker = SignatureRanker.fit(
+        cand, support, model.index.item_sig[nbr].astype(np.int64), sims, emb, model.index.item_sig[chosen].astype(np.int64),
+        model.index.item_sig.astype(np.int64), sig_length, cfg.seed,
+    )
+    return ranker, chosen
+
+
 def train(
     items: pd.DataFrame,
     routings: pd.DataFrame,
@@ -221,8 +294,10 @@ def train(
 ) -> TrainResult:
     """Train a model version. `progress(percent, stage)` reports; `check_cancel()` may raise TrainingCancelled.
 
-    `exclude_from_time_fit`: item codes the learned time estimators must not be fitted on,
-    because the new version will be scored on them (a deployment gate's evaluation sample).
+    A stratified monitoring set (`monitoring_share` of the routed items) is drawn first and kept
+    out of every learned fit; the held-out items that select the settings and candidates are
+    drawn from it. `exclude_from_time_fit`: further item codes no learned part may be fitted on
+    (a deployment gate's evaluation sample).
     """
     cfg = config or EngineConfig()
     stage = _Stages(progress, check_cancel)
@@ -232,81 +307,125 @@ def train(
     frame = _prepare_items(items)
     known_codes = as_code_array(frame["ITEM_CD"])
 
-    stage(5, "encoding items")
-    encoder = ItemEncoder(cfg).fit(frame)
-    encoded = encoder.encode(frame)
-
-    stage(15, "embedding items")
-    known_emb = encoder.fit_embedding(encoded)
-    del encoded
-
-    stage(25, "building routing tables")
+    stage(4, "building routing tables")
     vocab, full = build_tables(known_codes, routings, actuals)
     if full.n_items == 0:
         raise ValueError("no item of the item master has a routing: there is nothing to learn from")
 
-    stage(35, "clustering the neighbour index")
-    full_neighbors = NeighborIndex.build(known_emb[np.searchsorted(known_codes, full.item_codes)], seed=cfg.seed)
-
-    stage(40, "choosing held-out items")
-    pair_item = full.pair_key // max(vocab.n_jobs, 1)
-    with_actuals = np.unique(pair_item[full.pair_count > 0])
+    stage(10, "choosing monitoring and held-out items")
+    item_pos = np.searchsorted(known_codes, full.item_codes)
+    part_types = frame["PART_TYPE"].to_numpy(dtype=object)[item_pos] if "PART_TYPE" in frame.columns else np.full(full.n_items, None)
+    monitoring_rows = stratified_rows(part_types, monitoring_size(full.n_items, cfg), rng)
+    pair_item = full.pair_key // vocab.stride
+    has_actuals = np.zeros(full.n_items, dtype=bool)
+    has_actuals[pair_item[full.pair_count > 0]] = True
+    with_actuals = np.flatnonzero(has_actuals)
     n_hold = min(cfg.max_holdout_items, int(round(cfg.holdout_share * with_actuals.size)))
+    candidates_for_holdout = monitoring_rows[has_actuals[monitoring_rows]]
     if with_actuals.size < 10:
         n_hold = 0  # too few items to hold any out and still learn something
-    holdout_rows = np.sort(rng.choice(with_actuals, size=n_hold, replace=False)) if n_hold else np.zeros(0, np.int64)
+    n_hold = min(n_hold, candidates_for_holdout.size)
+    holdout_rows = np.sort(rng.choice(candidates_for_holdout, size=n_hold, replace=False)) if n_hold else np.zeros(0, np.int64)
     holdout_codes = full.item_codes[holdout_rows].tolist()
+    train_rows = np.setdiff1d(np.arange(full.n_items), holdout_rows)
+    actual_routings = _routing_lists(vocab, full, holdout_rows) if n_hold else {}
+    actual_cols = [c for c in ("ITEM_CD", "JOB_CD", OCC_COLUMN, "RUN_MINUTES_PER_UNIT", "SETUP_MINUTES") if c in actuals.columns]
+    holdout_actuals = actuals.loc[actuals["ITEM_CD"].astype(str).isin(set(holdout_codes)), actual_cols] if n_hold else actuals.iloc[:0]
+    if n_hold and OCC_COLUMN not in holdout_actuals.columns:
+        holdout_actuals = assign_occurrences(actuals.loc[holdout_actuals.index], routings)[[*actual_cols, OCC_COLUMN]]
 
-    excluded = frozenset(str(c) for c in exclude_from_time_fit)
+    search_table: dict[str, Any] = {}
+    if cfg.search and n_hold >= 20 and train_rows.size >= 50:
+        stage(12, "searching k, feature weights, size transform and embedding")
+        found = search_settings(cfg, frame, known_codes, full, vocab, train_rows, holdout_rows, actual_routings, holdout_actuals, rng)
+        cfg = found.config
+        search_table = found.as_dict()
+
+    stage(30, "encoding items")
+    encoder = ItemEncoder(cfg).fit(frame)
+    encoded = encoder.encode(frame)
+
+    stage(36, "embedding items")
+    known_emb = encoder.fit_embedding(encoded)
+    del encoded
+
+    stage(42, "clustering the neighbour index")
+    full_neighbors = NeighborIndex.build(known_emb[item_pos], seed=cfg.seed)
+
+    # No learned part is ever fitted on a monitoring item, nor on an item a gate will score.
+    monitoring_codes = full.item_codes[monitoring_rows]
+    excluded = frozenset(str(c) for c in exclude_from_time_fit) | frozenset(monitoring_codes.tolist())
+    fit_allowed = ~np.isin(full.item_codes, np.array(sorted(excluded), dtype=full.item_codes.dtype)) if excluded else np.ones(full.n_items, bool)
     scores: dict[str, dict[str, Any]] = {}
+    routing_scores: dict[str, dict[str, Any]] = {}
+    fitted: dict[str, dict[str, TimeModel]] = {"baseline": {}}
+    ranker = None
     if n_hold:
         stage(45, "fitting the index without held-out items")
-        train_rows = np.setdiff1d(np.arange(full.n_items), holdout_rows)
-        scoring_model = build_model(
-            cfg, encoder, vocab, full.subset(train_rows, vocab.n_jobs), full_neighbors.subset(train_rows), known_codes, known_emb
-        )
+        scoring_model = build_model(cfg, encoder, vocab, full.subset(train_rows, vocab.stride), full_neighbors.subset(train_rows), known_codes, known_emb)
         query_emb = full_neighbors.vectors(holdout_rows)
-        core = scoring_model.route(query_emb, None, cfg.top_k)
-        actual_routings = _routing_lists(vocab, full, holdout_rows)
-        actual_cols = [c for c in ("ITEM_CD", "JOB_CD", "RUN_MINUTES_PER_UNIT", "SETUP_MINUTES") if c in actuals.columns]
-        holdout_actuals = actuals.loc[actuals["ITEM_CD"].astype(str).isin(set(holdout_codes)), actual_cols]
+        vote_core = scoring_model.route(query_emb, None, cfg.top_k, ranker=None)
 
-        def score(run_model: TimeModel | None, setup_model: TimeModel | None) -> dict[str, Any]:
+        def score(core: RoutingCore, run_model: TimeModel | None, setup_model: TimeModel | None) -> dict[str, Any]:
             choice = scoring_model.choose_times(core, query_emb, run_model, setup_model)
             predictions = scoring_model.to_dicts(core, holdout_codes, choice, with_similar=False)
             return metrics.evaluate(predictions, actual_routings, holdout_actuals)
 
         stage(50, "scoring baseline")
-        scores["baseline"] = score(None, None)
-        fitted: dict[str, dict[str, TimeModel]] = {"baseline": {}}
+        scores["baseline"] = score(vote_core, None, None)
+        routing_scores["vote"] = {k: scores["baseline"].get(k) for k in ROUTING_METRICS}
+        core = vote_core
+        if "classifier" in cfg.routing_candidates:
+            stage(52, "fitting and scoring the routing classifier")
+            allowed_local = np.flatnonzero(fit_allowed[train_rows])
+            ranker, _ = fit_routing_ranker(scoring_model, allowed_local, rng)
+            if ranker is not None:
+                ranked_core = scoring_model.route(query_emb, None, cfg.top_k, ranker=ranker)
+                ranked = score(ranked_core, None, None)
+                routing_scores["classifier"] = {k: ranked.get(k) for k in ROUTING_METRICS}
+                if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier":
+                    core = ranked_core
+                    scores["baseline"] = ranked
         learned = [c for c in cfg.candidates if c != "baseline"]
+        excluded_local = frozenset(scoring_model.index.item_codes[~fit_allowed[train_rows]].tolist())
         for i, name in enumerate(learned):
             stage(55 + 25 * i / max(len(learned), 1), f"fitting and scoring {name}")
-            fitted[name] = fit_time_models(scoring_model, name, rng, exclude_codes=excluded)
+            fitted[name], _ = fit_time_models(scoring_model, name, rng, exclude_codes=excluded_local)
             if fitted[name]:
-                scores[name] = score(fitted[name].get("run"), fitted[name].get("setup"))
+                scores[name] = score(core, fitted[name].get("run"), fitted[name].get("setup"))
 
     selected = select_candidate(scores, cfg.min_improvement_pct, "trim_mae")
     selected_setup = select_candidate(scores, cfg.min_improvement_pct, "setup_mae")
+    selected_routing = select_routing(routing_scores, cfg.min_improvement_pct)
     if n_hold:
         # The held-out metrics of the combination actually shipped (run and setup may come from different candidates).
         run_model, setup_model = fitted.get(selected, {}).get("run"), fitted.get(selected_setup, {}).get("setup")
-        selected_metrics = scores[selected] if selected == selected_setup else score(run_model, setup_model)
-        del scoring_model, core, fitted
+        selected_metrics = scores[selected] if selected == selected_setup else score(core, run_model, setup_model)
+        del scoring_model, core, vote_core, fitted
     else:
         selected_metrics = {}
 
     stage(82, "fitting the final index on all items")
     model = build_model(cfg, encoder, vocab, full, full_neighbors, known_codes, known_emb)
+    fit_rows: set[int] = set()
+    if selected_routing == "classifier":
+        stage(84, "refitting the routing classifier on all items")
+        model.routing_ranker, rows = fit_routing_ranker(model, np.flatnonzero(fit_allowed), rng)
+        fit_rows.update(rows.tolist())
+        if model.routing_ranker is None:
+            selected_routing = "vote"
     chosen = {"run": selected, "setup": selected_setup}
     for name in sorted({n for n in chosen.values() if n != "baseline"}):
         targets = tuple(t for t in TARGETS if chosen[t] == name)
         stage(88, f"refitting {name} ({' and '.join(targets)} times) on all items")
-        refit = fit_time_models(model, name, rng, targets=targets, exclude_codes=excluded)
+        refit, rows = fit_time_models(model, name, rng, targets=targets, exclude_codes=excluded)
+        fit_rows.update(rows.tolist())
         if "run" in targets:
             model.time_model, model.selected = refit.get("run"), (name if "run" in refit else "baseline")
         if "setup" in targets:
             model.setup_model, model.selected_setup = refit.get("setup"), (name if "setup" in refit else "baseline")
+    model.monitoring_codes = monitoring_codes
+    model.fit_codes = full.item_codes[np.array(sorted(fit_rows), dtype=np.int64)] if fit_rows else np.zeros(0, dtype=full.item_codes.dtype)
 
     stage(97, "summarising")
     cutoff = None
@@ -322,13 +441,22 @@ def train(
         "items_with_actuals": int(with_actuals.size),
         "actual_rows": int(len(actuals)),
         "holdout_items": int(n_hold),
+        "monitoring_items": int(monitoring_codes.size),
+        "learned_fit_items": int(len(model.fit_codes)),
     }
     duration = stage.finish()
-    result_metrics = selected_metrics
+    result_metrics = dict(selected_metrics)
+    if search_table:
+        result_metrics["search"] = search_table
+    if routing_scores:
+        result_metrics["routing_candidates"] = routing_scores
+    result_metrics["selected_routing"] = model.selected_routing
     model.manifest.update(
         selected=model.selected,
         selected_setup=model.selected_setup,
+        selected_routing=model.selected_routing,
         time_fit_excluded_items=len(excluded),
+        gate_items_excluded=len(frozenset(str(c) for c in exclude_from_time_fit)),
         metrics=result_metrics,
         candidate_scores=scores,
         dataset_stats=stats,
@@ -346,4 +474,5 @@ def train(
         training_cutoff=cutoff,
         stage_seconds=dict(stage.seconds),
         holdout_items=holdout_codes,
+        selected_routing=model.selected_routing,
     )

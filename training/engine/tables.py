@@ -5,8 +5,11 @@ flattened here into numpy arrays with offsets (CSR style):
 
 - per indexed item: its signature id and its operations `op_*[op_offsets[i]:op_offsets[i+1]]`;
 - per signature (distinct ordered JOB_CD sequence): its job codes `sig_jobs[sig_offsets[s]:...]`;
-- per (item, JOB_CD) pair, keyed by `item_row * n_jobs + job` and sorted: the standard times
-  of the current routing and the quantiles of the item's actual work-result times.
+- per operation of a current routing, keyed by its place: `item_row * stride + occ * n_jobs + job`
+  where `occ` is the occurrence of the JOB_CD in the routing (0 for the first GRIND, 1 for the
+  second, ...; capped at `MAX_OCCURRENCES - 1`) and `stride = n_jobs * n_occ`, sorted: the
+  standard times of the current routing and the quantiles of the item's actual work-result
+  times for *that* operation. An item that grinds twice keeps two different times.
 
 Every array is a plain ndarray so that the bundle stores it as .npy and `load` can
 memory-map it.
@@ -14,13 +17,84 @@ memory-map it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
 
 ROUTING_COLUMNS = ("ITEM_CD", "PROC_SEQ", "JOB_CD", "JOB_NM", "RES_CD", "INSIDE_FLAG", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT")
 ACTUAL_COLUMNS = ("ITEM_CD", "JOB_CD", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT")
+# Occurrences of one JOB_CD in a routing kept apart; a 5th GRIND shares the 4th's times.
+MAX_OCCURRENCES = 4
+OCC_COLUMN = "OP_OCC"
+
+
+def occurrence_rank(keys: np.ndarray) -> np.ndarray:
+    """For each element, how many earlier elements have the same key (0 for the first).
+
+    With keys `(item, JOB_CD)` in routing order this is the occurrence of the operation's
+    JOB_CD in its routing. Vectorised: one stable argsort.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    new_group = np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1]))
+    group_start = np.maximum.accumulate(np.where(new_group, np.arange(keys.size), 0))
+    rank = np.empty(keys.size, dtype=np.int64)
+    rank[order] = np.arange(keys.size) - group_start
+    return rank
+
+
+def sequence_occurrences(op_offsets: np.ndarray, op_job: np.ndarray) -> np.ndarray:
+    """Occurrence of each operation's JOB_CD within its own sequence (CSR layout: `op_offsets`)."""
+    lengths = np.diff(op_offsets)
+    owner = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
+    width = int(op_job.max()) + 1 if op_job.size else 1
+    return occurrence_rank(owner * width + np.asarray(op_job, dtype=np.int64))
+
+
+def assign_occurrences(actuals: pd.DataFrame, routings: pd.DataFrame) -> pd.DataFrame:
+    """`actuals` with `OP_OCC`: which operation of the item's current routing each work-order row reports.
+
+    A row is matched by (ITEM_CD, PROC_SEQ, JOB_CD) to an operation of the current routing and
+    takes that operation's occurrence of its JOB_CD. A row whose sequence does not match (an
+    older routing, no PROC_SEQ) is still placed when its JOB_CD occurs exactly once in the
+    current routing; otherwise, and when the JOB_CD is not in the routing at all, `OP_OCC` is -1
+    (the row cannot be told apart and is not used). Pure pandas; input order is kept.
+    """
+    out = actuals.copy()
+    if actuals.empty or routings.empty:
+        out[OCC_COLUMN] = np.full(len(actuals), -1 if routings.empty else 0, dtype=np.int64)
+        return out
+    r = routings[["ITEM_CD", "PROC_SEQ", "JOB_CD"]].copy()
+    r["ITEM_CD"] = r["ITEM_CD"].astype(str)
+    r["JOB_CD"] = r["JOB_CD"].astype(str).str.strip()
+    r["PROC_SEQ"] = pd.to_numeric(r["PROC_SEQ"], errors="coerce")
+    r = r.sort_values(["ITEM_CD", "PROC_SEQ"], kind="stable")
+    item_code = pd.factorize(r["ITEM_CD"])[0].astype(np.int64)
+    job_code = pd.factorize(r["JOB_CD"])[0].astype(np.int64)
+    r["_occ"] = occurrence_rank(item_code * (int(job_code.max(initial=0)) + 1) + job_code)
+    per_job = r.groupby(["ITEM_CD", "JOB_CD"], sort=False).size()
+    only_once = per_job[per_job == 1].index
+
+    a = pd.DataFrame(
+        {
+            "ITEM_CD": actuals["ITEM_CD"].astype(str).to_numpy(),
+            "JOB_CD": actuals["JOB_CD"].astype(str).str.strip().to_numpy(),
+            "PROC_SEQ": pd.to_numeric(actuals["PROC_SEQ"], errors="coerce").to_numpy(dtype=float)
+            if "PROC_SEQ" in actuals.columns
+            else np.full(len(actuals), np.nan),
+        }
+    )
+    by_seq = pd.MultiIndex.from_frame(r[["ITEM_CD", "PROC_SEQ", "JOB_CD"]].astype({"PROC_SEQ": float}))
+    pos = by_seq.get_indexer(pd.MultiIndex.from_frame(a[["ITEM_CD", "PROC_SEQ", "JOB_CD"]]))
+    occ = np.where(pos >= 0, r["_occ"].to_numpy()[np.maximum(pos, 0)], -1)
+    single = pd.MultiIndex.from_frame(a[["ITEM_CD", "JOB_CD"]]).isin(only_once)
+    occ = np.where((occ < 0) & single, 0, occ)
+    out[OCC_COLUMN] = occ.astype(np.int64)
+    return out
 
 
 def as_code_array(values: pd.Series | np.ndarray | list) -> np.ndarray:
@@ -109,10 +183,26 @@ class Vocab:
     res_codes: np.ndarray
     sig_offsets: np.ndarray
     sig_jobs: np.ndarray
+    # One element: how many occurrences of a JOB_CD per routing are kept apart (bundles made
+    # before operations were keyed by their place have none: 1).
+    occ_count: np.ndarray = field(default_factory=lambda: np.ones(1, dtype=np.int64))
 
     @property
     def n_jobs(self) -> int:
         return len(self.job_codes)
+
+    @property
+    def n_occ(self) -> int:
+        return int(self.occ_count[0]) if len(self.occ_count) else 1
+
+    @property
+    def stride(self) -> int:
+        """Keys per item in `IndexData.pair_key`: one per (occurrence, JOB_CD)."""
+        return max(self.n_jobs * self.n_occ, 1)
+
+    def tokens(self, op_job: np.ndarray, occ: np.ndarray) -> np.ndarray:
+        """The per-item part of a pair key for operations with these JOB_CDs and occurrences."""
+        return np.minimum(np.asarray(occ, dtype=np.int64), self.n_occ - 1) * self.n_jobs + np.asarray(op_job, dtype=np.int64)
 
     def signature_jobs(self, sig: int) -> list[str]:
         """Job codes of one signature."""
@@ -121,7 +211,7 @@ class Vocab:
 
 @dataclass
 class IndexData:
-    """Per indexed item and per (item, JOB_CD) arrays; row i is `item_codes[i]`."""
+    """Per indexed item and per operation (item, occurrence, JOB_CD) arrays; row i is `item_codes[i]`."""
 
     item_codes: np.ndarray
     item_sig: np.ndarray
@@ -151,17 +241,17 @@ class IndexData:
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def subset(self, rows: np.ndarray, n_jobs: int) -> IndexData:
-        """The same tables restricted to `rows` (ascending), renumbered 0..len(rows)-1."""
+    def subset(self, rows: np.ndarray, stride: int) -> IndexData:
+        """The same tables restricted to `rows` (ascending), renumbered 0..len(rows)-1 (`stride`: `Vocab.stride`)."""
         rows = np.asarray(rows, dtype=np.int64)
         new_row = np.full(self.n_items, -1, dtype=np.int64)
         new_row[rows] = np.arange(rows.size)
         lengths = np.diff(self.op_offsets)[rows]
         op_take = ranges(self.op_offsets[rows], lengths)
-        pair_item = self.pair_key // n_jobs
+        pair_item = self.pair_key // stride
         keep = new_row[pair_item] >= 0
         # new_row is increasing on the kept rows, so the new keys stay sorted.
-        new_key = new_row[pair_item[keep]] * n_jobs + self.pair_key[keep] % n_jobs
+        new_key = new_row[pair_item[keep]] * stride + self.pair_key[keep] % stride
         data = {
             "item_codes": self.item_codes[rows],
             "item_sig": self.item_sig[rows],
@@ -214,7 +304,8 @@ def build_tables(item_codes: np.ndarray, routings: pd.DataFrame, actuals: pd.Dat
     """Tables for every item of `item_codes` (sorted, unique) that has a routing.
 
     Routing rows of items outside `item_codes` or without JOB_CD are ignored; actual rows
-    count only for (item, JOB_CD) pairs of the item's current routing.
+    count only for operations of the item's current routing, placed by `OP_OCC` (see
+    `assign_occurrences`, applied here when the column is absent).
     """
     missing = [c for c in ROUTING_COLUMNS if c not in routings.columns]
     if missing:
@@ -262,8 +353,11 @@ def build_tables(item_codes: np.ndarray, routings: pd.DataFrame, actuals: pd.Dat
     }
     item_sig, sig_offsets, sig_jobs = _signature_ids(op_offsets, op_job)
 
-    # (item, JOB_CD) pairs of the current routings with their standard times.
-    op_key = op_item * n_jobs + op_job
+    # Operations keyed by their place: (item, occurrence of the JOB_CD in the routing, JOB_CD).
+    op_occ = occurrence_rank(op_item * max(n_jobs, 1) + op_job)
+    n_occ = int(min(op_occ.max(initial=0) + 1, MAX_OCCURRENCES))
+    stride = max(n_jobs * n_occ, 1)
+    op_key = op_item * stride + np.minimum(op_occ, n_occ - 1) * n_jobs + op_job
     pair_key, first, inverse = np.unique(op_key, return_index=True, return_inverse=True)
     n_pairs = pair_key.size
 
@@ -289,8 +383,11 @@ def build_tables(item_codes: np.ndarray, routings: pd.DataFrame, actuals: pd.Dat
     a_row = np.where(a_row >= 0, row_of[np.maximum(a_row, 0)], -1)
     a_job_codes, a_jobs = factorize_sorted(actuals["JOB_CD"])
     a_job = pd.Index(job_codes_u).get_indexer(a_jobs)[a_job_codes]
-    a_ok = (a_row >= 0) & (a_job >= 0)
-    a_key = a_row[a_ok] * n_jobs + a_job[a_ok]
+    if OCC_COLUMN not in actuals.columns:
+        actuals = assign_occurrences(actuals, routings)
+    a_occ = pd.to_numeric(actuals[OCC_COLUMN], errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
+    a_ok = (a_row >= 0) & (a_job >= 0) & (a_occ >= 0)
+    a_key = a_row[a_ok] * stride + np.minimum(a_occ[a_ok], n_occ - 1) * n_jobs + a_job[a_ok]
     a_pair = np.searchsorted(pair_key, a_key)
     a_pair = np.minimum(a_pair, max(n_pairs - 1, 0))
     in_routing = pair_key[a_pair] == a_key if n_pairs else np.zeros(a_key.size, bool)
@@ -308,6 +405,13 @@ def build_tables(item_codes: np.ndarray, routings: pd.DataFrame, actuals: pd.Dat
         pair_setup_p10=s10.astype(np.float32),
         pair_setup_p90=s90.astype(np.float32),
     )
-    vocab = Vocab(job_codes=job_codes, job_names=job_names, res_codes=res_codes, sig_offsets=sig_offsets, sig_jobs=sig_jobs)
+    vocab = Vocab(
+        job_codes=job_codes,
+        job_names=job_names,
+        res_codes=res_codes,
+        sig_offsets=sig_offsets,
+        sig_jobs=sig_jobs,
+        occ_count=np.array([n_occ], dtype=np.int64),
+    )
     data = IndexData(item_codes=np.asarray(item_codes)[routed], item_sig=item_sig, op_offsets=op_offsets, **ops, **pairs)
     return vocab, data

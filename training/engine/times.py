@@ -61,18 +61,19 @@ def _weighted_mean(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, 
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def lookup_times(index: IndexData, n_jobs: int, nbr: np.ndarray, sims: np.ndarray, op_query: np.ndarray, op_job: np.ndarray) -> TimeLookup:
-    """Times of the predicted operations `(op_query[p], op_job[p])` from the query's neighbours.
+def lookup_times(index: IndexData, stride: int, nbr: np.ndarray, sims: np.ndarray, op_query: np.ndarray, op_token: np.ndarray) -> TimeLookup:
+    """Times of the predicted operations `(op_query[p], op_token[p])` from the query's neighbours.
 
-    Every neighbour that has the same JOB_CD in its current routing contributes, whatever
-    its signature, weighted by its similarity.
+    `op_token` is `Vocab.tokens(job, occurrence)`: every neighbour whose current routing has the
+    same JOB_CD at the same occurrence (its first GRIND for a first GRIND) contributes, whatever
+    its signature, weighted by its similarity. `stride` is `Vocab.stride`.
     """
     n_ops = op_query.size
     k = nbr.shape[1]
     nan = np.full(n_ops, np.nan)
     if n_ops == 0 or k == 0 or index.pair_key.size == 0:
         return TimeLookup(nan, nan, nan, nan, nan, nan, nan, nan, np.zeros(n_ops, dtype=np.int64))
-    keys = (nbr[op_query] * n_jobs + op_job[:, None].astype(np.int64)).ravel()
+    keys = (nbr[op_query] * stride + np.asarray(op_token, dtype=np.int64)[:, None]).ravel()
     weights = np.maximum(sims[op_query], MIN_WEIGHT).ravel().astype(np.float64)
     pos = np.minimum(np.searchsorted(index.pair_key, keys), index.pair_key.size - 1)
     found = index.pair_key[pos] == keys

@@ -1,0 +1,286 @@
+"""Bounded search of the similarity settings on held-out items: the model learns each factory.
+
+Which attributes decide a routing differs between factories (part family and seal type in one,
+material and tolerance class in another), so fixed feature weights and a fixed k tuned on one
+factory do worse than a plain nearest-neighbour vote on another. Training therefore tries a
+small, bounded set of settings and keeps the best on held-out items (split by item, predicted
+as new items, never their own neighbours):
+
+1. the number of neighbours k;
+2. the feature weights: a data-driven weighting (each attribute's information about the routing
+   signature, measured out of sample so a free-text column with one value per item gains
+   nothing), sharpened or flattened, beside uniform weights and the configured ones. Weights an
+   admin gave explicitly are kept (`fixed_weights`);
+3. the transform of sizes (log or linear);
+4. the embedding: SVD width, or none when the encoded matrix is narrow.
+
+Each trial encodes a fixed-size sample (`search_index_items` indexed items and
+`search_query_items` held-out items), so the search costs the same few seconds at any scale.
+Trials are compared on one objective: the mean of process match and exact match, with a small
+term for the trimmed run-time MAE (a 10 % better MAE is worth two points of match).
+Every trial is recorded in the table the version keeps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .config import EngineConfig, FeatureSpec
+from .encoding import ItemEncoder, _CategoricalColumns
+from .neighbors import NeighborIndex
+from .tables import IndexData, Vocab
+
+K_GRID = (5, 10, 20, 40)
+WIDTH_GRID = (16, 32, 64)
+# "No embedding" is tried only when the encoded matrix is at most this wide (memory: n x width float32).
+MAX_IDENTITY_WIDTH = 256
+# Weightings tried: the exponent applied to the normalised information gain (0 = uniform).
+GAIN_EXPONENTS = {"gain^0.5": 0.5, "gain": 1.0, "gain^2": 2.0}
+# A feature that carries no information about the routing still gets this weight (sizes may matter for times).
+MIN_GAIN_WEIGHT = 0.05
+NUMERIC_BINS = 16
+# Match points given up for a 10 % better trimmed run-time MAE.
+TIME_TERM = 0.02
+
+
+@dataclass
+class SearchResult:
+    """The chosen settings and every trial with its held-out scores."""
+
+    config: EngineConfig
+    chosen: dict[str, Any]
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    gains: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"chosen": self.chosen, "trials": self.trials, "information_gain": self.gains}
+
+
+def information_gain(x: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
+    """Out-of-sample information (nats) that codes `x` carry about labels `y`, >= 0.
+
+    Two-fold: P(y | x) is estimated on one half (add-one smoothing towards the prior) and its
+    mean log-likelihood on the other half is compared with the prior's. Unlike the plug-in
+    mutual information it does not reward many distinct values: a value seen on one side only
+    predicts nothing on the other.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    y = np.asarray(y, dtype=np.int64)
+    if x.size < 4:
+        return 0.0
+    y = np.unique(y, return_inverse=True)[1].astype(np.int64)
+    x = np.unique(x, return_inverse=True)[1].astype(np.int64)
+    n_y, n_x = int(y.max()) + 1, int(x.max()) + 1
+    fold = np.random.default_rng(seed).random(x.size) < 0.5
+    gains = []
+    for train in (fold, ~fold):
+        test = ~train
+        if not train.any() or not test.any():
+            continue
+        prior = (np.bincount(y[train], minlength=n_y) + 1.0) / (train.sum() + n_y)
+        joint = np.bincount(x[train] * n_y + y[train], minlength=n_x * n_y).astype(np.float64)
+        per_x = np.bincount(x[train], minlength=n_x).astype(np.float64)
+        xt, yt = x[test], y[test]
+        conditional = (joint[xt * n_y + yt] + prior[yt]) / (per_x[xt] + 1.0)
+        gains.append(float(np.mean(np.log(conditional)) - np.mean(np.log(prior[yt]))))
+    return max(float(np.mean(gains)), 0.0) if gains else 0.0
+
+
+def feature_codes(encoder: ItemEncoder, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per encoded feature, one small integer code per row: its category, or its size bin (missing apart)."""
+    cols, data = encoder.encode_columns(frame)
+    out = {}
+    for b, block in enumerate(encoder.blocks):
+        if isinstance(block, _CategoricalColumns):
+            out[block.spec.name] = (cols[:, b] - block.offset).astype(np.int64)
+        else:
+            missing = cols[:, b] != block.offset
+            values = data[:, b].astype(np.float64)
+            edges = np.unique(np.quantile(values[~missing], np.linspace(0, 1, NUMERIC_BINS + 1)[1:-1])) if (~missing).any() else np.zeros(0)
+            out[block.spec.name] = np.where(missing, NUMERIC_BINS + 1, np.searchsorted(edges, values)).astype(np.int64)
+    return out
+
+
+def feature_gains(config: EngineConfig, frame: pd.DataFrame, signatures: np.ndarray) -> dict[str, float]:
+    """Information gain about the routing signature of every switched-on feature, on `frame`'s items."""
+    uniform = config.replace(features=tuple(FeatureSpec(f.name, f.kind, 1.0) for f in config.active_features), n_components=0)
+    encoder = ItemEncoder(uniform).fit(frame)
+    return {name: information_gain(codes, signatures, config.seed) for name, codes in feature_codes(encoder, frame).items()}
+
+
+def gain_weights(config: EngineConfig, gains: dict[str, float], exponent: float) -> EngineConfig:
+    """The config with weights `(gain / max gain) ** exponent` (floored) on its switched-on features; others stay off."""
+    top = max(gains.values(), default=0.0)
+    if top <= 0:
+        return config.replace(features=tuple(FeatureSpec(f.name, f.kind, 1.0 if f.weight > 0 else 0.0) for f in config.features))
+    weights = {}
+    for f in config.features:
+        if f.weight <= 0:
+            weights[f.name] = 0.0
+        else:
+            weights[f.name] = round(max((gains.get(f.name, 0.0) / top) ** exponent, MIN_GAIN_WEIGHT), 4) if exponent else 1.0
+    return config.replace(features=tuple(FeatureSpec(f.name, f.kind, weights[f.name]) for f in config.features))
+
+
+def objective(scores: dict[str, Any], reference_trim_mae: float | None) -> float:
+    """Higher is better: mean of process and exact match, minus a small penalty for a worse trimmed run MAE."""
+    pm, em = scores.get("process_match") or 0.0, scores.get("exact_match") or 0.0
+    value = 0.5 * (pm + em)
+    trim = scores.get("trim_mae")
+    if trim and reference_trim_mae:
+        value -= TIME_TERM * math.log(max(trim, 1e-9) / reference_trim_mae) / math.log(1.1)
+    return value
+
+
+class _Trials:
+    """Runs and remembers trials on one fixed sample."""
+
+    def __init__(
+        self,
+        frame_index: pd.DataFrame,
+        frame_query: pd.DataFrame,
+        index: IndexData,
+        vocab: Vocab,
+        query_codes: list[str],
+        actual_routings: dict[str, list[str]],
+        query_actuals: pd.DataFrame,
+    ) -> None:
+        self.frame_index, self.frame_query = frame_index, frame_query
+        self.index, self.vocab = index, vocab
+        self.query_codes, self.actual_routings, self.query_actuals = query_codes, actual_routings, query_actuals
+        self.trials: list[dict[str, Any]] = []
+        self._seen: dict[tuple, dict[str, Any]] = {}
+        self.reference: float | None = None
+
+    def run(self, config: EngineConfig, weighting: str, ks: tuple[int, ...]) -> list[dict[str, Any]]:
+        from .pipeline import build_model  # the pipeline imports this module
+
+        encoder = ItemEncoder(config).fit(pd.concat([self.frame_index, self.frame_query], ignore_index=True))
+        if config.n_components == 0 and encoder.n_columns > MAX_IDENTITY_WIDTH:
+            return []
+        emb_index = encoder.fit_embedding(encoder.encode(self.frame_index))
+        emb_query = encoder.embed_matrix(encoder.encode(self.frame_query))
+        model = build_model(config, encoder, self.vocab, self.index, NeighborIndex.build(emb_index, seed=config.seed), self.index.item_codes, emb_index)
+        out = []
+        for k in ks:
+            key = (weighting, config.size_transform, config.n_components, k)
+            if key in self._seen:
+                out.append(self._seen[key])
+                continue
+            core = model.route(emb_query, None, k)
+            choice = model.choose_times(core, emb_query, None, None)
+            predictions = model.to_dicts(core, self.query_codes, choice, with_similar=False)
+            scores = metrics.evaluate(predictions, self.actual_routings, self.query_actuals)
+            if self.reference is None:
+                self.reference = scores.get("trim_mae")
+            trial = {
+                "k": k,
+                "weighting": weighting,
+                "size_transform": config.size_transform,
+                "embedding": config.n_components or "none",
+                "encoded_width": encoder.n_columns,
+                **{m: _round(scores.get(m)) for m in ("process_match", "exact_match", "trim_mae", "mae", "setup_mae")},
+            }
+            trial["objective"] = _round(objective(scores, self.reference))
+            self._seen[key] = trial
+            self.trials.append(trial)
+            out.append(trial)
+        return out
+
+
+def _round(value: Any) -> Any:
+    return round(float(value), 5) if isinstance(value, int | float) and value == value else value
+
+
+def search(
+    config: EngineConfig,
+    frame: pd.DataFrame,
+    known_codes: np.ndarray,
+    full: IndexData,
+    vocab: Vocab,
+    train_rows: np.ndarray,
+    query_rows: np.ndarray,
+    actual_routings: dict[str, list[str]],
+    actuals: pd.DataFrame,
+    rng: np.random.Generator,
+) -> SearchResult:
+    """Try the bounded grid (coordinate-wise) and return the best config with the table of trials.
+
+    `frame` is the item master sorted by code (`known_codes`); `train_rows` / `query_rows` are rows
+    of `full` (the indexed items) to index and to predict as new items.
+    """
+    index_rows = np.sort(rng.choice(train_rows, size=min(config.search_index_items, train_rows.size), replace=False))
+    query_rows = np.sort(rng.choice(query_rows, size=min(config.search_query_items, query_rows.size), replace=False))
+    index = full.subset(index_rows, vocab.stride)
+    query_codes = full.item_codes[query_rows].tolist()
+    position = np.searchsorted(known_codes, full.item_codes)
+    frame_index = frame.iloc[position[index_rows]].reset_index(drop=True)
+    frame_query = frame.iloc[position[query_rows]].reset_index(drop=True)
+    wanted = set(query_codes)
+    trials = _Trials(
+        frame_index,
+        frame_query,
+        index,
+        vocab,
+        query_codes,
+        {c: r for c, r in actual_routings.items() if c in wanted},
+        actuals[actuals["ITEM_CD"].astype(str).isin(wanted)],
+    )
+
+    gains = {} if config.fixed_weights else feature_gains(config, frame_index, index.item_sig)
+    weightings = {"configured": config}
+    if not config.fixed_weights:
+        weightings.update({"uniform": gain_weights(config, gains, 0.0)})
+        weightings.update({name: gain_weights(config, gains, exponent) for name, exponent in GAIN_EXPONENTS.items()})
+    start = "configured" if config.fixed_weights else "gain"
+
+    best_weighting = start
+    current = weightings[start]
+
+    def best_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+        return max(results, key=lambda t: (t["objective"], -t["k"]))
+
+    # 1. k on the starting encoding.
+    best = best_of(trials.run(current, start, K_GRID))
+    # 2. the weighting.
+    for name, weighted in weightings.items():
+        if name != best_weighting:
+            candidate = best_of(trials.run(weighted.replace(size_transform=current.size_transform, n_components=current.n_components), name, (best["k"],)))
+            if candidate["objective"] > best["objective"]:
+                best, best_weighting = candidate, name
+    current = weightings[best_weighting].replace(n_components=config.n_components)
+    # 3. the size transform.
+    for transform in ("log", "linear"):
+        if transform != current.size_transform:
+            results = trials.run(current.replace(size_transform=transform), best_weighting, (best["k"],))
+            if results and results[0]["objective"] > best["objective"]:
+                best = results[0]
+                current = current.replace(size_transform=transform)
+    # 4. the embedding width (or none).
+    for width in (*WIDTH_GRID, 0):
+        if width != current.n_components:
+            results = trials.run(current.replace(n_components=width), best_weighting, (best["k"],))
+            if results and results[0]["objective"] > best["objective"]:
+                best = results[0]
+                current = current.replace(n_components=width)
+    # 5. k again, on the chosen encoding.
+    best = best_of([best, *trials.run(current, best_weighting, K_GRID)])
+    chosen_config = current.replace(top_k=int(best["k"]))
+    chosen = {
+        "k": int(best["k"]),
+        "weighting": best_weighting,
+        "size_transform": chosen_config.size_transform,
+        "embedding": chosen_config.n_components or "none",
+        "feature_weights": {f.name: f.weight for f in chosen_config.features if f.weight > 0},
+        "trials": len(trials.trials),
+        "index_items": int(index_rows.size),
+        "query_items": int(query_rows.size),
+    }
+    return SearchResult(config=chosen_config, chosen=chosen, trials=trials.trials, gains={k: round(v, 5) for k, v in gains.items()})
+
