@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from erp import data
-from erp.factories import jobshop
+from erp.factories import fabrication, jobshop
 from erp.frames import actuals_from_work_results, current_routings
 from erp.generator import DEFAULT_TODAY, DRIFT_RUN_FACTOR_BY_RES, PROFILES, generate
 from erp.models import Item, RoutingOperation, WorkResult
@@ -217,14 +217,14 @@ def test_every_profile_has_exactly_the_erp_columns_and_is_deterministic(profile)
 
 def test_profiles_have_their_own_item_code_prefixes():
     prefixes = {p: set(generate(600, seed=1, profile=p)[0]["ITEM_CD"].str.split("-").str[0]) for p in PROFILES}
-    assert prefixes["jobshop"] == {"JS"}
+    assert prefixes["jobshop"] == {"JS"} and prefixes["fabrication"] == {"FB"}
     for a in PROFILES:
         for b in PROFILES:
             assert a == b or not prefixes[a] & prefixes[b], (a, b)
 
 
 def test_unknown_profile_is_refused():
-    with pytest.raises(ValueError, match="unknown profile 'foundry'.*seal.*jobshop"):
+    with pytest.raises(ValueError, match="unknown profile 'foundry'.*seal, jobshop, fabrication"):
         generate(10, profile="foundry")
 
 
@@ -419,6 +419,71 @@ def test_jobshop_drift_slows_its_drifted_work_centres_only():
     assert np.allclose(ratio[~after & ~np.isnan(ratio)], 1.0)
 
 
+# --------------------------------------------------------------------------- fabrication
+FB_N = 12_000
+
+
+@pytest.fixture(scope="module")
+def fab():
+    items, routings, work_results = generate(FB_N, seed=9, profile="fabrication")
+    current = current_routings(routings, when=DEFAULT_TODAY)
+    jobs = current.groupby("ITEM_CD")["JOB_CD"].agg(list)
+    return items.set_index("ITEM_CD").loc[jobs.index], routings, work_results, current, jobs
+
+
+def test_fabrication_has_long_routings_over_many_work_centres(fab):
+    items, routings, work_results, current, jobs = fab
+    lengths = jobs.str.len()
+    assert 7 <= lengths.mean() <= 10 and lengths.quantile(0.9) >= 11
+    assert current["RES_CD"].nunique() >= 30
+    assert {"LASER", "PUNCH", "BEND", "WELD", "POWDER", "GALV", "NDT", "ASSY"} <= set(current["JOB_CD"])
+    assert set(items["ITEM_TYPE"].dropna()) == {"PART", "WELDMENT", "ASSY"}
+    assert items.loc[items["ITEM_TYPE"] == "PART", "GROUP1"].isna().all()  # weld class only on weldments
+    several = routings.groupby("ITEM_CD")["ROUT_NO"].nunique() > 1
+    assert 0.18 < several.mean() < 0.35
+
+
+def test_fabrication_counts_and_thickness_decide_steps(fab):
+    items, _, _, _, jobs = fab
+    n_bend = jobs.map(lambda j: j.count("BEND"))
+    bends = items["ROTATE_CLOCKWISE"]
+    thick = items["OUTTHICKNESS"]
+    known = bends.notna() & thick.notna()
+    assert (n_bend[known & (bends == 0)] == 0).mean() > 0.95
+    assert (n_bend[known & bends.between(1, 6) & (thick < 10)] == 1).mean() > 0.95
+    assert (n_bend[known & (bends >= 7)] == 2).mean() > 0.95
+    welded = jobs.map(lambda j: "WELD" in j)
+    assert welded[items["ITEM_TYPE"] == "WELDMENT"].mean() > 0.95 and welded[items["ITEM_TYPE"] == "PART"].mean() < 0.05
+    two_welds = jobs.map(lambda j: j.count("WELD") == 2)
+    weldment = items["ITEM_TYPE"] == "WELDMENT"
+    assert (
+        two_welds[weldment & (thick >= 8)].mean() > 0.9
+        and two_welds[weldment & (thick < 8) & (items["GROUP1"] == "ISO 5817-D")].mean() < 0.1
+    )
+    powder = jobs.map(lambda j: "POWDER" in j)
+    assert powder[items["GROUP2"] == "POWDER"].mean() > 0.95 and powder[items["GROUP2"] == "NONE"].mean() < 0.05
+    # the cut follows material x thickness: stainless above 10 mm goes to the plasma table, steel not until 15 mm
+    cut = jobs.map(lambda j: j[0])
+    cls = items["ITEM_MATERIAL"].map(dict(zip(fabrication.MAT_CODE, fabrication.MAT_CLASS, strict=True)))
+    sheet = items["RAW_MATL_KIND"].isin(["SHEET", "PLATE"])
+    assert (cut[sheet & (cls == fabrication.STEEL) & thick.between(10.5, 15)] == "LASER").mean() > 0.9
+    assert (cut[sheet & (cls == fabrication.STAINLESS) & (thick > 10)] == "PLASMA").mean() > 0.9
+
+
+def test_fabrication_work_results_reference_routing_rows_and_drift_works():
+    drift = date(2026, 5, 1)
+    _, rout_a, wr_a = generate(3000, seed=2, profile="fabrication")
+    _, rout_b, wr_b = generate(3000, seed=2, profile="fabrication", drift_from=drift)
+    pd.testing.assert_frame_equal(rout_a, rout_b)
+    joined = wr_a.merge(rout_a[["ITEM_CD", "ROUT_NO", "PROC_SEQ", "JOB_CD"]], on=["ITEM_CD", "ROUT_NO", "PROC_SEQ"], suffixes=("", "_R"))
+    assert len(joined) == len(wr_a) and (joined["JOB_CD"] == joined["JOB_CD_R"]).all()
+    after = (wr_a["REPORT_DT"] >= pd.Timestamp(drift)).to_numpy()
+    drifted = wr_a["RES_CD"].isin(fabrication.DRIFT_RUN_FACTOR_BY_RES).to_numpy()
+    ratio = (wr_b["MACH_WORKED_HOURS"] / wr_a["MACH_WORKED_HOURS"]).to_numpy()
+    assert np.nanmedian(ratio[after & drifted]) > 1.4
+    assert np.allclose(ratio[~after & ~np.isnan(ratio)], 1.0)
+
+
 # --------------------------------------------------------------------------- seed_demo_erp
 @pytest.mark.django_db
 def test_seed_command_writes_the_generated_counts():
@@ -444,7 +509,7 @@ def test_seed_command_profile_option_writes_that_factory():
 
 @pytest.mark.django_db
 def test_seed_command_refuses_an_unknown_profile():
-    with pytest.raises(CommandError, match="Unknown --profile 'foundry'. Choose one of: seal, jobshop"):
+    with pytest.raises(CommandError, match="Unknown --profile 'foundry'. Choose one of: seal, jobshop, fabrication"):
         call_command("seed_demo_erp", "--items", "10", "--profile", "foundry", stdout=StringIO())
     assert Item.objects.count() == 0
 
