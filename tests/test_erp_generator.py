@@ -207,6 +207,8 @@ def test_every_profile_has_exactly_the_erp_columns_and_is_deterministic(profile)
     assert list(items.columns) == data.columns_of(Item)
     assert list(routings.columns) == data.columns_of(RoutingOperation)
     assert list(work_results.columns) == data.columns_of(WorkResult)
+    for frame, seal_frame in zip(first, generate(50, seed=5), strict=True):  # the same dtypes as the seal factory
+        assert frame.dtypes.to_dict() == seal_frame.dtypes.to_dict()
     for a, b in zip(first, again, strict=True):
         pd.testing.assert_frame_equal(a, b)
     assert len(other[1]) != len(routings) or not other[1]["JOB_CD"].equals(routings["JOB_CD"])

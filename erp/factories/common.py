@@ -14,6 +14,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 DEFAULT_TODAY = date(2026, 11, 1)
 
@@ -61,6 +62,29 @@ def _blank(rng: np.random.Generator, values: np.ndarray, share: float) -> np.nda
 def _codes(prefix: np.ndarray, number: np.ndarray, width: int) -> np.ndarray:
     digits = np.strings.zfill(number.astype(np.int64).astype(str), width)
     return np.strings.add(np.strings.add(prefix.astype(str), "-"), digits).astype(object)
+
+
+def text(labels: np.ndarray, codes: np.ndarray | None = None) -> pd.api.extensions.ExtensionArray:
+    """`labels[codes]` as a pandas `str` array (missing where a code is < 0, or a label is None).
+
+    Built with pyarrow's `take`: the same values and dtype the DataFrame constructor infers from
+    an object array, ~5x faster for millions of rows.
+    """
+    dictionary = pa.array(np.asarray(labels, dtype=object), type=pa.large_string())
+    if codes is None:
+        return pd.array(dictionary, dtype="str")
+    codes = np.asarray(codes, dtype=np.int64)
+    return pd.array(dictionary.take(pa.array(codes, mask=codes < 0)), dtype="str")
+
+
+def opt_text(rng: np.random.Generator, labels: np.ndarray, codes: np.ndarray, share: float) -> pd.api.extensions.ExtensionArray:
+    """`text(labels, codes)` with `share` of the values missing."""
+    return text(labels, blank_codes(rng, codes, share))
+
+
+def blank_codes(rng: np.random.Generator, codes: np.ndarray, share: float) -> np.ndarray:
+    """A copy of `codes` with `share` of them set to -1 (missing), drawn like `_blank`."""
+    return np.where(rng.random(len(codes)) < share, -1, codes)
 
 
 def _dt(seconds: np.ndarray) -> np.ndarray:
@@ -253,7 +277,8 @@ def build_history(
     pos, _, _ = _group_positions(vi)
     r_seq = ((pos + 1) * 10).astype(np.int64)
     mr = len(vi)
-    rout_text = np.strings.zfill(v_rout.astype(str), 3).astype(object)
+    rout_labels = np.strings.zfill(np.arange(1, int(v_rout.max()) + 1).astype(str), 3).astype(object)
+    rout_code = v_rout - 1
 
     def opt(values: np.ndarray, share: float) -> np.ndarray:
         return _blank(rng, values, share)
@@ -261,15 +286,15 @@ def build_history(
     r_to = v_to[vi]
     routings = pd.DataFrame(
         {
-            "ITEM_CD": item_codes[r_item],
-            "ROUT_NO": rout_text[vi],
+            "ITEM_CD": text(item_codes, r_item),
+            "ROUT_NO": text(rout_labels, rout_code[vi]),
             "PROC_SEQ": r_seq,
-            "JOB_CD": plant.slot_job[r_slot],
-            "JOB_NM": plant.slot_name[r_slot],
-            "RES_CD": plant.res_code[r_res],
-            "RES_DIS": opt(plant.res_name[r_res], 0.05),
-            "INSIDE_FLAG": np.where(r_out, "OUT", "IN").astype(object),
-            "TIME_UNIT": np.full(mr, "MIN", dtype=object),
+            "JOB_CD": text(plant.slot_job, r_slot),
+            "JOB_NM": text(plant.slot_name, r_slot),
+            "RES_CD": text(plant.res_code, r_res),
+            "RES_DIS": text(plant.res_name, blank_codes(rng, r_res, 0.05)),
+            "INSIDE_FLAG": text(np.array(["IN", "OUT"], dtype=object), r_out.astype(np.int64)),
+            "TIME_UNIT": text(np.array(["MIN"], dtype=object), np.zeros(mr, dtype=np.int64)),
             "SETUP_TIME": r_setup,
             "RUN_TIME": r_run_time,
             "RUN_TIME_QTY": run_qty,
@@ -349,11 +374,11 @@ def build_history(
 
     work_results = pd.DataFrame(
         {
-            "ITEM_CD": item_codes[w_item],
-            "ROUT_NO": rout_text[vi[w_row]],
+            "ITEM_CD": text(item_codes, w_item),
+            "ROUT_NO": text(rout_labels, rout_code[vi[w_row]]),
             "PROC_SEQ": r_seq[w_row],
-            "JOB_CD": plant.slot_job[r_slot[w_row]],
-            "RES_CD": plant.res_code[w_res],
+            "JOB_CD": text(plant.slot_job, r_slot[w_row]),
+            "RES_CD": text(plant.res_code, w_res),
             "REPORT_DT": _dt(report),
             "ORDER_QTY": w_qty.astype(float),
             "BAD_QTY": bad,

@@ -20,10 +20,12 @@ from .common import (
     _codes,
     _dt,
     build_history,
+    opt_text,
     perturb_masks,
     res_plan,
     res_table,
     size_class,
+    text,
 )
 
 PREFIX = "FB"
@@ -365,26 +367,26 @@ def generate(n: int, seed: int, drift_from: date | None, today: date) -> tuple[p
     name = np.strings.add(np.strings.add(name, " t"), np.char.mod("%g", thick))
     name = np.strings.add(np.strings.add(name, " "), np.strings.add(length.astype(np.int64).astype(str), "x"))
     name = np.strings.add(name, width.astype(np.int64).astype(str))
-    weld_text = np.where(itype == WELDMENT, WELD_CLASSES[weld_class], None).astype(object)
-    none = np.full(n, None, dtype=object)
+    idx, zeros = np.arange(n), np.zeros(n, dtype=np.int64)
+    none = text(np.array([None]), zeros)
     items = pd.DataFrame(
         {
-            "ITEM_CD": item_codes,
-            "ITEM_NM": opt(name.astype(object), 0.01),
-            "PART_TYPE": FAM_TYPE[fam],
-            "PartNm": opt(FAM_NAME[fam], 0.05),
-            "ITEM_TYPE": opt(ITEM_TYPES[itype], 0.02),
-            "ITEM_ACCT": np.where(standard, "20", "30").astype(object),
-            "ITEM_UNIT": np.full(n, "EA", dtype=object),
-            "ITEM_MATERIAL": opt(MAT_CODE[mat], 0.02),
-            "MATERIAL_DESC": opt(MAT_DESC[mat], 0.08),
-            "RAW_MATL_KIND": opt(RAW_KINDS[raw], 0.05),
-            "ITEM_GRP1": opt(SEGMENTS[segment], 0.04),
-            "GROUP1": opt(weld_text, 0.04),
-            "GROUP2": opt(COATINGS[coat], 0.05),
-            "STANDARD_YN": np.where(standard, "Y", "N").astype(object),
-            "DRAW_NO": opt(_codes(np.full(n, "FD"), rng.permutation(n) + 300000, 7), 0.05),
-            "DRAW_REV": opt(np.array(list("ABCDEF"), dtype=object)[_choice(rng, n, [0.35, 0.25, 0.15, 0.12, 0.08, 0.05])], 0.08),
+            "ITEM_CD": text(item_codes),
+            "ITEM_NM": opt_text(rng, name, idx, 0.01),
+            "PART_TYPE": text(FAM_TYPE, fam),
+            "PartNm": opt_text(rng, FAM_NAME, fam, 0.05),
+            "ITEM_TYPE": opt_text(rng, ITEM_TYPES, itype, 0.02),
+            "ITEM_ACCT": text(np.array(["30", "20"]), standard),
+            "ITEM_UNIT": text(np.array(["EA"]), zeros),
+            "ITEM_MATERIAL": opt_text(rng, MAT_CODE, mat, 0.02),
+            "MATERIAL_DESC": opt_text(rng, MAT_DESC, mat, 0.08),
+            "RAW_MATL_KIND": opt_text(rng, RAW_KINDS, raw, 0.05),
+            "ITEM_GRP1": opt_text(rng, SEGMENTS, segment, 0.04),
+            "GROUP1": opt_text(rng, WELD_CLASSES, np.where(itype == WELDMENT, weld_class, -1), 0.04),
+            "GROUP2": opt_text(rng, COATINGS, coat, 0.05),
+            "STANDARD_YN": text(np.array(["N", "Y"]), standard),
+            "DRAW_NO": opt_text(rng, _codes(np.full(n, "FD"), rng.permutation(n) + 300000, 7), idx, 0.05),
+            "DRAW_REV": opt_text(rng, np.array(list("ABCDEF")), _choice(rng, n, [0.35, 0.25, 0.15, 0.12, 0.08, 0.05]), 0.08),
             "SealTypeGrup": none,
             "IN_SEALTYPE_CD": none,
             "MID_SEALTYPE_CD": none,

@@ -20,10 +20,12 @@ from .common import (
     _codes,
     _dt,
     build_history,
+    opt_text,
     perturb_masks,
     res_plan,
     res_table,
     size_class,
+    text,
 )
 
 PREFIX = "JS"
@@ -343,26 +345,27 @@ def generate(n: int, seed: int, drift_from: date | None, today: date) -> tuple[p
     name = np.strings.add(np.strings.add(FAM_NAME[fam].astype(str), " "), MAT_CODE[mat].astype(str))
     name = np.strings.add(np.strings.add(name, " "), np.strings.add(dim, np.round(od).astype(np.int64).astype(str)))
     name = np.strings.add(np.strings.add(name, "x"), np.round(length).astype(np.int64).astype(str))
+    idx, zeros = np.arange(n), np.zeros(n, dtype=np.int64)
     junk = rng.random(n) < 0.01  # a few legacy rows carry values in the seal-only columns
-    none = np.full(n, None, dtype=object)
+    none = text(np.array([None]), zeros)
     items = pd.DataFrame(
         {
-            "ITEM_CD": item_codes,
-            "ITEM_NM": opt(name.astype(object), 0.01),
-            "PART_TYPE": FAM_TYPE[fam],
-            "PartNm": opt(FAM_NAME[fam], 0.05),
-            "ITEM_TYPE": np.full(n, "MFG", dtype=object),
-            "ITEM_ACCT": np.where(standard, "20", "30").astype(object),
-            "ITEM_UNIT": np.full(n, "EA", dtype=object),
-            "ITEM_MATERIAL": opt(MAT_CODE[mat], 0.02),
-            "MATERIAL_DESC": opt(MAT_DESC[mat], 0.08),
-            "RAW_MATL_KIND": opt(RAW_KINDS[raw], 0.06),
-            "ITEM_GRP1": opt(HEAT_SPECS[heat], 0.04),
-            "GROUP1": opt(TOLERANCES[tol], 0.03),
-            "GROUP2": opt(FINISHES[fin], 0.08),
-            "STANDARD_YN": np.where(standard, "Y", "N").astype(object),
-            "DRAW_NO": opt(_codes(np.full(n, "JD"), rng.permutation(n) + 200000, 7), 0.05),
-            "DRAW_REV": opt(np.array(list("ABCDE"), dtype=object)[_choice(rng, n, [0.45, 0.25, 0.15, 0.10, 0.05])], 0.10),
+            "ITEM_CD": text(item_codes),
+            "ITEM_NM": opt_text(rng, name, idx, 0.01),
+            "PART_TYPE": text(FAM_TYPE, fam),
+            "PartNm": opt_text(rng, FAM_NAME, fam, 0.05),
+            "ITEM_TYPE": text(np.array(["MFG"]), zeros),
+            "ITEM_ACCT": text(np.array(["30", "20"]), standard),
+            "ITEM_UNIT": text(np.array(["EA"]), zeros),
+            "ITEM_MATERIAL": opt_text(rng, MAT_CODE, mat, 0.02),
+            "MATERIAL_DESC": opt_text(rng, MAT_DESC, mat, 0.08),
+            "RAW_MATL_KIND": opt_text(rng, RAW_KINDS, raw, 0.06),
+            "ITEM_GRP1": opt_text(rng, HEAT_SPECS, heat, 0.04),
+            "GROUP1": opt_text(rng, TOLERANCES, tol, 0.03),
+            "GROUP2": opt_text(rng, FINISHES, fin, 0.08),
+            "STANDARD_YN": text(np.array(["N", "Y"]), standard),
+            "DRAW_NO": opt_text(rng, _codes(np.full(n, "JD"), rng.permutation(n) + 200000, 7), idx, 0.05),
+            "DRAW_REV": opt_text(rng, np.array(list("ABCDE")), _choice(rng, n, [0.45, 0.25, 0.15, 0.10, 0.05]), 0.10),
             "SealTypeGrup": none,
             "IN_SEALTYPE_CD": none,
             "MID_SEALTYPE_CD": none,
