@@ -495,6 +495,7 @@ def test_seed_command_writes_the_generated_counts():
     assert data.table_counts() == {"Item": 300, "RoutingOperation": len(routings), "WorkResult": len(work_results)}
     assert Item.objects.filter(pk=items["ITEM_CD"].iloc[0]).exists()
     assert f"{len(routings):,} routing operations" in out.getvalue() and " s" in out.getvalue()
+    assert "profile seal, seed 5" in out.getvalue()  # the default profile, named in the success line
 
 
 @pytest.mark.django_db
