@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 DEMO_ITEMS ?= 5000
+DEMO_PROFILE ?= seal
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -28,7 +29,7 @@ dev-deps: $(VENV)/.dev-deps
 setup: deps
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py collectstatic --no-input -v 0
-	$(PY) manage.py seed_demo_erp --items $(DEMO_ITEMS) --if-empty
+	$(PY) manage.py seed_demo_erp --items $(DEMO_ITEMS) --profile $(DEMO_PROFILE) --if-empty
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py train --sync --activate --if-no-model
 	$(PY) manage.py run_quality_cycle --sync --if-none

@@ -1,10 +1,13 @@
-"""Demo ERP data: a mechanical-seal factory, generated fully vectorised with numpy.
+"""Demo ERP data: several demo factories ("profiles"), generated fully vectorised with numpy.
 
-`generate(n_items, seed)` returns three DataFrames whose columns are exactly those of the ERP
-views (`BI_ITEM_INFO_VIEW`, `BI_ROUTING_VIEW`, `BI_WORK_ORDER_RESULTS`). Pure Python, no
-Django: the seed command writes the frames, tests and benchmarks use them directly.
+`generate(n_items, seed, drift_from, today, profile="seal")` returns three DataFrames whose
+columns are exactly those of the ERP views (`BI_ITEM_INFO_VIEW`, `BI_ROUTING_VIEW`,
+`BI_WORK_ORDER_RESULTS`). Pure Python, no Django: the seed command (`--profile NAME`) writes
+the frames, tests and benchmarks use them directly. `PROFILES` lists the factories; each maps
+its own attributes onto the fixed ERP columns and has its own item-code prefix. The routing
+models are meant to learn any of them without being told which one it is.
 
-What a model can learn, and what it cannot:
+Profile `seal` (default; item codes SLV-, GLD-, SRG-, ...): a mechanical-seal factory.
 
 * The part family (`PART_TYPE`) fixes a base sequence of operations; the material, the raw
   material kind, the groups, the seal type group and the size add or remove steps
@@ -24,35 +27,92 @@ What a model can learn, and what it cannot:
   `DRIFT_RUN_FACTOR_BY_MATERIAL` run markedly slower on work orders reported from that date
   on. Drift only multiplies hours; every other value is identical to the run without drift.
 
+Profile `jobshop` (item codes JS-; `erp.factories.jobshop`): a machining job shop making
+shafts, flanges, housings, brackets, bushings, gears, pins, manifold blocks and spacers from
+steels, stainless, tool steel, aluminium, copper alloys, plastics and titanium. Column map:
+`GROUP1` tolerance class (ISO 2768-m/f, IT7, IT6), `GROUP2` surface finish (Ra 3.2 .. 0.4),
+`ITEM_GRP1` heat-treat spec (NONE, QT, CASE-HARD, INDUCTION, NITRIDE, THROUGH-HARD),
+`RAW_MATL_KIND` stock form, `OUTDIAMETER` diameter (width of prismatic parts), `INDIAMETER`
+bore, `OUTTHICKNESS` length/thickness. The seal-only columns are empty (1 % legacy junk in
+`ROTATE_*`).
+
+* The operations follow from part type x material x heat-treat spec x tolerance x finish x
+  stock form, with interactions a one-column rule cannot express: a hardened part at IT7 or
+  finer is ground instead of finish-turned, stainless is ground only at IT6 or at IT7 with a
+  fine finish, aluminium is anodised unless IT6, soft steels are zinc plated only at coarse
+  tolerances, tool steel goes to wire EDM from IT7, fine bores are honed, IT6 (and IT7 when
+  heat treated) gets an in-process inspection. Part type alone explains ~12 % of the
+  sequences, part type x material x tolerance ~60 %, all six ~95 %.
+* Sizes never change the sequence: they pick the work centre (small/medium/large lathes,
+  mills, grinders, 5-axis, Swiss-type lathe for small pins, surface grinders for prismatic
+  parts) and scale the times (diameter and length exponents per operation).
+* Operations repeat within a routing with clearly different times: TURN rough then finish
+  (~2x), GRIND then finish GRIND (~2x), INSPECT in-process then final (~2x). Actuals must be
+  keyed by (ROUT_NO, PROC_SEQ), not by JOB_CD.
+* ~36 % of items have 2-3 ROUT_NO: expired older revisions, older routings that stay valid as
+  capacity alternates (~30 % of orders use them), a newest revision that was withdrawn, or
+  one valid only from a future date (the current routing is then an older one). Revisions
+  differ by a dropped/added step, other machines and ~5-12 % other times. Work results
+  carry the ROUT_NO/PROC_SEQ of the routing used.
+* Outsourced steps (INSIDE_FLAG OUT, SETUP_TIME 0): heat treatment, nitriding, anodising,
+  zinc plating, passivation, ~8 % of large rough machining.
+* Noise: ~5 % of items have one extra or missing step; attributes are blank at 2-8 %;
+  standard times carry a per-item factor; actual hours a per-work-centre bias, a per-item
+  factor and lognormal noise per order (several orders per operation); order quantities
+  are heavy-tailed (lognormal sigma 1.1 plus a 6 % tail up to x20).
+* Drift: `jobshop.DRIFT_RUN_FACTOR_BY_RES` and `jobshop.DRIFT_RUN_FACTOR_BY_MATERIAL`.
+
+Profile `fabrication` (item codes FB-; `erp.factories.fabrication`): sheet-metal parts and
+welded assemblies (panels, brackets, enclosures, cabinets, frames, covers, chassis, ducts,
+guards, trays) in steel, pre-galvanised steel, stainless and aluminium. Column map:
+`ITEM_TYPE` PART / WELDMENT / ASSY, `GROUP1` weld class (ISO 5817-D/C/B, weldments only,
+empty otherwise), `GROUP2` coating (NONE, POWDER, WET-PAINT, HDG, BRUSHED), `ITEM_GRP1`
+industry segment, `RAW_MATL_KIND` SHEET/PLATE/TUBE/PROFILE, `OUTDIAMETER` blank length,
+`INDIAMETER` blank width, `OUTTHICKNESS` sheet thickness, `ROTATE_CLOCKWISE` number of bends,
+`ROTATE_CTRCLOCKWISE` number of press-fit inserts.
+
+* Long routings (typically 6-14 operations). Here numbers do decide steps: the bend count
+  (none / one press-brake set-up / a second set-up from 7 bends, or from 3 bends at >= 10 mm),
+  the thickness x material (laser up to 15 mm steel, 10 mm stainless, 8 mm aluminium, plasma
+  above; turret punching for thin sheet with >= 4 inserts; weld bevels and multi-pass welding
+  from 8 mm; shot blasting before painting from 3 mm steel), inserts > 0 (insert press).
+  Item type, weld class, coating, material and segment add welding, seam grinding, NDT,
+  post-weld machining, pickling, brushing, pretreatment, painting, galvanising, assembly and
+  packing. Part type alone explains ~12 % of the sequences.
+* Blank length picks the machine (laser bed, press brake tonnage, blast room, paint booth,
+  outside machining of long frames) and with width, thickness, bends and inserts the times.
+  BEND and WELD repeat within a routing with different times.
+* ~26 % of items have 2-3 ROUT_NO (same kinds as `jobshop`); ~5 % of items carry one extra or
+  missing step; attributes are blank at 2-8 %. Drift: `fabrication.DRIFT_RUN_FACTOR_BY_RES`,
+  `fabrication.DRIFT_RUN_FACTOR_BY_MATERIAL`.
+
 Units: routing times are minutes (`RUN_TIME` per `RUN_TIME_QTY` units); work results are
 hours for the whole order. Datetimes are naive UTC (`datetime64[us]`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 
-DEFAULT_TODAY = date(2026, 11, 1)
-
-ITEM_COLUMNS = [
-    "ITEM_CD", "ITEM_NM", "PART_TYPE", "PartNm", "ITEM_TYPE", "ITEM_ACCT", "ITEM_UNIT",
-    "ITEM_MATERIAL", "MATERIAL_DESC", "RAW_MATL_KIND", "ITEM_GRP1", "GROUP1", "GROUP2",
-    "STANDARD_YN", "DRAW_NO", "DRAW_REV", "SealTypeGrup", "IN_SEALTYPE_CD", "MID_SEALTYPE_CD",
-    "OUT_SEALTYPE_CD", "OUTDIAMETER", "INDIAMETER", "OUTTHICKNESS", "IN_SEALSIZE",
-    "MID_SEALSIZE", "OUT_SEALSIZE", "ROTATE_CLOCKWISE", "ROTATE_CTRCLOCKWISE", "INSRT_DT",
-]  # fmt: skip
-ROUTING_COLUMNS = [
-    "ITEM_CD", "ROUT_NO", "PROC_SEQ", "JOB_CD", "JOB_NM", "RES_CD", "RES_DIS", "INSIDE_FLAG",
-    "TIME_UNIT", "SETUP_TIME", "RUN_TIME", "RUN_TIME_QTY", "MFG_LT", "QUEUE_TIME", "WAIT_TIME",
-    "MOVE_TIME", "VALID_FROM_DT", "VALID_TO_DT", "INSRT_DT",
-]  # fmt: skip
-WORK_RESULT_COLUMNS = [
-    "ITEM_CD", "ROUT_NO", "PROC_SEQ", "JOB_CD", "RES_CD", "REPORT_DT", "ORDER_QTY", "BAD_QTY",
-    "SETUP_HOURS", "MACH_WORKED_HOURS",
-]  # fmt: skip
+from erp.factories import fabrication, jobshop
+from erp.factories.common import (  # noqa: F401  (re-exported: the ERP columns and helpers live there)
+    DAY_S,
+    DEFAULT_TODAY,
+    ITEM_COLUMNS,
+    ROUTING_COLUMNS,
+    SECOND,
+    WORK_RESULT_COLUMNS,
+    _blank,
+    _choice,
+    _choice_rows,
+    _codes,
+    _dt,
+    _group_positions,
+)
 
 # --- operations (slots in their canonical order; a routing is a subset, in this order) ----------
 SLOTS = [
@@ -223,64 +283,9 @@ DRIFT_RUN_FACTOR_BY_RES = {"GR-M01": 1.8, "LP-01": 1.8, "LT-M02": 1.6}
 DRIFT_RUN_FACTOR_BY_MATERIAL = {"HASTELLOY": 1.5}
 DRIFT_SETUP_FACTOR = 1.3  # on the drifted work centres
 
-SECOND = np.timedelta64(1, "s")
-DAY_S = 86_400
 
-
-def _choice(rng: np.random.Generator, n: int, p) -> np.ndarray:
-    """Vectorised categorical draw of n indices with probabilities p."""
-    return np.searchsorted(np.cumsum(p), rng.random(n) * np.sum(p), side="right").clip(0, len(p) - 1)
-
-
-def _choice_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
-    """One categorical draw per row of a (n, k) probability matrix."""
-    cum = np.cumsum(probs, axis=1)
-    u = rng.random(len(probs))[:, None] * cum[:, -1:]
-    return (cum <= u).sum(axis=1).clip(0, probs.shape[1] - 1)
-
-
-def _blank(rng: np.random.Generator, values: np.ndarray, share: float) -> np.ndarray:
-    """A copy of an object/float array with `share` of its values set missing."""
-    out = values.copy()
-    hit = rng.random(len(out)) < share
-    out[hit] = None if out.dtype == object else np.nan
-    return out
-
-
-def _codes(prefix: np.ndarray, number: np.ndarray, width: int) -> np.ndarray:
-    digits = np.strings.zfill(number.astype(np.int64).astype(str), width)
-    return np.strings.add(np.strings.add(prefix.astype(str), "-"), digits).astype(object)
-
-
-def _dt(seconds: np.ndarray) -> np.ndarray:
-    """Epoch seconds (int64, NaT-safe via the NaT sentinel) to datetime64[us]."""
-    return seconds.astype("datetime64[s]").astype("datetime64[us]")
-
-
-def _group_positions(group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For rows sorted by `group`: (position within group, group start per row, group starts)."""
-    n = len(group)
-    change = np.ones(n, dtype=bool)
-    change[1:] = group[1:] != group[:-1]
-    starts = np.flatnonzero(change)
-    lengths = np.diff(np.append(starts, n))
-    start_per_row = np.repeat(starts, lengths)
-    return np.arange(n) - start_per_row, start_per_row, starts
-
-
-def generate(
-    n_items: int,
-    seed: int = 0,
-    drift_from: date | None = None,
-    today: date = DEFAULT_TODAY,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Generate (items, routings, work_results) DataFrames with the exact ERP column names.
-
-    Deterministic for (n_items, seed, today); `drift_from` changes only the hours of work
-    results reported on or after that date on the drifted work centres / materials.
-    """
-    if n_items < 1:
-        raise ValueError("n_items must be at least 1")
+def _seal(n_items: int, seed: int, drift_from: date | None, today: date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The mechanical-seal factory (the original demo; its output must not change for a seed)."""
     rng = np.random.default_rng(seed)
     n = int(n_items)
     today_s = int(np.datetime64(today, "s").astype(np.int64))
@@ -602,6 +607,35 @@ def generate(
         columns=ITEM_COLUMNS,
     )
     return items, routings, work_results
+
+
+ProfileFn = Callable[[int, int, date | None, date], tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]
+PROFILES: dict[str, ProfileFn] = {
+    "seal": _seal,
+    "jobshop": jobshop.generate,
+    "fabrication": fabrication.generate,
+}
+DEFAULT_PROFILE = "seal"
+
+
+def generate(
+    n_items: int,
+    seed: int = 0,
+    drift_from: date | None = None,
+    today: date = DEFAULT_TODAY,
+    profile: str = DEFAULT_PROFILE,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Generate (items, routings, work_results) DataFrames with the exact ERP column names.
+
+    `profile` names the factory (`PROFILES`). Deterministic for (n_items, seed, today, profile);
+    `drift_from` changes only the hours of work results reported on or after that date on the
+    profile's drifted work centres / materials.
+    """
+    if n_items < 1:
+        raise ValueError("n_items must be at least 1")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[profile](int(n_items), seed, drift_from, today)
 
 
 def as_date(value: str | date | datetime | None) -> date | None:

@@ -1,4 +1,4 @@
-"""Fill the ERP tables with a generated mechanical-seal factory (`erp.generator`)."""
+"""Fill the ERP tables with a generated demo factory (`erp.generator`, one of its `PROFILES`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from erp import data
-from erp.generator import DEFAULT_TODAY, generate
+from erp.generator import DEFAULT_PROFILE, DEFAULT_TODAY, PROFILES, generate
 from erp.models import Item, RoutingOperation, WorkResult
 
 MAX_ITEMS = 5_000_000
@@ -32,6 +32,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--items", type=int, required=True, help="number of items to generate (e.g. 5000; 325000 for full scale)")
+        parser.add_argument(
+            "--profile",
+            default=DEFAULT_PROFILE,
+            help=f"which demo factory: {', '.join(PROFILES)} (default {DEFAULT_PROFILE}); see erp/generator.py",
+        )
         parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same data (default 0)")
         parser.add_argument("--drift-from", default=None, help="YYYY-MM-DD: some work centres/materials run slower from this date")
         parser.add_argument("--today", default=None, help=f"YYYY-MM-DD the data ends at (default {DEFAULT_TODAY.isoformat()})")
@@ -42,6 +47,9 @@ class Command(BaseCommand):
         n_items: int = options["items"]
         if n_items < 1 or n_items > MAX_ITEMS:
             raise CommandError(f"--items must be between 1 and {MAX_ITEMS:,}, got {n_items}.")
+        profile: str = options["profile"]
+        if profile not in PROFILES:
+            raise CommandError(f"Unknown --profile {profile!r}. Choose one of: {', '.join(PROFILES)}.")
         if options["if_empty"] and options["replace"]:
             raise CommandError("--if-empty and --replace contradict each other; give one of them.")
         if getattr(settings, "ERP_EXTERNAL", False):
@@ -61,10 +69,10 @@ class Command(BaseCommand):
                 raise CommandError(f"ERP tables are not empty ({_describe(counts)}). Use --replace to delete them first.")
 
         started = time.perf_counter()
-        items, routings, work_results = generate(n_items, seed=options["seed"], drift_from=drift_from, today=today)
+        items, routings, work_results = generate(n_items, seed=options["seed"], drift_from=drift_from, today=today, profile=profile)
         generated = time.perf_counter()
         self.stdout.write(
-            f"Generated {len(items):,} items, {len(routings):,} routing operations, "
+            f"Generated {len(items):,} {profile} items, {len(routings):,} routing operations, "
             f"{len(work_results):,} work results in {generated - started:.1f} s"
         )
 
@@ -82,7 +90,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Seeded {len(items):,} items, {len(routings):,} routing operations, {len(work_results):,} work results "
-                f"(seed {options['seed']}{f', drift from {drift_from}' if drift_from else ''}) "
+                f"(profile {profile}, seed {options['seed']}{f', drift from {drift_from}' if drift_from else ''}) "
                 f"in {time.perf_counter() - started:.1f} s"
             )
         )
