@@ -79,7 +79,9 @@ def _trained_bundle(tmp_path_factory) -> Path:
         from training.engine import EngineConfig, train
 
         items, routings, actuals = load_training_frames()
-        result = train(items, routings, actuals, EngineConfig(seed=0, candidates=("baseline",)))
+        # The neighbour vote ships (the page and service tests check its semantics); the routing
+        # classifier candidate is tested in test_engine_learning.
+        result = train(items, routings, actuals, EngineConfig(seed=0, candidates=("baseline",), routing_candidates=("vote",)))
         directory = tmp_path_factory.mktemp("bundle") / MODEL_LABEL
         directory.mkdir()
         result.model.save(directory)

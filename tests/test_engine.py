@@ -252,7 +252,7 @@ def test_neighbours_exclude_the_item_itself(trained, factory):
     similarity = {s["item_cd"]: s["similarity"] for s in with_self["similar_items"]}
     assert similarity[code] == pytest.approx(1.0, abs=1e-5)  # itself, unless told to exclude it
     assert code not in [s["item_cd"] for s in without_self["similar_items"]]
-    assert len(without_self["similar_items"]) == FAST.top_k
+    assert len(without_self["similar_items"]) == trained.model.config.top_k  # the k the search chose
 
 
 # --- the routing vote and the times (hand-made index) -----------------------------------------
@@ -427,7 +427,9 @@ def test_training_learns_the_routing_rules(trained, factory):
     assert stats["holdout_items"] == 48 == len(trained.holdout_items)
     assert trained.training_cutoff == actuals.REPORT_DT.max().isoformat()
     assert set(trained.candidate_scores) == {"baseline", "mlp", "stacking"}
-    assert trained.metrics == trained.candidate_scores[trained.selected]
+    shipped = {k: v for k, v in trained.metrics.items() if k not in ("search", "routing_candidates", "selected_routing")}
+    assert shipped == trained.candidate_scores[trained.selected]
+    assert trained.metrics["selected_routing"] in ("vote", "classifier") and "trials" in trained.metrics["search"]
     assert trained.metrics["items_evaluated"] == 48 and trained.metrics["items_without_actuals"] == 0
     assert trained.metrics["process_match"] > 0.95
     base_mae = trained.candidate_scores["baseline"]["mae"]
@@ -562,9 +564,10 @@ def test_items_excluded_from_time_fit_are_never_fitted_on(trained, monkeypatch):
         return real_vectors(rows)
 
     monkeypatch.setattr(model.neighbors, "vectors", spy_vectors)
-    fitted = train_module.fit_time_models(model, "mlp", np.random.default_rng(0), exclude_codes=excluded)
+    fitted, rows = train_module.fit_time_models(model, "mlp", np.random.default_rng(0), exclude_codes=excluded)
     assert set(fitted) == {"run", "setup"}
     assert queried and excluded.isdisjoint(queried)
+    assert sorted(model.index.item_codes[rows].tolist()) == sorted(set(queried))  # the items reported as fitted on
 
 
 def test_training_passes_the_gate_sample_out_of_the_time_fit(factory, monkeypatch):
@@ -578,8 +581,10 @@ def test_training_passes_the_gate_sample_out_of_the_time_fit(factory, monkeypatc
     monkeypatch.setattr(train_module, "fit_time_models", spy_fit)
     gate_sample = factory[0]["ITEM_CD"].iloc[:40].tolist()
     result = train(*factory, FAST.replace(candidates=("baseline", "mlp"), min_improvement_pct=-1000.0), exclude_from_time_fit=gate_sample)
-    assert len(seen) == 2 and all(s == frozenset(gate_sample) for s in seen)  # scoring fit and final refit
-    assert result.model.manifest["time_fit_excluded_items"] == 40
+    # Scoring fit and final refit; the final refit also keeps the monitoring set out.
+    assert len(seen) == 2 and all(frozenset(gate_sample) - set(result.holdout_items) <= s for s in seen)
+    assert result.model.manifest["gate_items_excluded"] == 40
+    assert not set(gate_sample) & set(result.model.fit_codes.tolist()) and len(result.model.fit_codes) > 0
 
 
 @pytest.mark.parametrize("name", ["mlp", "stacking"])

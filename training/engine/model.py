@@ -237,7 +237,14 @@ class RoutingModel:
         pos = np.where(np.array([c is not None for c in codes], dtype=bool), pos, -1) if m else pos
         self_rows = np.where(pos >= 0, self.known_index_row[np.maximum(pos, 0)], -1).astype(np.int64)
         cols, data = self.encoder.encode_columns(items)
-        has_attrs = (cols != self.encoder.missing_columns()[None, :]).any(axis=1)
+        missing = cols == self.encoder.missing_columns()[None, :]
+        has_attrs = (~missing).any(axis=1)
+        # A new item (not in the training item master) is compared on the attributes it gives: an
+        # attribute it leaves empty says nothing about which items it resembles, so a planner who
+        # describes a new item by three attributes gets the neighbours that share those three (and
+        # not the items whose other attributes happen to be empty too). A known item described by its
+        # master row keeps the encoding it was indexed with.
+        data = np.where(missing & (pos < 0)[:, None], np.float32(0.0), data)
         stored = (pos >= 0) & ~has_attrs
         if stored.any():
             emb = np.empty((m, self.encoder.dim), dtype=np.float32)

@@ -450,7 +450,7 @@ def train(
         result_metrics["search"] = search_table
     if routing_scores:
         result_metrics["routing_candidates"] = routing_scores
-    result_metrics["selected_routing"] = model.selected_routing
+        result_metrics["selected_routing"] = model.selected_routing
     model.manifest.update(
         selected=model.selected,
         selected_setup=model.selected_setup,

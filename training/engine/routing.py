@@ -96,7 +96,7 @@ class SignatureRanker:
         keep = (cand >= 0).ravel()
         if y[keep].all() or not y[keep].any():
             return None
-        classifier = HistGradientBoostingClassifier(max_iter=80, learning_rate=0.1, max_leaf_nodes=31, random_state=seed)
+        classifier = HistGradientBoostingClassifier(max_iter=50, learning_rate=0.15, max_leaf_nodes=31, random_state=seed)
         with single_thread():
             classifier.fit(x[keep], y[keep])
         return cls(classifier=classifier, sig_log_count=sig_log_count, sig_length=sig_length.astype(np.float64), n_emb=n_emb)

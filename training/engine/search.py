@@ -116,7 +116,7 @@ def feature_gains(config: EngineConfig, frame: pd.DataFrame, signatures: np.ndar
 
 def gain_weights(config: EngineConfig, gains: dict[str, float], exponent: float) -> EngineConfig:
     """The config with weights `(gain / max gain) ** exponent` (floored) on its switched-on features; others stay off."""
-    top = max(gains.values(), default=0.0)
+    top = max((gains.get(f.name, 0.0) for f in config.features if f.weight > 0), default=0.0)
     if top <= 0:
         return config.replace(features=tuple(FeatureSpec(f.name, f.kind, 1.0 if f.weight > 0 else 0.0) for f in config.features))
     weights = {}
