@@ -103,3 +103,23 @@ def test_editing_a_description_does_not_undo_an_activation_made_meanwhile(ml_adm
     r2.refresh_from_db()
     assert r2.is_active and r2.description == "tuned for sleeves"
     assert list(ModelVersion.objects.filter(is_active=True)) == [r2]
+
+
+def test_version_page_and_api_show_the_settings_search_and_the_routing_candidates(ml_admin_client, db, planner_api):
+    call_command("seed_demo_erp", items=1200, seed=53, stdout=io.StringIO())
+    call_command("train", sync=True, label="r1", candidates="baseline", stdout=io.StringIO(), stderr=io.StringIO())
+    r1 = ModelVersion.objects.get(label="r1")
+    search = r1.metrics["search"]
+    chosen = search["chosen"]
+    page = ml_admin_client.get(reverse("admin:registry_modelversion_change", args=[r1.pk])).content.decode()
+    assert "Settings search" in page
+    # Every trial is a row of the table, and the chosen values are named.
+    assert page.count("<tr>") >= len(search["trials"])
+    assert f"k = {chosen['k']}, weighting {chosen['weighting']}" in page
+    assert "Routing candidates" in page and "vote" in page
+    # The metrics table shows numbers only (the search is a table of its own, not a JSON blob).
+    assert "{&#x27;chosen&#x27;" not in page and "'trials'" not in page
+    detail = planner_api.get(f"/api/v1/models/{r1.label}/").json()
+    assert detail["metrics"]["search"]["chosen"]["k"] == chosen["k"]
+    assert len(detail["metrics"]["search"]["trials"]) == len(search["trials"]) >= 8
+    assert detail["metrics"]["selected_routing"] in ("vote", "classifier")

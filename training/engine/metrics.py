@@ -32,6 +32,7 @@ METRIC_NAMES = (
     "setup_mae",
     "cv",
     "sample_count",
+    "res_match",
     "items_evaluated",
     "items_without_actuals",
     "operations_compared",
@@ -133,13 +134,15 @@ def evaluate(
     predictions: list[dict[str, Any]],
     actual_routings: dict[str, list[str]],
     actual_times: pd.DataFrame | None,
+    actual_work_centres: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Quality of `predictions` (records as returned by `RoutingModel.predict`).
 
     Items without an entry in `actual_routings` are not evaluated. Evaluated items without
     any usable actual time still count in the routing metrics and in `items_without_actuals`.
     Time metrics are in minutes (run: minutes per unit); they are None when nothing could be
-    compared.
+    compared. With `actual_work_centres` ({item: RES_CD per operation of the actual routing}),
+    `res_match` is the share of aligned operations whose predicted work centre is the actual one.
     """
     evaluated = [p for p in predictions if p.get("item_cd") is not None and str(p["item_cd"]) in actual_routings]
     codes = {str(p["item_cd"]) for p in evaluated}
@@ -154,6 +157,7 @@ def evaluate(
     setup_err: list[float] = []
     counts: list[int] = []
     without_actuals = 0
+    res_hits = res_compared = 0
     for pred in evaluated:
         item = str(pred["item_cd"])
         actual = [str(j) for j in actual_routings[item]]
@@ -166,6 +170,12 @@ def evaluate(
         inter += sum((Counter(predicted) & Counter(actual)).values())
         n_pred += len(predicted)
         n_act += len(actual)
+        if actual_work_centres is not None and item in actual_work_centres:
+            centres = actual_work_centres[item]
+            for i, j in pairs:
+                if i < len(ops) and j < len(centres):
+                    res_compared += 1
+                    res_hits += str(ops[i].get("res_cd")) == str(centres[j])
         if item not in items_with_actuals:
             without_actuals += 1
             continue
@@ -198,6 +208,7 @@ def evaluate(
         "setup_mae": _mean_or_none(setup_err),
         "cv": float((cv_rows["run_std"] / cv_rows["run_mean"]).mean()) if len(cv_rows) else None,
         "sample_count": _mean_or_none(counts),
+        "res_match": res_hits / res_compared if res_compared else None,
         "items_evaluated": len(evaluated),
         "items_without_actuals": without_actuals,
         "operations_compared": int(errs.size),

@@ -20,7 +20,7 @@ import sklearn
 from .config import BundleError, EngineConfig
 from .encoding import SMALL_FRAME, ItemEncoder, small_columns
 from .neighbors import NeighborIndex
-from .routing import SignatureRanker, proposals
+from .routing import RES_CANDIDATES, SignatureRanker, WorkCentreRanker, proposals
 from .tables import IndexData, Vocab, ranges, sequence_occurrences
 from .times import MIN_WEIGHT, TimeLookup, TimeModel, lookup_times
 
@@ -48,6 +48,9 @@ class RoutingCore:
     op_res: np.ndarray
     op_inside: np.ndarray
     times: TimeLookup
+    # Per operation, the work centres the neighbours voted for (best first, -1 = none) and their shares.
+    res_cand: np.ndarray | None = None
+    res_support: np.ndarray | None = None
 
 
 @dataclass
@@ -133,6 +136,7 @@ class RoutingModel:
         selected_setup: str = "baseline",
         manifest: dict[str, Any] | None = None,
         routing_ranker: SignatureRanker | None = None,
+        res_ranker: WorkCentreRanker | None = None,
         monitoring_codes: np.ndarray | None = None,
         fit_codes: np.ndarray | None = None,
     ) -> None:
@@ -151,6 +155,7 @@ class RoutingModel:
         self.selected_setup = selected_setup
         self.manifest: dict[str, Any] = manifest or {}
         self.routing_ranker = routing_ranker  # None: the neighbour vote decides the routing
+        self.res_ranker = res_ranker  # None: the neighbour vote decides each operation's work centre
         # Items kept out of every learned fit (quality cycles sample from them), and the items any
         # shipped learned part was fitted on: sorted code arrays, empty for older bundles.
         self.monitoring_codes = monitoring_codes if monitoring_codes is not None else np.zeros(0, dtype="<U1")
@@ -265,15 +270,30 @@ class RoutingModel:
     def selected_routing(self) -> str:
         return "classifier" if self.routing_ranker is not None else "vote"
 
-    def route(self, emb: np.ndarray, exclude_rows: np.ndarray | None, k: int, ranker: SignatureRanker | None | str = "model") -> RoutingCore:
+    @property
+    def selected_work_centre(self) -> str:
+        return "classifier" if self.res_ranker is not None else "vote"
+
+    def route(
+        self,
+        emb: np.ndarray,
+        exclude_rows: np.ndarray | None,
+        k: int,
+        ranker: SignatureRanker | None | str = "model",
+        res_ranker: WorkCentreRanker | None | str = "model",
+    ) -> RoutingCore:
         """Neighbours, signature vote (re-ranked by the routing classifier if any), per-operation work centre / flag vote, times.
 
-        `ranker`: "model" uses the model's own routing classifier; None or another ranker overrides it (scoring).
+        `ranker` / `res_ranker`: "model" uses the model's own classifiers; None or another one overrides it (scoring).
         """
         nbr, sims = self.neighbors.search(emb, k, exclude_rows)
-        return self.route_neighbors(emb, nbr, sims, self.routing_ranker if isinstance(ranker, str) else ranker)
+        return self.route_neighbors(
+            emb, nbr, sims, self.routing_ranker if isinstance(ranker, str) else ranker, self.res_ranker if isinstance(res_ranker, str) else res_ranker
+        )
 
-    def route_neighbors(self, emb: np.ndarray, nbr: np.ndarray, sims: np.ndarray, ranker: SignatureRanker | None = None) -> RoutingCore:
+    def route_neighbors(
+        self, emb: np.ndarray, nbr: np.ndarray, sims: np.ndarray, ranker: SignatureRanker | None = None, res_ranker: WorkCentreRanker | None = None
+    ) -> RoutingCore:
         """`route` for neighbours already found."""
         m, kk = nbr.shape
         vocab, idx = self.vocab, self.index
@@ -319,6 +339,7 @@ class RoutingModel:
         n_ops = op_query.size
         op_res = np.zeros(n_ops, dtype=np.int64)
         op_inside = np.ones(n_ops, dtype=bool)
+        res_cand = res_support = None
         if n_ops:
             mq, mj = np.nonzero(sig == win[:, None])
             mrow = nbr[mq, mj]
@@ -332,15 +353,28 @@ class RoutingModel:
             support = np.bincount(inv.ravel(), weights=wexp)
             ug, ur = uniq // n_res, uniq % n_res
             order = np.lexsort((ur, -support, ug))
-            ug, ur = ug[order], ur[order]
+            ug, ur, support = ug[order], ur[order], support[order]
             first = np.concatenate(([True], ug[1:] != ug[:-1]))
             op_res[ug[first]] = ur[first]
+            rank = np.arange(ug.size) - np.maximum.accumulate(np.where(first, np.arange(ug.size), 0))
+            top = rank < RES_CANDIDATES
+            res_cand = np.full((n_ops, RES_CANDIDATES), -1, dtype=np.int64)
+            res_support = np.zeros((n_ops, RES_CANDIDATES))
+            res_cand[ug[top], rank[top]] = ur[top]
+            res_support[ug[top], rank[top]] = support[top] / np.bincount(ug, weights=support, minlength=n_ops)[ug[top]]
+            if res_ranker is not None:
+                order = res_ranker.rerank(res_cand, res_support, op_job, emb[op_query])
+                res_cand = np.take_along_axis(res_cand, order, axis=1)
+                res_support = np.take_along_axis(res_support, order, axis=1)
+                op_res = np.where(res_cand[:, 0] >= 0, res_cand[:, 0], op_res)
             inside_w = np.bincount(grp, weights=wexp * idx.op_inside[src], minlength=n_ops)
             op_inside = inside_w >= 0.5 * np.bincount(grp, weights=wexp, minlength=n_ops)
 
         op_token = vocab.tokens(op_job, sequence_occurrences(op_offsets, op_job))
         times = lookup_times(idx, vocab.stride, nbr, sims, op_query, op_token)
-        return RoutingCore(nbr, sims, win, conf, alt_sig, alt_support, op_offsets, op_query, op_job, op_res, op_inside, times)
+        return RoutingCore(
+            nbr, sims, win, conf, alt_sig, alt_support, op_offsets, op_query, op_job, op_res, op_inside, times, res_cand, res_support
+        )
 
     # -- the time part ----------------------------------------------------------------------
     def choose_times(
@@ -503,6 +537,7 @@ class RoutingModel:
             ("time_model.joblib", self.time_model),
             ("setup_model.joblib", self.setup_model),
             ("routing_model.joblib", self.routing_ranker),
+            ("work_centre_model.joblib", self.res_ranker),
         ):
             if estimator is not None:
                 joblib.dump(estimator, directory / name)
@@ -522,6 +557,7 @@ class RoutingModel:
             selected=self.selected,
             selected_setup=self.selected_setup,
             selected_routing=self.selected_routing,
+            selected_work_centre=self.selected_work_centre,
             monitoring_items=int(len(self.monitoring_codes)),
             learned_fit_items=int(len(self.fit_codes)),
             config=self.config.to_dict(),
@@ -558,6 +594,7 @@ class RoutingModel:
             time_model = joblib.load(directory / "time_model.joblib") if "time_model.joblib" in files else None
             setup_model = joblib.load(directory / "setup_model.joblib") if "setup_model.joblib" in files else None
             routing_ranker = joblib.load(directory / "routing_model.joblib") if "routing_model.joblib" in files else None
+            res_ranker = joblib.load(directory / "work_centre_model.joblib") if "work_centre_model.joblib" in files else None
             meta = json.loads((directory / "model.json").read_text())
             # occ_count is absent from bundles made before operations were keyed by their place.
             vocab = Vocab(**{f.name: arrays[f"vocab_{f.name}"] for f in fields(Vocab) if f"vocab_{f.name}" in arrays or f.name != "occ_count"})
@@ -580,6 +617,7 @@ class RoutingModel:
             selected_setup=meta.get("selected_setup", "baseline"),
             manifest=manifest,
             routing_ranker=routing_ranker,
+            res_ranker=res_ranker,
             monitoring_codes=arrays.get("monitoring_codes"),
             fit_codes=arrays.get("fit_codes"),
         )

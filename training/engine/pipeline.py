@@ -28,13 +28,13 @@ from .config import EngineConfig
 from .encoding import ItemEncoder
 from .model import RoutingCore, RoutingModel
 from .neighbors import NeighborIndex
-from .routing import SignatureRanker, proposals
+from .routing import SignatureRanker, WorkCentreRanker, proposals
 from .search import search as search_settings
 from .tables import OCC_COLUMN, IndexData, Vocab, as_code_array, assign_occurrences, build_tables, occurrence_rank, ranges
 from .times import TARGETS, TimeFeatures, TimeModel, lookup_times, make_estimator, single_thread
 
 ProgressFn = Callable[[float, str], None]
-ROUTING_METRICS = ("process_match", "exact_match", "op_f1")
+ROUTING_METRICS = ("process_match", "exact_match", "op_f1", "res_match")
 CancelFn = Callable[[], None]
 
 
@@ -197,6 +197,14 @@ def _routing_lists(vocab: Vocab, idx: IndexData, rows: np.ndarray) -> dict[str, 
     return {code: jobs[bounds[i] : bounds[i + 1]] for i, code in enumerate(codes)}
 
 
+def _work_centre_lists(vocab: Vocab, idx: IndexData, rows: np.ndarray) -> dict[str, list[str]]:
+    """{item_cd: RES_CD per operation of the current routing} of index rows (for scoring work centres)."""
+    lengths = np.diff(idx.op_offsets)[rows]
+    res = vocab.res_codes[idx.op_res[ranges(idx.op_offsets[rows], lengths)]].tolist() if len(vocab.res_codes) else [""] * int(lengths.sum())
+    bounds = np.concatenate(([0], np.cumsum(lengths))).tolist()
+    return {code: res[bounds[i] : bounds[i + 1]] for i, code in enumerate(idx.item_codes[rows].tolist())}
+
+
 def select_candidate(scores: dict[str, dict[str, Any]], min_improvement_pct: float, metric: str = "trim_mae") -> str:
     """The candidate with the best `metric` among those at least `min_improvement_pct` % better than baseline.
 
@@ -260,6 +268,38 @@ def select_routing(scores: dict[str, dict[str, Any]], min_improvement_pct: float
     if (learned.get("process_match") or 0.0) < (vote.get("process_match") or 0.0):
         return "vote"
     return "classifier"
+
+
+def select_work_centre(scores: dict[str, dict[str, Any]], min_improvement_pct: float) -> str:
+    """"classifier" if its work-centre error (1 - res_match) on the held-out items is `min_improvement_pct` % below the vote's."""
+    vote, learned = (scores.get(n, {}).get("res_match") for n in ("vote", "classifier"))
+    if vote is None or learned is None or vote >= 1.0:
+        return "vote"
+    return "classifier" if 1.0 - learned <= (1.0 - vote) * (1.0 - min_improvement_pct / 100.0) else "vote"
+
+
+def fit_work_centre_ranker(model: RoutingModel, rows: np.ndarray, rng: np.random.Generator) -> tuple[WorkCentreRanker | None, np.ndarray]:
+    """Fit the work-centre classifier on (a sample of) index rows `rows`, each predicted without itself.
+
+    Only items whose predicted signature is their own teach it (their operations line up one to one).
+    """
+    cfg, idx = model.config, model.index
+    if rows.size < 20:
+        return None, np.zeros(0, dtype=np.int64)
+    chosen = np.sort(rng.choice(rows, size=min(cfg.max_classifier_items, rows.size), replace=False))
+    emb = model.neighbors.vectors(chosen)
+    nbr, sims = model.neighbors.search(emb, cfg.top_k, exclude=chosen)
+    core = model.route_neighbors(emb, nbr, sims, model.routing_ranker, None)
+    if core.res_cand is None:
+        return None, np.zeros(0, dtype=np.int64)
+    right = core.win_sig == idx.item_sig[chosen]
+    ops = np.flatnonzero(right[core.op_query])
+    position = ops - core.op_offsets[core.op_query[ops]]
+    true_res = idx.op_res[idx.op_offsets[chosen[core.op_query[ops]]] + position].astype(np.int64)
+    ranker = WorkCentreRanker.fit(
+        core.res_cand[ops], core.res_support[ops], core.op_job[ops], emb[core.op_query[ops]], true_res, idx.op_job, idx.op_res, cfg.seed
+    )
+    return ranker, (chosen[right] if ranker is not None else np.zeros(0, dtype=np.int64))
 
 
 def fit_routing_ranker(model: RoutingModel, rows: np.ndarray, rng: np.random.Generator) -> tuple[SignatureRanker | None, np.ndarray]:
@@ -329,6 +369,7 @@ def train(
     holdout_codes = full.item_codes[holdout_rows].tolist()
     train_rows = np.setdiff1d(np.arange(full.n_items), holdout_rows)
     actual_routings = _routing_lists(vocab, full, holdout_rows) if n_hold else {}
+    actual_centres = _work_centre_lists(vocab, full, holdout_rows) if n_hold else {}
     actual_cols = [c for c in ("ITEM_CD", "JOB_CD", OCC_COLUMN, "RUN_MINUTES_PER_UNIT", "SETUP_MINUTES") if c in actuals.columns]
     holdout_actuals = actuals.loc[actuals["ITEM_CD"].astype(str).isin(set(holdout_codes)), actual_cols] if n_hold else actuals.iloc[:0]
     if n_hold and OCC_COLUMN not in holdout_actuals.columns:
@@ -358,6 +399,7 @@ def train(
     fit_allowed = ~np.isin(full.item_codes, np.array(sorted(excluded), dtype=full.item_codes.dtype)) if excluded else np.ones(full.n_items, bool)
     scores: dict[str, dict[str, Any]] = {}
     routing_scores: dict[str, dict[str, Any]] = {}
+    centre_scores: dict[str, dict[str, Any]] = {}
     fitted: dict[str, dict[str, TimeModel]] = {"baseline": {}}
     ranker = None
     if n_hold:
@@ -369,11 +411,12 @@ def train(
         def score(core: RoutingCore, run_model: TimeModel | None, setup_model: TimeModel | None) -> dict[str, Any]:
             choice = scoring_model.choose_times(core, query_emb, run_model, setup_model)
             predictions = scoring_model.to_dicts(core, holdout_codes, choice, with_similar=False)
-            return metrics.evaluate(predictions, actual_routings, holdout_actuals)
+            return metrics.evaluate(predictions, actual_routings, holdout_actuals, actual_centres)
 
         stage(50, "scoring baseline")
         scores["baseline"] = score(vote_core, None, None)
         routing_scores["vote"] = {k: scores["baseline"].get(k) for k in ROUTING_METRICS}
+        centre_scores["vote"] = {"res_match": scores["baseline"].get("res_match")}
         core = vote_core
         if "classifier" in cfg.routing_candidates:
             stage(52, "fitting and scoring the routing classifier")
@@ -386,6 +429,18 @@ def train(
                 if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier":
                     core = ranked_core
                     scores["baseline"] = ranked
+                    centre_scores["vote"] = {"res_match": ranked.get("res_match")}
+        if "classifier" in cfg.routing_candidates:
+            stage(54, "fitting and scoring the work-centre classifier")
+            scoring_model.routing_ranker = ranker if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier" else None
+            res_ranker, _ = fit_work_centre_ranker(scoring_model, np.flatnonzero(fit_allowed[train_rows]), rng)
+            if res_ranker is not None:
+                centred_core = scoring_model.route(query_emb, None, cfg.top_k, ranker=scoring_model.routing_ranker, res_ranker=res_ranker)
+                centred = score(centred_core, None, None)
+                centre_scores["classifier"] = {"res_match": centred.get("res_match")}
+                if select_work_centre(centre_scores, cfg.min_improvement_pct) == "classifier":
+                    core = centred_core
+                    scores["baseline"] = centred
         learned = [c for c in cfg.candidates if c != "baseline"]
         excluded_local = frozenset(scoring_model.index.item_codes[~fit_allowed[train_rows]].tolist())
         for i, name in enumerate(learned):
@@ -397,6 +452,7 @@ def train(
     selected = select_candidate(scores, cfg.min_improvement_pct, "trim_mae")
     selected_setup = select_candidate(scores, cfg.min_improvement_pct, "setup_mae")
     selected_routing = select_routing(routing_scores, cfg.min_improvement_pct)
+    selected_centre = select_work_centre(centre_scores, cfg.min_improvement_pct)
     if n_hold:
         # The held-out metrics of the combination actually shipped (run and setup may come from different candidates).
         run_model, setup_model = fitted.get(selected, {}).get("run"), fitted.get(selected_setup, {}).get("setup")
@@ -414,6 +470,10 @@ def train(
         fit_rows.update(rows.tolist())
         if model.routing_ranker is None:
             selected_routing = "vote"
+    if selected_centre == "classifier":
+        stage(86, "refitting the work-centre classifier on all items")
+        model.res_ranker, rows = fit_work_centre_ranker(model, np.flatnonzero(fit_allowed), rng)
+        fit_rows.update(rows.tolist())
     chosen = {"run": selected, "setup": selected_setup}
     for name in sorted({n for n in chosen.values() if n != "baseline"}):
         targets = tuple(t for t in TARGETS if chosen[t] == name)
@@ -451,10 +511,14 @@ def train(
     if routing_scores:
         result_metrics["routing_candidates"] = routing_scores
         result_metrics["selected_routing"] = model.selected_routing
+    if centre_scores:
+        result_metrics["work_centre_candidates"] = centre_scores
+        result_metrics["selected_work_centre"] = model.selected_work_centre
     model.manifest.update(
         selected=model.selected,
         selected_setup=model.selected_setup,
         selected_routing=model.selected_routing,
+        selected_work_centre=model.selected_work_centre,
         time_fit_excluded_items=len(excluded),
         gate_items_excluded=len(frozenset(str(c) for c in exclude_from_time_fit)),
         metrics=result_metrics,

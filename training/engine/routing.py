@@ -1,4 +1,8 @@
-"""A learned routing candidate beside the neighbour vote: a classifier that re-ranks the vote's signatures.
+"""Learned routing candidates beside the neighbour vote: classifiers that re-rank the vote's proposals.
+
+`SignatureRanker` re-ranks the proposed signatures of an item; `WorkCentreRanker` re-ranks the
+work centres proposed for each operation of the chosen signature (features: the vote's shares,
+the JOB_CD, the candidate work centre, how often that job runs there, the item's embedding).
 
 The vote proposes, per query, its best few signatures (the winner and the alternatives). For
 each (query, proposed signature) the classifier sees the vote's evidence (support share, rank,
@@ -24,6 +28,9 @@ from .times import MIN_WEIGHT, single_thread
 
 # Embedding dimensions handed to the classifier (the leading SVD directions carry the most).
 MAX_EMBEDDING_FEATURES = 32
+# Work centres proposed per operation by the neighbours' vote.
+RES_CANDIDATES = 3
+PAIR_KEY = 1 << 24
 
 
 def proposals(win_sig: np.ndarray, confidence: np.ndarray, alt_sig: np.ndarray, alt_support: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,3 +121,67 @@ class SignatureRanker:
         prob = np.where(cand >= 0, prob, -1.0)
         order = np.argsort(-prob, axis=1, kind="stable")
         return order, np.take_along_axis(prob, order, axis=1)
+
+
+@dataclass
+class WorkCentreRanker:
+    """A fitted re-ranker over the work centres the vote proposes for each predicted operation."""
+
+    classifier: HistGradientBoostingClassifier
+    pair_keys: np.ndarray  # sorted job * PAIR_KEY + res of the indexed operations
+    pair_log_count: np.ndarray  # log1p(operations) per key
+    n_emb: int
+
+    def features(self, cand: np.ndarray, support: np.ndarray, op_job: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        """Rows (n_ops * R, F): one per (operation, proposed work centre)."""
+        n, r = cand.shape
+        job = np.repeat(np.asarray(op_job, dtype=np.int64), r)
+        flat = cand.ravel()
+        keys = job * PAIR_KEY + flat
+        pos = np.minimum(np.searchsorted(self.pair_keys, keys), max(self.pair_keys.size - 1, 0))
+        found = (self.pair_keys[pos] == keys) if self.pair_keys.size else np.zeros(keys.size, dtype=bool)
+        counts = np.where(found, self.pair_log_count[pos] if self.pair_keys.size else 0.0, 0.0)
+        return np.ascontiguousarray(
+            np.column_stack(
+                [
+                    support.ravel(),
+                    np.tile(np.arange(r), n),
+                    job,
+                    flat,
+                    counts,
+                    np.repeat(support[:, 0], r) - support.ravel(),
+                    np.repeat(emb[:, : self.n_emb], r, axis=0),
+                ]
+            ),
+            dtype=np.float32,
+        )
+
+    @classmethod
+    def fit(
+        cls, cand: np.ndarray, support: np.ndarray, op_job: np.ndarray, emb: np.ndarray, true_res: np.ndarray, index_job: np.ndarray, index_res: np.ndarray, seed: int
+    ) -> WorkCentreRanker | None:
+        """Fit on operations whose true work centre is known; None when the vote leaves nothing to learn."""
+        keys, counts = np.unique(np.asarray(index_job, dtype=np.int64) * PAIR_KEY + np.asarray(index_res, dtype=np.int64), return_counts=True)
+        ranker = cls(classifier=HistGradientBoostingClassifier(max_iter=50, learning_rate=0.15, max_leaf_nodes=31, random_state=seed),
+                     pair_keys=keys, pair_log_count=np.log1p(counts).astype(np.float64), n_emb=min(emb.shape[1], MAX_EMBEDDING_FEATURES))  # fmt: skip
+        x = ranker.features(cand, support, op_job, emb)
+        y = ((cand == true_res[:, None]) & (cand >= 0)).ravel()
+        keep = (cand >= 0).ravel()
+        # Only operations where the vote had a choice teach anything.
+        several = np.repeat((cand >= 0).sum(axis=1) > 1, cand.shape[1])
+        keep &= several
+        if not keep.any() or y[keep].all() or not y[keep].any():
+            return None
+        with single_thread():
+            ranker.classifier.fit(x[keep], y[keep])
+        return ranker
+
+    def rerank(self, cand: np.ndarray, support: np.ndarray, op_job: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        """Order (n_ops, R) of the proposals, most probable first (operations with one proposal keep it)."""
+        n, r = cand.shape
+        if n == 0:
+            return np.zeros((0, r), dtype=np.int64)
+        with single_thread():
+            prob = self.classifier.predict_proba(self.features(cand, support, op_job, emb))[:, 1].reshape(n, r)
+        prob = np.where(cand >= 0, prob, -1.0)
+        return np.argsort(-prob, axis=1, kind="stable")
