@@ -153,3 +153,44 @@ def test_plain_knn_reports_the_engines_metrics_on_the_held_out_items(factory):
     assert scores["process_match"] == 1.0
     assert scores["items_without_actuals"] == 0
     assert scores["mae"] is not None and scores["mae"] >= 0
+
+
+# --- the benchmark command -----------------------------------------------------------------
+
+
+def test_bench_profiles_prints_model_beside_plain_knn_with_a_verdict():
+    import io
+    import re
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("bench_profiles", items=1500, profiles="seal", seed=3, stdout=out)
+    text = out.getvalue()
+
+    assert "== profile seal: 1500 items, seed 3" in text
+    assert re.search(r"^metric\s+\|\s+model\s+\|\s+plain kNN\s+\|\s+ratio$", text, re.M)
+    rows = {}
+    for name in ("process_match", "exact_match", "mae", "trim_mae", "setup_mae"):
+        match = re.search(rf"^{name}\s+\|\s+([\d.]+)\s+\|\s+([\d.]+)\s+\|\s+([\d.]+)$", text, re.M)
+        assert match, f"no numbers for {name}:\n{text}"
+        ours, theirs, ratio = map(float, match.groups())
+        assert ratio == pytest.approx(ours / theirs, abs=1e-3)
+        rows[name] = (ours, theirs)
+    assert 0 < rows["process_match"][1] <= 1 and 0 < rows["mae"][1]
+    evaluated = re.search(r"^items_evaluated\s+\|\s+(\d+)\s+\|\s+(\d+)\s+\|", text, re.M)
+    assert evaluated and int(evaluated.group(1)) == int(evaluated.group(2)) > 0  # the same held-out items
+    assert re.search(r"^seconds\s+\|\s+[\d.]+\s+\|\s+[\d.]+", text, re.M)
+    assert re.search(r"^(PASS|FAIL) seal: process_match [\d.]+x >= 1\.00x (ok|MISSED); .*mae [\d.]+x <= 0\.85x", text, re.M)
+
+
+def test_bench_verdict_applies_the_issue_targets():
+    from training.management.commands.bench_profiles import verdict
+
+    knn = {"process_match": 0.90, "exact_match": 0.60, "mae": 2.0, "setup_mae": 4.0}
+    assert verdict({"process_match": 0.90, "exact_match": 0.61, "mae": 1.70, "setup_mae": 3.60}, knn)[0] is True
+    assert verdict({"process_match": 0.90, "exact_match": 0.61, "mae": 1.71, "setup_mae": 3.60}, knn)[0] is False  # mae > 0.85x
+    assert verdict({"process_match": 0.89, "exact_match": 0.61, "mae": 1.0, "setup_mae": 1.0}, knn)[0] is False
+    assert verdict({"process_match": 0.95, "exact_match": 0.61, "mae": 1.0, "setup_mae": 3.61}, knn)[0] is False  # setup > 0.90x
+    passed, notes = verdict({"process_match": 0.95, "exact_match": 0.61, "mae": None, "setup_mae": 1.0}, knn)
+    assert passed is False and "mae n/a" in notes
