@@ -31,7 +31,7 @@ from . import metrics
 from .config import CATEGORICAL, DEFAULT_FEATURES, NUMERIC, FeatureSpec
 
 FREE_TEXT = frozenset({"DRAW_NO", "ITEM_NM", "DRAW_REV"})
-SEP = "\x1f"  # joins JOB_CDs into one signature string
+SEP = "\x1f"  # joins the work centre and the in-house flag into one vote label
 CHUNK = 2048
 TARGET_COLUMNS = {"run_minutes_per_unit": "RUN_MINUTES_PER_UNIT", "setup_minutes": "SETUP_MINUTES"}
 
@@ -121,6 +121,27 @@ def _weighted_choice(group: np.ndarray, label: np.ndarray, weight: np.ndarray, r
     return best.drop_duplicates("g").set_index("g")
 
 
+def _signatures(ops: pd.DataFrame, start: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+    """(signature id per item, JOB_CD list per signature id) of `ops` (one row per operation, sorted by ref, pos).
+
+    Vectorised: each (JOB_CD, position) draws a random 64-bit code and an item's signature is the
+    wrapping sum of its codes plus its length — equal sequences get equal sums; a collision of two
+    different sequences has a probability of about n² / 2⁶⁴.
+    """
+    job, _ = pd.factorize(ops["JOB_CD"])
+    pos = ops["pos"].to_numpy()
+    codes = np.random.default_rng(0).integers(0, 2**63, size=(job.max() + 1, pos.max() + 2), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        per_op = codes[job, pos]
+        lengths = np.diff(np.append(start, len(ops)))
+        hashed = np.add.reduceat(per_op, start) + codes[0, -1] * lengths.astype(np.uint64)
+    sig_code, uniques = pd.factorize(hashed)
+    first = np.zeros(len(uniques), dtype=np.int64)
+    first[sig_code[::-1]] = np.arange(len(sig_code))[::-1]  # the first item of each signature
+    jobs = ops["JOB_CD"].to_numpy(dtype=object)
+    return sig_code, [jobs[start[i] : start[i] + lengths[i]].tolist() for i in first]
+
+
 def plain_knn_predictions(
     items: pd.DataFrame,
     routings: pd.DataFrame,
@@ -132,7 +153,7 @@ def plain_knn_predictions(
     """(prediction records, actual routings of the held-out items, their actuals) for `metrics.evaluate`."""
     items = items.drop_duplicates("ITEM_CD").reset_index(drop=True)
     codes = items["ITEM_CD"].astype(str).to_numpy()
-    holdout = set(map(str, holdout_codes))
+    holdout = np.unique(np.asarray(list(map(str, holdout_codes)), dtype=object))
     routings = routings.assign(ITEM_CD=routings["ITEM_CD"].astype(str), JOB_CD=routings["JOB_CD"].astype(str))
     routings = routings.sort_values(["ITEM_CD", "PROC_SEQ"], kind="stable").reset_index(drop=True)
     routings["OP_OCC"] = occurrences(routings)
@@ -144,9 +165,9 @@ def plain_knn_predictions(
     }
     holdout_actuals = actuals[actuals["ITEM_CD"].isin(holdout)]
 
-    routed = set(routings["ITEM_CD"].unique())
-    is_query = np.isin(codes, list(holdout))
-    is_ref = ~is_query & np.isin(codes, list(routed))
+    code_index = pd.Index(codes)
+    is_query = code_index.isin(holdout)
+    is_ref = ~is_query & code_index.isin(routings["ITEM_CD"].unique())
     query_rows, ref_rows = np.flatnonzero(is_query), np.flatnonzero(is_ref)
     if not len(query_rows) or not len(ref_rows):
         return [], actual_routings, holdout_actuals
@@ -158,12 +179,12 @@ def plain_knn_predictions(
     nq, kk = nn.shape
 
     # Reference operations: one row per operation of each reference item's routing.
-    ref_ops = routings[routings["ITEM_CD"].isin(set(ref_codes))].copy()
+    ref_ops = routings[routings["ITEM_CD"].isin(ref_codes)].copy()
     ref_ops["ref"] = pd.Index(ref_codes).get_indexer(ref_ops["ITEM_CD"])
     ref_ops = ref_ops.sort_values(["ref", "PROC_SEQ"], kind="stable").reset_index(drop=True)
     ref_ops["pos"] = ref_ops.groupby("ref", sort=False).cumcount()
-    signature = ref_ops.groupby("ref", sort=True)["JOB_CD"].agg(SEP.join)
-    sig_code, sig_uniques = pd.factorize(signature.reindex(np.arange(len(ref_codes))).to_numpy())
+    ref_start = np.searchsorted(ref_ops["ref"].to_numpy(), np.arange(len(ref_codes)))
+    sig_code, sig_jobs = _signatures(ref_ops, ref_start)
 
     # Signature: weighted majority over the k neighbours; ties → the most similar neighbour's.
     q_idx = np.repeat(np.arange(nq), kk)
@@ -172,7 +193,6 @@ def plain_knn_predictions(
     agrees = sig_code[nn] == chosen[:, None]  # (nq, k): neighbours that have the chosen signature
 
     # Predicted operations, one row per (query, position).
-    sig_jobs = [s.split(SEP) if s else [] for s in sig_uniques]
     lengths = np.array([len(j) for j in sig_jobs], dtype=np.int64)[chosen]
     op_q = np.repeat(np.arange(nq), lengths)
     op_pos = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
@@ -186,7 +206,6 @@ def plain_knn_predictions(
     pair_ref = nn[op_q][:, :].ravel()
     pair_w = weights[op_q].ravel()
     voting = agrees[op_q].ravel()
-    ref_start = np.searchsorted(ref_ops["ref"].to_numpy(), np.arange(len(ref_codes)))
     vote_row = ref_start[pair_ref[voting]] + op_pos[pair_op[voting]]
     res = ref_ops["RES_CD"].astype(object).where(ref_ops["RES_CD"].notna(), "").to_numpy()
     flag = ref_ops["INSIDE_FLAG"].astype(object).where(ref_ops["INSIDE_FLAG"].notna(), "").to_numpy()
@@ -200,7 +219,7 @@ def plain_knn_predictions(
     def key(ref, job, occ):
         return (np.asarray(ref, dtype=np.int64) * len(job_codes) + job) * n_occ + np.asarray(occ, dtype=np.int64)
 
-    ref_actuals = actuals[actuals["ITEM_CD"].isin(set(ref_codes))]
+    ref_actuals = actuals[actuals["ITEM_CD"].isin(ref_codes)]
     job_of_actual = job_codes.get_indexer(ref_actuals["JOB_CD"])
     ok = job_of_actual >= 0
     actual_keys = key(pd.Index(ref_codes).get_indexer(ref_actuals["ITEM_CD"])[ok], job_of_actual[ok], ref_actuals["OP_OCC"].to_numpy()[ok])
