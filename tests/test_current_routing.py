@@ -73,7 +73,7 @@ IDS = [c[0] for c in CASES]
 
 def _frame(case, when, ops):
     frame = pd.DataFrame(ops)
-    frame.insert(0, "ITEM_CD", case.upper())
+    frame.insert(0, "ITEM_CD", f"CASE-{IDS.index(case):02d}")  # ITEM_CD is varchar(50)
     return frame
 
 
