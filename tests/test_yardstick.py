@@ -194,3 +194,11 @@ def test_bench_verdict_applies_the_issue_targets():
     assert verdict({"process_match": 0.95, "exact_match": 0.61, "mae": 1.0, "setup_mae": 3.61}, knn)[0] is False  # setup > 0.90x
     passed, notes = verdict({"process_match": 0.95, "exact_match": 0.61, "mae": None, "setup_mae": 1.0}, knn)
     assert passed is False and "mae n/a" in notes
+
+
+def test_predictions_do_not_depend_on_the_block_size(factory, monkeypatch):
+    from training.engine import yardstick
+
+    whole = plain_knn_predictions(*factory, ["H_A", "H_B"])[0]
+    monkeypatch.setattr(yardstick, "CHUNK_CELLS", 1)  # one held-out item per block
+    assert plain_knn_predictions(*factory, ["H_A", "H_B"])[0] == whole

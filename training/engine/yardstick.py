@@ -32,7 +32,7 @@ from .config import CATEGORICAL, DEFAULT_FEATURES, NUMERIC, FeatureSpec
 
 FREE_TEXT = frozenset({"DRAW_NO", "ITEM_NM", "DRAW_REV"})
 SEP = "\x1f"  # joins the work centre and the in-house flag into one vote label
-CHUNK = 2048
+CHUNK_CELLS = 20_000_000  # similarities per block (80 MB of float32), whatever the number of reference items
 TARGET_COLUMNS = {"run_minutes_per_unit": "RUN_MINUTES_PER_UNIT", "setup_minutes": "SETUP_MINUTES"}
 
 
@@ -102,14 +102,15 @@ def _nearest(query: np.ndarray, reference: np.ndarray, k: int) -> tuple[np.ndarr
     rows = np.empty((query.shape[0], k), dtype=np.int64)
     sims = np.empty((query.shape[0], k), dtype=np.float32)
     ref_t = np.ascontiguousarray(reference.T)
-    for start in range(0, query.shape[0], CHUNK):
-        block = query[start : start + CHUNK] @ ref_t
+    chunk = max(1, CHUNK_CELLS // max(reference.shape[0], 1))
+    for start in range(0, query.shape[0], chunk):
+        block = query[start : start + chunk] @ ref_t
         top = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < block.shape[1] else np.argsort(-block, axis=1)
         top_sims = np.take_along_axis(block, top, axis=1)
         # most similar first; equal similarities in reference order, so the result is deterministic
         order = np.lexsort((top, -top_sims), axis=1)
-        rows[start : start + CHUNK] = np.take_along_axis(top, order, axis=1)
-        sims[start : start + CHUNK] = np.take_along_axis(top_sims, order, axis=1)
+        rows[start : start + chunk] = np.take_along_axis(top, order, axis=1)
+        sims[start : start + chunk] = np.take_along_axis(top_sims, order, axis=1)
     return rows, sims
 
 
