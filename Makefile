@@ -54,6 +54,8 @@ lint: $(VENV)/.dev-deps
 ## bench: the speed figures quoted in the README (full scale: BENCH_ITEMS=325000)
 BENCH_ITEMS ?= 325000
 BENCH_DIR ?= var/bench
+# Items per demo factory profile in bench_profiles (model vs plain kNN, generated in memory).
+BENCH_PROFILE_ITEMS ?= 20000
 # Production settings (DEBUG off: no SQL logging), plain HTTP on loopback.
 BENCH_ENV = DATABASE_URL=sqlite:///$(abspath $(BENCH_DIR))/bench.sqlite3 MODEL_ROOT=$(abspath $(BENCH_DIR))/models \
 	DEBUG=false SECRET_KEY=bench-only-this-key-is-not-secret-0123456789 SECURE_SSL_REDIRECT=false
@@ -62,6 +64,7 @@ bench: deps
 	$(BENCH_ENV) $(PY) manage.py migrate --no-input -v 0
 	$(BENCH_ENV) $(PY) manage.py seed_demo_erp --items $(BENCH_ITEMS) --seed 0 --if-empty
 	$(BENCH_ENV) $(PY) manage.py bench_training --activate
+	$(BENCH_ENV) $(PY) manage.py bench_profiles --items $(BENCH_PROFILE_ITEMS)
 	$(BENCH_ENV) $(PY) manage.py bench_predictions
 	$(BENCH_ENV) $(PY) manage.py bench_quality
 	rm -f $(BENCH_DIR)/import.sqlite3*

@@ -199,8 +199,8 @@ _CURRENT_INPUT = ["ITEM_CD", "ROUT_NO", "PROC_SEQ", "JOB_CD", "JOB_NM", "RES_CD"
 def load_current_routings(item_codes: Iterable[str] | None = None, when: date | datetime | None = None) -> pd.DataFrame:
     """The current routing of each item in minutes (`erp.frames.CURRENT_ROUTING_COLUMNS`).
 
-    Validity on `when` (now by default) is filtered in SQL; the newest-insert rule is
-    `erp.frames.current_routings`.
+    Validity on `when` (now by default) is also filtered in SQL, to read fewer rows; the rule
+    itself is `erp.frames.current_routing_rows`.
     """
     alias = erp_alias(RoutingOperation)
     qn = connections[alias].ops.quote_name
@@ -262,25 +262,15 @@ def load_training_frames(
 
 
 def routing_history(item_cd: str, when: date | datetime | None = None) -> pd.DataFrame:
-    """All routings of one item (all ERP columns), oldest first, with a boolean `CURRENT` column."""
+    """All routings of one item (all ERP columns), oldest first, with a boolean `CURRENT` column.
+
+    `CURRENT` marks every operation of the routing `erp.frames.current_routing_keys` picks on `when`.
+    """
     history = load_routings([item_cd])
-    history["CURRENT"] = history["ROUT_NO"].isin(_current_rout_no(history, when)) if not history.empty else False
+    current = set(frames.current_routing_keys(history, when)["ROUT_NO"]) if not history.empty else set()
+    history["CURRENT"] = history["ROUT_NO"].isin(current)
     history = history.sort_values(["INSRT_DT", "ROUT_NO", "PROC_SEQ"], na_position="first", kind="stable")
     return history.reset_index(drop=True)
-
-
-def _current_rout_no(routings: pd.DataFrame, when) -> set[str]:
-    """ROUT_NO of the current routing per item (same rule as frames.current_routings)."""
-    at = frames.to_timestamp(when)
-    vf = pd.to_datetime(routings["VALID_FROM_DT"])
-    vt = pd.to_datetime(routings["VALID_TO_DT"])
-    valid = routings[(vf.isna() | (vf <= at)) & (vt.isna() | (vt >= at))]
-    if valid.empty:
-        return set()
-    per_routing = valid.groupby(["ITEM_CD", "ROUT_NO"], as_index=False)["INSRT_DT"].max()
-    per_routing["_ins"] = per_routing["INSRT_DT"].fillna(pd.Timestamp.min)
-    best = per_routing.sort_values(["ITEM_CD", "_ins", "ROUT_NO"]).groupby("ITEM_CD").tail(1)
-    return set(best["ROUT_NO"])
 
 
 def table_counts() -> dict[str, int]:

@@ -2,8 +2,10 @@
 
 Units, once and for all: every time out of here is **minutes**, run time **minutes per unit**.
 
-* `current_routings(routings)` — the current routing of every item: among the routings valid
-  on `when`, the one with the newest `INSRT_DT` (ties → highest `ROUT_NO`), one row per
+* `current_routing_rows(routings, when)` / `current_routing_keys(...)` — **the** current-routing
+  rule, the only implementation: among the routings with an operation valid on `when`, the one
+  whose newest valid operation has the latest `INSRT_DT` (empty = oldest; ties → highest `ROUT_NO`).
+* `current_routings(routings)` — the current routing of every item by that rule, one row per
   operation with `SETUP_MINUTES` and `RUN_MINUTES_PER_UNIT = RUN_TIME / RUN_TIME_QTY`.
 * `actuals_from_work_results(work_results)` — one row per work-order operation with
   `SETUP_MINUTES = SETUP_HOURS × 60` and `RUN_MINUTES_PER_UNIT = MACH_WORKED_HOURS × 60 / ORDER_QTY`.
@@ -11,7 +13,9 @@ Units, once and for all: every time out of here is **minutes**, run time **minut
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -46,25 +50,43 @@ def _minutes_factor(time_unit: pd.Series) -> np.ndarray:
 
 
 def _datetimes(values: pd.Series) -> np.ndarray:
-    """int64 nanosecond-free comparable keys (NaT → int64 min, so it sorts lowest)."""
-    return pd.to_datetime(values).to_numpy(dtype="datetime64[us]").view(np.int64)
+    """int64 microsecond keys, comparable (NaT → int64 min, so it sorts lowest).
 
-
-def current_routings(routings: pd.DataFrame, when: date | datetime | pd.Timestamp | str | None = None) -> pd.DataFrame:
-    """The current routing of every item in a `BI_ROUTING_VIEW` frame, in minutes.
-
-    An operation is valid on `when` (now by default) when `VALID_FROM_DT <= when <= VALID_TO_DT`,
-    empty ends counting as open. Among each item's routings (`ROUT_NO`) with valid operations,
-    the current one has the newest `INSRT_DT` (the latest over its operations; empty counts as
-    oldest); ties go to the highest `ROUT_NO` (string order, as `RoutingOperation.objects.current()`).
-    Returns `CURRENT_ROUTING_COLUMNS`, sorted by ITEM_CD, PROC_SEQ; `PROC_SEQ` is int64 and
-    `RUN_MINUTES_PER_UNIT = RUN_TIME / RUN_TIME_QTY` (empty or non-positive quantity → 1).
+    Naive values are UTC; aware ones (PostgreSQL, the ORM) are converted to UTC.
     """
+    values = pd.Series(values)
+    if not pd.api.types.is_datetime64_dtype(values.dtype):  # text, Python datetimes, tz-aware
+        values = pd.to_datetime(values, utc=True, format="ISO8601").dt.tz_localize(None)
+    return values.to_numpy(dtype="datetime64[us]").view(np.int64)
+
+
+def current_routing_rows(routings: pd.DataFrame, when: date | datetime | pd.Timestamp | str | None = None) -> np.ndarray:
+    """Positions (into `routings`, ascending) of the operations of each item's current routing valid on `when`.
+
+    **The** current-routing rule; every reader of routings goes through it (`current_routings`,
+    `current_routing_keys`, `erp.data`, `RoutingOperation.objects.current()`, the prediction service):
+
+    * an operation is valid on `when` (now by default) when `VALID_FROM_DT <= when <= VALID_TO_DT`,
+      an empty end (or an absent column) counting as open;
+    * among each item's routings (`ROUT_NO`) with a valid operation, the current one is the one
+      whose newest valid operation has the latest `INSRT_DT` (empty counts as oldest);
+    * ties go to the highest `ROUT_NO` (string order).
+
+    Needs `ITEM_CD`, `ROUT_NO`; `INSRT_DT`, `VALID_FROM_DT`, `VALID_TO_DT` are optional. Rows without
+    ITEM_CD (or with a `PROC_SEQ` column but no value) are never current. Vectorised.
+    """
+    return _current_rows(routings, when)[0]
+
+
+def _current_rows(routings: pd.DataFrame, when) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, item code of each row, item uniques): `current_routing_rows` plus its factorised ITEM_CD."""
     if routings.empty:
-        return _empty_current()
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
     at = to_timestamp(when).to_datetime64().astype("datetime64[us]").view(np.int64)
     nat = np.iinfo(np.int64).min
-    valid = routings["ITEM_CD"].notna().to_numpy() & routings["PROC_SEQ"].notna().to_numpy()
+    valid = routings["ITEM_CD"].notna().to_numpy(copy=True)
+    if "PROC_SEQ" in routings:
+        valid &= routings["PROC_SEQ"].notna().to_numpy()
     if "VALID_FROM_DT" in routings:
         vf = _datetimes(routings["VALID_FROM_DT"])
         valid &= (vf == nat) | (vf <= at)
@@ -73,28 +95,76 @@ def current_routings(routings: pd.DataFrame, when: date | datetime | pd.Timestam
         valid &= (vt == nat) | (vt >= at)
     rows = np.flatnonzero(valid)  # positions into `routings`; columns are taken once, at the end
     if not len(rows):
-        return _empty_current()
+        return rows, rows, np.zeros(0, dtype=object)
 
-    item_code, item_uniques = pd.factorize(routings["ITEM_CD"].to_numpy(dtype=object)[rows])
-    # rank items in string order (numpy sorts fixed-width text much faster than Python objects)
-    item_rank = np.empty(len(item_uniques), dtype=np.int64)
-    item_rank[np.argsort(np.asarray(item_uniques, dtype=str), kind="stable")] = np.arange(len(item_uniques))
-    item = item_rank[item_code]
-    rout = routings["ROUT_NO"].to_numpy(dtype=object)[rows]
-    rout_code, rout_uniques = pd.factorize(np.where(pd.isna(rout), "", rout).astype(object), sort=True)
-    routing_key = item * max(len(rout_uniques), 1) + rout_code
+    item, item_uniques = pd.factorize(routings["ITEM_CD"].to_numpy(dtype=object)[rows])
     inserted = _datetimes(routings["INSRT_DT"])[rows] if "INSRT_DT" in routings else np.full(len(rows), nat)
-    routing_inserted = pd.Series(inserted).groupby(routing_key).transform("max").to_numpy()
+    keep = _newest_routing(item, routings["ROUT_NO"].to_numpy(dtype=object)[rows], inserted)
+    return rows[keep], item[keep], item_uniques
+
+
+def current_routing_mask(item_cd: Sequence, rout_no: Sequence, inserted: Sequence) -> np.ndarray:
+    """The rule of `current_routing_rows` on plain sequences of operations already known to be valid.
+
+    For callers holding a few rows as tuples (the prediction service's per-request read): no
+    DataFrame, so it costs well under a millisecond. `inserted`: datetimes or None (naive = UTC).
+    """
+    if not len(item_cd):
+        return np.zeros(0, dtype=bool)
+    item, _ = pd.factorize(np.asarray(item_cd, dtype=object))
+    return _newest_routing(item, np.asarray(rout_no, dtype=object), _python_datetimes(inserted))
+
+
+def _python_datetimes(values: Sequence) -> np.ndarray:
+    """`_datetimes` for a short sequence of Python datetimes / None (a DB cursor's), without pandas' overhead."""
+    naive = [v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) and v.tzinfo is not None else v for v in values]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return np.array(naive, dtype="datetime64[us]").view(np.int64)
+    except (ValueError, TypeError, UserWarning, DeprecationWarning):  # text with an offset, odd types
+        return _datetimes(pd.Series(list(values), dtype=object))
+
+
+def _newest_routing(item: np.ndarray, rout: np.ndarray, inserted: np.ndarray) -> np.ndarray:
+    """Mask of the rows of each item's winning routing: latest newest INSRT_DT (int64 keys), ties → highest ROUT_NO."""
+    rout_code, rout_uniques = pd.factorize(np.where(pd.isna(rout), "", rout).astype(object), sort=True)
+    routing_key = item.astype(np.int64) * max(len(rout_uniques), 1) + rout_code
+    routing, n_routings = pd.factorize(routing_key)
+    newest = np.full(len(n_routings), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(newest, routing, inserted)
+    routing_inserted = newest[routing]
 
     # per item, the routing that sorts last by (insert time, ROUT_NO) wins
     order = np.lexsort((rout_code, routing_inserted, item))
     last_of_item = np.append(np.flatnonzero(np.diff(item[order])), len(order) - 1)
-    winner = np.full(len(item_uniques), -1, dtype=np.int64)
+    winner = np.full(int(item.max()) + 1, -1, dtype=np.int64)
     winner[item[order][last_of_item]] = routing_key[order][last_of_item]
-    keep = routing_key == winner[item]
+    return routing_key == winner[item]
 
-    seq = pd.to_numeric(routings["PROC_SEQ"]).to_numpy()[rows][keep].astype(np.int64)
-    final = rows[keep][np.lexsort((seq, item[keep]))]
+
+def current_routing_keys(routings: pd.DataFrame, when: date | datetime | pd.Timestamp | str | None = None) -> pd.DataFrame:
+    """`ITEM_CD, ROUT_NO` of each item's current routing on `when` (rule: `current_routing_rows`), sorted by ITEM_CD."""
+    rows = current_routing_rows(routings, when)
+    keys = routings[["ITEM_CD", "ROUT_NO"]].iloc[rows].drop_duplicates("ITEM_CD")
+    return keys.sort_values("ITEM_CD", kind="stable").reset_index(drop=True)
+
+
+def current_routings(routings: pd.DataFrame, when: date | datetime | pd.Timestamp | str | None = None) -> pd.DataFrame:
+    """The current routing of every item in a `BI_ROUTING_VIEW` frame, in minutes.
+
+    The valid operations of the routing `current_routing_rows` picks per item (the one rule).
+    Returns `CURRENT_ROUTING_COLUMNS`, sorted by ITEM_CD, PROC_SEQ; `PROC_SEQ` is int64 and
+    `RUN_MINUTES_PER_UNIT = RUN_TIME / RUN_TIME_QTY` (empty or non-positive quantity → 1).
+    """
+    rows, item_code, item_uniques = _current_rows(routings, when)
+    if not len(rows):
+        return _empty_current()
+    # rank items in string order (numpy sorts fixed-width text much faster than Python objects)
+    item_rank = np.empty(len(item_uniques), dtype=np.int64)
+    item_rank[np.argsort(np.asarray(item_uniques, dtype=str), kind="stable")] = np.arange(len(item_uniques))
+    seq = pd.to_numeric(routings["PROC_SEQ"]).to_numpy()[rows].astype(np.int64)
+    final = rows[np.lexsort((seq, item_rank[item_code]))]
 
     def column(name: str):
         return routings[name].to_numpy()[final] if name in routings else None

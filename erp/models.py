@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import Q
 from django.utils import timezone
 
 # When the real ERP is attached the views are read-only and not ours to migrate.
@@ -74,17 +74,27 @@ class RoutingOperationQuerySet(models.QuerySet):
         )
 
     def current(self, when=None) -> RoutingOperationQuerySet:
-        """The current routing of every item: among its valid routings, the one with the newest INSRT_DT.
+        """The valid operations of each item's current routing, by `erp.frames.current_routing_rows` (the one rule).
 
-        Ties on INSRT_DT go to the highest ROUT_NO so the choice is deterministic.
+        Reads (ITEM_CD, ROUT_NO, INSRT_DT) of the valid operations of the items in this queryset,
+        picks each item's routing with the rule, and returns those operations ordered by item and
+        sequence. Evaluates one query now; meant for a few items (pages, admin) — bulk readers
+        use `erp.data.load_current_routings`.
         """
+        from .frames import current_routing_mask
+
+        when = when or timezone.now()
         valid = self.valid_on(when)
-        newest = (
-            valid.filter(item_cd=OuterRef("item_cd"))
-            .order_by(F("insrt_dt").desc(nulls_last=True), "-rout_no")
-            .values("rout_no")[:1]
-        )
-        return valid.filter(rout_no=Subquery(newest)).order_by("item_cd", "proc_seq")
+        rows = list(valid.values_list("item_cd", "rout_no", "insrt_dt"))
+        items, routs, inserted = zip(*rows, strict=True) if rows else ((), (), ())
+        by_rout_no: dict[str, set[str]] = {}
+        for item, rout_no, keep in zip(items, routs, current_routing_mask(items, routs, inserted), strict=True):
+            if keep:
+                by_rout_no.setdefault(rout_no, set()).add(item)
+        chosen = Q(pk__in=[])
+        for rout_no, codes in sorted(by_rout_no.items()):
+            chosen |= Q(rout_no=rout_no, item_cd__in=sorted(codes))
+        return valid.filter(chosen).order_by("item_cd", "proc_seq")
 
     def for_item(self, item_cd: str) -> RoutingOperationQuerySet:
         return self.filter(item_cd=item_cd)

@@ -523,41 +523,32 @@ _ROUTING_COLUMNS = [
 ]
 
 
-def _current_routings(codes: list[str]) -> dict[str, dict]:
+def _current_routings(codes: list[str], when=None) -> dict[str, dict]:
     """`{item_cd: {"signature", "operations"}}` of the current ERP routing of each code that has one (query 2).
 
-    The rule is `RoutingOperation.objects.current()`'s (and `erp.frames.current_routings`'): among the
-    routings valid today, the one with the newest INSRT_DT, ties to the highest ROUT_NO. The SQL keeps
-    to a plain filter (portable, no LIMIT/NULLS LAST) and the choice among an item's few routings is
-    made here. Times are converted to minutes, run time per one unit, with the ERP's TIME_UNIT table.
+    The rule is `erp.frames.current_routing_rows` (as everywhere): among the routings valid now, the
+    one whose newest operation has the latest INSRT_DT, ties to the highest ROUT_NO. The SQL keeps to
+    a plain validity filter and the choice among an item's few routings is the rule's. Times are
+    converted to minutes, run time per one unit, with the ERP's TIME_UNIT table. `when`: now by default.
     """
     from django.utils import timezone
 
-    from erp.frames import TIME_UNIT_TO_MINUTES
+    from erp.frames import TIME_UNIT_TO_MINUTES, current_routing_mask
     from erp.models import RoutingOperation
 
     alias = router.db_for_read(RoutingOperation) or "default"
     connection = connections[alias]
     qn = connection.ops.quote_name
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    now = connection.ops.adapt_datetimefield_value(when or timezone.now())
     valid = f"({qn('VALID_FROM_DT')} IS NULL OR {qn('VALID_FROM_DT')} <= %s) AND ({qn('VALID_TO_DT')} IS NULL OR {qn('VALID_TO_DT')} >= %s)"
     rows = _select_by_codes(RoutingOperation, _ROUTING_COLUMNS, codes, valid, [now, now])
 
-    # Newest insert per (item, routing); an empty INSRT_DT counts as oldest.
-    newest: dict[tuple[str, str], Any] = {}
-    for row in rows:
-        key, inserted = (row[0], row[1]), row[11]
-        if key not in newest or (inserted is not None and (newest[key] is None or inserted > newest[key])):
-            newest[key] = inserted
-    chosen: dict[str, tuple] = {}
-    for (code, rout_no), inserted in newest.items():
-        rank = (inserted is not None, inserted or "", rout_no)
-        if code not in chosen or rank > chosen[code]:
-            chosen[code] = rank
+    # Which routing is current: the one rule, erp.frames' (validity is already filtered above).
+    current = current_routing_mask([r[0] for r in rows], [r[1] for r in rows], [r[11] for r in rows])
 
     routings: dict[str, dict] = {}
     for code, _rout_no, seq, job, name, res, flag, unit, setup, run, qty, _inserted in sorted(
-        (r for r in rows if r[1] == chosen[r[0]][2]), key=lambda r: (r[0], r[2])
+        (r for r, keep in zip(rows, current, strict=True) if keep), key=lambda r: (r[0], r[2])
     ):
         factor = TIME_UNIT_TO_MINUTES.get(str(unit).strip().upper(), 1.0) if unit else 1.0
         per = qty if qty and qty > 0 else 1.0
