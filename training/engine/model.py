@@ -17,12 +17,12 @@ import pandas as pd
 import scipy
 import sklearn
 
-from .config import BundleError, EngineConfig
+from .config import NUMERIC, BundleError, EngineConfig
 from .encoding import SMALL_FRAME, ItemEncoder, small_columns
 from .neighbors import NeighborIndex
 from .routing import RES_CANDIDATES, SignatureRanker, WorkCentreRanker, proposals
 from .tables import IndexData, Vocab, ranges, sequence_occurrences
-from .times import MIN_WEIGHT, TimeLookup, TimeModel, lookup_times
+from .times import MIN_WEIGHT, TimeLookup, TimeModel, lookup_times, numeric_attributes
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -139,6 +139,7 @@ class RoutingModel:
         res_ranker: WorkCentreRanker | None = None,
         monitoring_codes: np.ndarray | None = None,
         fit_codes: np.ndarray | None = None,
+        known_numeric: np.ndarray | None = None,
     ) -> None:
         self.config = config
         self.encoder = encoder
@@ -160,6 +161,8 @@ class RoutingModel:
         # shipped learned part was fitted on: sorted code arrays, empty for older bundles.
         self.monitoring_codes = monitoring_codes if monitoring_codes is not None else np.zeros(0, dtype="<U1")
         self.fit_codes = fit_codes if fit_codes is not None else np.zeros(0, dtype="<U1")
+        # Numeric attributes of every known item, for the time estimators (None in older bundles).
+        self.known_numeric = known_numeric
         self._sig_cache: dict[int, list[str]] = {}
 
     def __repr__(self) -> str:
@@ -222,8 +225,8 @@ class RoutingModel:
         ]
 
     # -- embedding of queries ---------------------------------------------------------------
-    def embed(self, items: pd.DataFrame | dict[str, list]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-        """Embedding, index row of the item itself (-1 if not indexed) and code of each query row.
+    def embed(self, items: pd.DataFrame | dict[str, list]) -> tuple[np.ndarray, np.ndarray, list[str | None], np.ndarray]:
+        """Embedding, index row of the item itself (-1 if not indexed), code and numeric attributes of each query row.
 
         A row that names a known item and carries no attribute at all uses the item's stored
         embedding; otherwise the given attributes are encoded (a described item wins).
@@ -263,9 +266,17 @@ class RoutingModel:
             emb[stored] = block
         else:
             emb = self.encoder.project(cols, data)
-        return emb, self_rows, codes
+        numeric = numeric_attributes(items, self.numeric_names)
+        if stored.any() and self.known_numeric is not None:
+            numeric[stored] = self.known_numeric[pos[stored]]
+        return emb, self_rows, codes, numeric
 
     # -- the routing part -----------------------------------------------------------------
+    @property
+    def numeric_names(self) -> tuple[str, ...]:
+        """The numeric attributes handed to the time estimators as such (every numeric feature, on or off)."""
+        return tuple(f.name for f in self.config.features if f.kind == NUMERIC)
+
     @property
     def selected_routing(self) -> str:
         return "classifier" if self.routing_ranker is not None else "vote"
@@ -378,7 +389,12 @@ class RoutingModel:
 
     # -- the time part ----------------------------------------------------------------------
     def choose_times(
-        self, core: RoutingCore, emb: np.ndarray, time_model: TimeModel | None, setup_model: TimeModel | None = None
+        self,
+        core: RoutingCore,
+        emb: np.ndarray,
+        time_model: TimeModel | None,
+        setup_model: TimeModel | None = None,
+        numeric: np.ndarray | None = None,
     ) -> TimeChoice:
         """Run and setup minutes per operation, each with where it came from.
 
@@ -393,7 +409,9 @@ class RoutingModel:
             has_actuals = np.isfinite(base)
             value = base
             if model is not None:
-                value = model.predict_minutes(emb[core.op_query], core.op_job, core.op_res, base, std)
+                value = model.predict_minutes(
+                    emb[core.op_query], core.op_job, core.op_res, base, std, numeric[core.op_query] if numeric is not None else None
+                )
             source = np.where(has_actuals, "model" if model is not None else "actuals", "standard").astype(object)
             return np.where(has_actuals, value, std), source
 
@@ -498,9 +516,9 @@ class RoutingModel:
         elif not isinstance(items, (pd.DataFrame, dict)):
             items = pd.DataFrame(items)
         k = int(top_k or self.config.top_k)
-        emb, self_rows, codes = self.embed(items)
+        emb, self_rows, codes, numeric = self.embed(items)
         core = self.route(emb, self_rows if exclude_self else None, k)
-        return self.to_dicts(core, codes, self.choose_times(core, emb, self.time_model, self.setup_model))
+        return self.to_dicts(core, codes, self.choose_times(core, emb, self.time_model, self.setup_model, numeric))
 
     # -- persistence ------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -516,6 +534,8 @@ class RoutingModel:
         arrays.update({f"vocab_{f.name}": getattr(self.vocab, f.name) for f in fields(self.vocab)})
         arrays.update({f"index_{name}": arr for name, arr in self.index.arrays().items()})
         arrays.update(monitoring_codes=self.monitoring_codes, fit_codes=self.fit_codes)
+        if self.known_numeric is not None:
+            arrays["known_numeric"] = self.known_numeric
         return arrays
 
     def save(self, directory: str | Path) -> dict[str, Any]:
@@ -620,4 +640,5 @@ class RoutingModel:
             res_ranker=res_ranker,
             monitoring_codes=arrays.get("monitoring_codes"),
             fit_codes=arrays.get("fit_codes"),
+            known_numeric=arrays.get("known_numeric"),
         )

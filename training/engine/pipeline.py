@@ -24,14 +24,14 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 
 from . import metrics
-from .config import EngineConfig
+from .config import NUMERIC, EngineConfig
 from .encoding import ItemEncoder
 from .model import RoutingCore, RoutingModel
 from .neighbors import NeighborIndex
 from .routing import SignatureRanker, WorkCentreRanker, proposals
 from .search import search as search_settings
 from .tables import OCC_COLUMN, IndexData, Vocab, as_code_array, assign_occurrences, build_tables, occurrence_rank, ranges
-from .times import TARGETS, TimeFeatures, TimeModel, lookup_times, make_estimator, single_thread
+from .times import TARGETS, TimeFeatures, TimeModel, lookup_times, make_estimator, numeric_attributes, single_thread
 
 ProgressFn = Callable[[float, str], None]
 ROUTING_METRICS = ("process_match", "exact_match", "op_f1", "res_match")
@@ -94,6 +94,7 @@ def build_model(
     neighbors: NeighborIndex,
     known_codes: np.ndarray,
     known_emb: np.ndarray,
+    known_numeric: np.ndarray | None = None,
 ) -> RoutingModel:
     """A baseline RoutingModel whose neighbour index holds exactly the items of `index`."""
     index_pos = np.searchsorted(known_codes, index.item_codes)
@@ -112,6 +113,7 @@ def build_model(
         known_index_row=known_index_row,
         known_extra_row=known_extra_row,
         extra_emb=np.ascontiguousarray(known_emb[extra]),
+        known_numeric=known_numeric,
     )
 
 
@@ -151,10 +153,12 @@ def fit_time_models(
     local[chosen] = np.arange(chosen.size)
     emb = model.neighbors.vectors(chosen)
     nbr, sims = model.neighbors.search(emb, cfg.top_k, exclude=chosen)
+    numeric = model.known_numeric[np.searchsorted(model.known_codes, idx.item_codes[chosen])] if model.known_numeric is not None else None
     features = TimeFeatures(
         dim=emb.shape[1],
         job_counts=np.bincount(idx.op_job, minlength=n_jobs),
         res_counts=np.bincount(idx.op_res, minlength=len(model.vocab.res_codes)),
+        n_numeric=0 if numeric is None else numeric.shape[1],
     )
     fitted: dict[str, TimeModel] = {}
     for target in targets:
@@ -166,7 +170,7 @@ def fit_time_models(
         op_job = op_token % n_jobs
         op_res = np.asarray(idx.pair_res[rows], dtype=np.int64)
         base, std = lookup_times(idx, stride, nbr, sims, op_query, op_token).of(target)
-        x = features.build(emb[op_query], op_job, op_res, base, std)
+        x = features.build(emb[op_query], op_job, op_res, base, std, numeric[op_query] if numeric is not None else None)
         y = np.log1p(np.maximum(np.asarray(medians[target][rows], dtype=np.float64), 0.0))
         estimator = make_estimator(name, features, cfg.seed, n_rows=len(y))
         with single_thread(), warnings.catch_warnings():
@@ -346,6 +350,7 @@ def train(
     stage(1, "preparing data")
     frame = _prepare_items(items)
     known_codes = as_code_array(frame["ITEM_CD"])
+    known_numeric = numeric_attributes(frame, tuple(f.name for f in cfg.features if f.kind == NUMERIC))
 
     stage(4, "building routing tables")
     vocab, full = build_tables(known_codes, routings, actuals)
@@ -404,12 +409,15 @@ def train(
     ranker = None
     if n_hold:
         stage(45, "fitting the index without held-out items")
-        scoring_model = build_model(cfg, encoder, vocab, full.subset(train_rows, vocab.stride), full_neighbors.subset(train_rows), known_codes, known_emb)
+        scoring_model = build_model(
+            cfg, encoder, vocab, full.subset(train_rows, vocab.stride), full_neighbors.subset(train_rows), known_codes, known_emb, known_numeric
+        )
         query_emb = full_neighbors.vectors(holdout_rows)
+        query_numeric = known_numeric[item_pos[holdout_rows]]
         vote_core = scoring_model.route(query_emb, None, cfg.top_k, ranker=None)
 
         def score(core: RoutingCore, run_model: TimeModel | None, setup_model: TimeModel | None) -> dict[str, Any]:
-            choice = scoring_model.choose_times(core, query_emb, run_model, setup_model)
+            choice = scoring_model.choose_times(core, query_emb, run_model, setup_model, query_numeric)
             predictions = scoring_model.to_dicts(core, holdout_codes, choice, with_similar=False)
             return metrics.evaluate(predictions, actual_routings, holdout_actuals, actual_centres)
 
@@ -462,7 +470,7 @@ def train(
         selected_metrics = {}
 
     stage(82, "fitting the final index on all items")
-    model = build_model(cfg, encoder, vocab, full, full_neighbors, known_codes, known_emb)
+    model = build_model(cfg, encoder, vocab, full, full_neighbors, known_codes, known_emb, known_numeric)
     fit_rows: set[int] = set()
     if selected_routing == "classifier":
         stage(84, "refitting the routing classifier on all items")

@@ -128,10 +128,13 @@ class TimeFeatures:
     ~300 one-hot columns to the tree instead made it several times slower.
     """
 
-    def __init__(self, dim: int, job_counts: np.ndarray, res_counts: np.ndarray) -> None:
+    def __init__(self, dim: int, job_counts: np.ndarray, res_counts: np.ndarray, n_numeric: int = 0) -> None:
         self.dim = dim
         self.job_col, self.n_job_cols = self._columns(job_counts)
         self.res_col, self.n_res_cols = self._columns(res_counts)
+        # The item's numeric attributes as such (see `numeric_attributes`): the embedding mixes and
+        # weights them for similarity, but a time scales with the size itself.
+        self.n_numeric = n_numeric
 
     @staticmethod
     def _columns(counts: np.ndarray) -> tuple[np.ndarray, int]:
@@ -152,12 +155,15 @@ class TimeFeatures:
 
     @property
     def width(self) -> int:
-        return self.dim + 6
+        return self.dim + 6 + getattr(self, "n_numeric", 0)
 
-    def build(self, emb: np.ndarray, op_job: np.ndarray, op_res: np.ndarray, base: np.ndarray, std: np.ndarray) -> np.ndarray:
+    def build(
+        self, emb: np.ndarray, op_job: np.ndarray, op_res: np.ndarray, base: np.ndarray, std: np.ndarray, numeric: np.ndarray | None = None
+    ) -> np.ndarray:
         """Feature matrix (P, width) float32 for operations with embeddings `emb` (P, dim).
 
-        `base` and `std` are the target's neighbour baseline and standard minutes (NaN: none).
+        `base` and `std` are the target's neighbour baseline and standard minutes (NaN: none);
+        `numeric` (P, n_numeric) the items' numeric attributes (`numeric_attributes`; None: unknown).
         """
         n = emb.shape[0]
         x = np.empty((n, self.width), dtype=np.float32)
@@ -174,6 +180,9 @@ class TimeFeatures:
         x[:, c + 1] = base_missing
         x[:, c + 2] = log_std
         x[:, c + 3] = std_missing
+        n_numeric = getattr(self, "n_numeric", 0)
+        if n_numeric:
+            x[:, c + 4 :] = MISSING_NUMERIC if numeric is None else numeric[:, :n_numeric]
         return x
 
 
@@ -329,6 +338,37 @@ FAST_PREDICT_ROWS = 256
 
 
 TARGETS = ("run", "setup")
+# Stands for an empty numeric attribute in the estimators' input (real values are log1p of sizes >= 0).
+MISSING_NUMERIC = -1.0
+
+
+def numeric_attributes(rows, names: tuple[str, ...]) -> np.ndarray:
+    """(n, len(names)) float32: signed log1p of each numeric attribute, MISSING_NUMERIC where empty.
+
+    `rows` is a DataFrame or, for a few rows, a dict of column lists (plain Python per value there:
+    pandas' per-call overhead would dominate an interactive prediction).
+    """
+    import math
+
+    import pandas as pd
+
+    small = isinstance(rows, dict)
+    n = max((len(v) for v in rows.values()), default=0) if small else len(rows)
+    out = np.full((n, len(names)), MISSING_NUMERIC, dtype=np.float32)
+    for j, name in enumerate(names):
+        if small:
+            for i, value in enumerate(rows.get(name) or ()):
+                try:
+                    x = float(value) if value is not None else math.nan
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(x):
+                    out[i, j] = math.copysign(math.log1p(abs(x)), x)
+        elif name in rows.columns:
+            values = pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            ok = np.isfinite(values)
+            out[ok, j] = np.sign(values[ok]) * np.log1p(np.abs(values[ok]))
+    return out
 
 
 @dataclass
@@ -363,10 +403,12 @@ class TimeModel:
         with single_thread():
             return self.estimator.predict(x)
 
-    def predict_minutes(self, emb: np.ndarray, op_job: np.ndarray, op_res: np.ndarray, base: np.ndarray, std: np.ndarray) -> np.ndarray:
+    def predict_minutes(
+        self, emb: np.ndarray, op_job: np.ndarray, op_res: np.ndarray, base: np.ndarray, std: np.ndarray, numeric: np.ndarray | None = None
+    ) -> np.ndarray:
         """Minutes (>= 0) of this target for the given operations; `base`/`std` are the target's neighbour and standard times."""
         if emb.shape[0] == 0:
             return np.zeros(0)
-        x = self.features.build(emb, op_job, op_res, base, std)
+        x = self.features.build(emb, op_job, op_res, base, std, numeric)
         # Clip in log space: an extrapolating network must not overflow expm1.
         return np.expm1(np.clip(self.predict_log(x), 0.0, 20.0))

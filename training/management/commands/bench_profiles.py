@@ -15,9 +15,10 @@ from django.core.management.base import BaseCommand
 
 from erp import frames, generator
 from training.engine import EngineConfig, train
+from training.engine.tables import assign_occurrences
 from training.engine.yardstick import plain_knn
 
-ROWS = ("process_match", "exact_match", "mae", "trim_mae", "setup_mae", "items_evaluated")
+ROWS = ("process_match", "exact_match", "res_match", "mae", "trim_mae", "setup_mae", "items_evaluated")
 # metric → (at least / at most, factor of the plain kNN's value)
 TARGETS = {"process_match": (">=", 1.0), "exact_match": (">=", 1.0), "mae": ("<=", 0.85), "setup_mae": ("<=", 0.90)}
 
@@ -42,10 +43,8 @@ def engine_frames(profile: str, n_items: int, seed: int):
     items, routings_raw, work_results = generate_profile(profile, n_items, seed)
     routings = frames.current_routings(routings_raw, when=getattr(generator, "DEFAULT_TODAY", None))
     actuals = frames.actuals_from_work_results(work_results)
-    assign = getattr(frames, "assign_occurrences", None)
-    if assign is not None:  # OP_OCC: which occurrence of its JOB_CD each work-order row is
-        actuals = assign(actuals, routings)
-    return items, routings, actuals
+    # OP_OCC: which operation of the routing each work-order row reports, as training places them.
+    return items, routings, assign_occurrences(actuals, routings)
 
 
 def verdict(model: dict, knn: dict) -> tuple[bool, list[str]]:
@@ -98,7 +97,11 @@ class Command(BaseCommand):
                 ratio = f"{ours / theirs:.3f}" if ours is not None and theirs else "-"
                 self.stdout.write(f"{name:<16} | {_cell(ours):>10} | {_cell(theirs):>10} | {ratio:>7}")
             self.stdout.write(f"{'seconds':<16} | {result.duration_seconds:>10.1f} | {knn_seconds:>10.1f} | {'':>7}")
-            self.stdout.write(f"selected estimators: run {result.selected}, setup {result.selected_setup}")
+            self.stdout.write(
+                f"selected: run {result.selected}, setup {result.selected_setup}, routing {result.selected_routing}, "
+                f"work centre {model.get('selected_work_centre', 'vote')}; search chose "
+                + ", ".join(f"{k} {v}" for k, v in ((model.get("search") or {}).get("chosen") or {}).items() if k in ("k", "weighting", "size_transform", "embedding"))
+            )
             passed, notes = verdict(model, knn)
             line = f"{'PASS' if passed else 'FAIL'} {profile}: {'; '.join(notes)}"
             self.stdout.write(line)
