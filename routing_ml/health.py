@@ -1,7 +1,8 @@
 """Liveness and readiness: /health (all checks) and /health/db.
 
 Overall status: `unhealthy` (HTTP 503) when the database or the ERP source cannot be read;
-`degraded` when something works but needs attention (no active model yet, no worker seen);
+`degraded` when something works but needs attention (no active model yet, no worker seen, no
+recent backup);
 `healthy` otherwise.
 """
 
@@ -86,6 +87,23 @@ def check_queue() -> dict:
     return result
 
 
+def check_backup() -> dict:
+    from .backup import latest_backup
+
+    found = latest_backup()
+    max_age = timedelta(hours=settings.BACKUP_MAX_AGE_HOURS)
+    if found is None:
+        return {"status": DEGRADED, "last_backup": None, "age_hours": None,
+                "message": f"No backup under BACKUP_ROOT ({settings.BACKUP_ROOT}) yet: run `manage.py backup` (the cluster runs it daily)."}
+    path, created = found
+    age = timezone.now() - created
+    result = {"status": OK, "last_backup": path.name, "created_at": created.isoformat(), "age_hours": round(age.total_seconds() / 3600, 2)}
+    if age > max_age:
+        result["status"] = DEGRADED
+        result["message"] = f"The newest backup is {result['age_hours']:.1f} h old (limit {settings.BACKUP_MAX_AGE_HOURS:g} h): check the backup schedule."
+    return result
+
+
 def _overall(checks: dict) -> str:
     statuses = {c["status"] for c in checks.values()}
     if UNHEALTHY in statuses:
@@ -101,6 +119,7 @@ def health(request):
         checks["erp"] = _timed(check_erp)
         checks["model"] = _timed(check_model)
         checks["queue"] = _timed(check_queue)
+    checks["backup"] = _timed(check_backup)
     status = _overall(checks)
     body = {"status": status, "version": settings.VERSION, "timestamp": timezone.now().isoformat(), "checks": checks}
     return JsonResponse(body, status=503 if status == UNHEALTHY else 200)

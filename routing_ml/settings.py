@@ -76,6 +76,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 MODEL_ROOT = Path(env.str("MODEL_ROOT", default=str(BASE_DIR / "var" / "models"))).resolve()
 QUALITY_REPORT_ROOT = Path(env.str("QUALITY_REPORT_ROOT", default=str(MODEL_ROOT.parent / "quality_reports"))).resolve()
+# Backups (manage.py backup / verify_backup / restore): where, how many, when (cron; empty: no schedule).
+BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(MODEL_ROOT.parent / "backups"))).resolve()
+BACKUP_KEEP = _typed("BACKUP_KEEP", env.int, 7)
+BACKUP_SCHEDULE_CRON = env.str("BACKUP_SCHEDULE_CRON", default="30 1 * * *")
+# /health turns degraded when the newest backup is older than this.
+BACKUP_MAX_AGE_HOURS = _typed("BACKUP_MAX_AGE_HOURS", env.float, 36.0)
+if BACKUP_SCHEDULE_CRON:
+    from croniter import croniter
+
+    if not croniter.is_valid(BACKUP_SCHEDULE_CRON):
+        raise ImproperlyConfigured(f"Environment variable BACKUP_SCHEDULE_CRON is not a valid cron expression: {BACKUP_SCHEDULE_CRON!r}")
+if BACKUP_KEEP < 1:
+    raise ImproperlyConfigured(f"Environment variable BACKUP_KEEP must be at least 1, got {BACKUP_KEEP}")
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"Environment variable REDIS_URL must be a redis:// URL, got {REDIS_URL!r}")
