@@ -21,10 +21,14 @@ def scheduled_cycle() -> dict:
 
 
 def housekeeping() -> dict:
-    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker."""
+    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker; resend lost notifications."""
     from .models import QualityCycle
+    from .notifications import redeliver_lost
 
     reaped = QualityCycle.reap_stale()
     if reaped:
         logger.warning("Reaped stale quality cycles: %s", reaped)
-    return {"reaped": reaped}
+    resent = redeliver_lost()
+    if resent:
+        logger.warning("Queued lost notification deliveries again: %s", resent)
+    return {"reaped": reaped, "notifications_resent": resent}

@@ -214,6 +214,23 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Notifications (quality/notifications.py): mail through Django's mail settings, webhooks by URL.
+ALERT_EMAILS = _typed("ALERT_EMAILS", env.list, [])
+ALERT_WEBHOOK_URL = _typed("ALERT_WEBHOOK_URL", env.list, [])
+ALERT_MIN_LEVEL = env.str("ALERT_MIN_LEVEL", default="warning")
+if ALERT_MIN_LEVEL not in ("info", "warning", "critical"):
+    raise ImproperlyConfigured(f"Environment variable ALERT_MIN_LEVEL must be info, warning or critical, got {ALERT_MIN_LEVEL!r}")
+# The address links in messages point at (the admin's alert page, the job, the version).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+NOTIFY_MAX_ATTEMPTS = _typed("NOTIFY_MAX_ATTEMPTS", env.int, 5)
+NOTIFY_RETRY_BACKOFF = _typed("NOTIFY_RETRY_BACKOFF", env.float, 30.0)
+NOTIFY_TIMEOUT = _typed("NOTIFY_TIMEOUT", env.float, 10.0)
+# EMAIL_URL, e.g. smtp+tls://user:password@mail.example.com:587 (django-environ); default: an SMTP server on localhost:25.
+vars().update(_typed("EMAIL_URL", env.email_url, "smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="routing-ml@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = NOTIFY_TIMEOUT
+
 # django-q2: the ORM broker by default (nothing else to run); Redis when REDIS_URL is set.
 Q_CLUSTER = {
     "name": "routing_ml",

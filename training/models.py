@@ -215,6 +215,10 @@ class TrainingJob(models.Model):
         if updated:
             self.append_log(f"failed: {error}")
             self.refresh_from_db()
+            from .signals import job_failed
+
+            # Listeners (notifications) must never turn a recorded failure into a crash.
+            job_failed.send_robust(sender=TrainingJob, job=self)
         return bool(updated)
 
     fail.alters_data = True
