@@ -240,7 +240,8 @@ class QualityAlert(models.Model):
 
     UNRESOLVED_STATES = (Status.OPEN, Status.ACKNOWLEDGED)
 
-    cycle = models.ForeignKey(QualityCycle, on_delete=models.CASCADE, related_name="alerts")
+    # Empty for alerts about the system itself (disk, memory, the model's files), raised by the housekeeping.
+    cycle = models.ForeignKey(QualityCycle, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
     level = models.CharField(max_length=10, choices=Level.choices, db_index=True)
     metric = models.CharField(max_length=50)
     value = models.FloatField(null=True, blank=True)
@@ -271,6 +272,33 @@ class QualityAlert(models.Model):
             from .notifications import alert_opened
 
             alert_opened(self)
+
+    @classmethod
+    def raise_condition(cls, *, metric: str, level: str, error_code: int, value=None, threshold=None, message: str) -> QualityAlert:
+        """A system condition (no cycle) is bad: open an alert, or update the open one on the same metric and level (no new message).
+
+        A change of level closes the old alert and opens one at the new level.
+        """
+        current = cls.objects.open().filter(cycle=None, metric=metric).order_by("-created_at").first()
+        if current is not None and current.level == level:
+            current.value, current.threshold, current.message = value, threshold, message
+            current.save(update_fields=["value", "threshold", "message"])
+            return current
+        if current is not None:
+            current.resolve(resolution=f"now {level}")
+        return cls.objects.create(cycle=None, level=level, metric=metric, value=value, threshold=threshold, error_code=error_code, message=message)
+
+    raise_condition.alters_data = True
+
+    @classmethod
+    def clear_condition(cls, metric: str, resolution: str) -> int:
+        """A system condition is back to normal: resolve its open alerts."""
+        alerts = list(cls.objects.open().filter(cycle=None, metric=metric))
+        for alert in alerts:
+            alert.resolve(resolution=resolution)
+        return len(alerts)
+
+    clear_condition.alters_data = True
 
     def acknowledge(self, by=None) -> None:
         if self.status != self.Status.OPEN:

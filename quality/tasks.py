@@ -31,4 +31,21 @@ def housekeeping() -> dict:
     resent = redeliver_lost()
     if resent:
         logger.warning("Queued lost notification deliveries again: %s", resent)
-    return {"reaped": reaped, "notifications_resent": resent}
+    return {"reaped": reaped, "notifications_resent": resent, "conditions": check_system()}
+
+
+def check_system() -> dict[str, bool]:
+    """Disk space (2001), memory (2002), the active model's loadability (1005): raise or resolve their alerts. Returns metric → ok."""
+    from routing_ml import resources
+
+    from .models import QualityAlert
+
+    conditions = [*resources.check_disk(), resources.check_memory(), resources.check_model_loadable()]
+    for condition in conditions:
+        if condition.ok:
+            QualityAlert.clear_condition(condition.metric, resolution="back to normal (housekeeping)")
+        else:
+            logger.warning("%s: %s", condition.metric, condition.message)
+            QualityAlert.raise_condition(metric=condition.metric, level=condition.level, error_code=condition.code, value=condition.value,
+                                         threshold=condition.threshold, message=condition.message)
+    return {c.metric: c.ok for c in conditions}

@@ -18,6 +18,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from .errors import ErrorCode
+
 OK, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 # The cluster runs housekeeping every minute; a few missed beats mean no worker is alive.
 WORKER_SILENCE = timedelta(minutes=5)
@@ -28,7 +30,7 @@ def _timed(check):
     try:
         result = check()
     except Exception as exc:  # a health check reports failures, it never raises them
-        result = {"status": UNHEALTHY, "error": f"{type(exc).__name__}: {exc}", "code": 1001}
+        result = {"status": UNHEALTHY, "error": f"{type(exc).__name__}: {exc}", "code": int(ErrorCode.DATABASE_UNAVAILABLE)}
     result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
     return result
 
@@ -61,8 +63,33 @@ def check_model() -> dict:
     served = loader.served_label()
     if served != active.label and loader.last_error:
         # This process cannot load the version the database says is active; it keeps serving what it had.
-        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": loader.last_error}
+        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": loader.last_error,
+                "code": int(ErrorCode.MODEL_LOAD_FAILED)}
+    # The housekeeping verifies the active bundle's every checksum each minute; too slow for a probe, so read its verdict.
+    from quality.models import QualityAlert
+
+    failing = QualityAlert.objects.open().filter(cycle=None, metric="model_load").order_by("-created_at").first()
+    if failing is not None:
+        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": failing.message,
+                "code": int(ErrorCode.MODEL_LOAD_FAILED), "since": failing.created_at.isoformat()}
     return {"status": OK, "active_version": active.label, "served_by_this_process": served}
+
+
+def check_resources() -> dict:
+    """Free disk under MODEL_ROOT and BACKUP_ROOT (2001) and memory in use (2002), measured now."""
+    from .resources import check_disk, check_memory
+
+    conditions = [*check_disk(), check_memory()]
+    result = {
+        "status": OK if all(c.ok for c in conditions) else DEGRADED,
+        "disk": {c.metric.split(":", 1)[1]: {**c.details, "status": OK if c.ok else DEGRADED} for c in conditions[:-1]},
+        "memory": {**conditions[-1].details, "status": OK if conditions[-1].ok else DEGRADED},
+    }
+    problems = [c for c in conditions if not c.ok]
+    if problems:
+        result["code"] = problems[0].code
+        result["message"] = " ".join(f"[{c.code}] {c.message}" for c in problems)
+    return result
 
 
 def check_queue() -> dict:
@@ -120,6 +147,7 @@ def health(request):
         checks["model"] = _timed(check_model)
         checks["queue"] = _timed(check_queue)
     checks["backup"] = _timed(check_backup)
+    checks["resources"] = _timed(check_resources)
     status = _overall(checks)
     body = {"status": status, "version": settings.VERSION, "timestamp": timezone.now().isoformat(), "checks": checks}
     return JsonResponse(body, status=503 if status == UNHEALTHY else 200)

@@ -214,6 +214,12 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Resource checks (every minute on the cluster, and /health): free space under MODEL_ROOT and BACKUP_ROOT
+# below either limit raises alert 2001 (critical below half of it); memory use over the limit raises 2002.
+DISK_FREE_MIN_PERCENT = _typed("DISK_FREE_MIN_PERCENT", env.float, 10.0)
+DISK_FREE_MIN_MB = _typed("DISK_FREE_MIN_MB", env.float, 2048.0)
+MEMORY_HIGH_PERCENT = _typed("MEMORY_HIGH_PERCENT", env.float, 90.0)
+
 # Notifications (quality/notifications.py): mail through Django's mail settings, webhooks by URL.
 ALERT_EMAILS = _typed("ALERT_EMAILS", env.list, [])
 ALERT_WEBHOOK_URL = _typed("ALERT_WEBHOOK_URL", env.list, [])
