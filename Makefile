@@ -39,6 +39,12 @@ run: setup
 
 ## test: the whole test suite on SQLite, then the tests marked `postgres` again on PostgreSQL when TEST_POSTGRES_URL is set
 test: $(VENV)/.dev-deps
+	@if command -v promtool >/dev/null 2>&1; then \
+		echo "== Prometheus alert rules: promtool test rules deploy/prometheus/alerts.test.yml"; \
+		cd deploy/prometheus && promtool test rules alerts.test.yml && promtool check config prometheus.yml >/dev/null; \
+	else \
+		echo "promtool is not installed (Debian package prometheus): the alert-rule tests were skipped; .ci/run installs it."; \
+	fi
 	$(BIN)/pytest
 	@if [ -n "$$TEST_POSTGRES_URL" ]; then \
 		echo "== the same database-facing tests on PostgreSQL ($$TEST_POSTGRES_URL)"; \
