@@ -126,8 +126,12 @@ def operations_gauges():
     except Exception:
         logger.warning("operations metrics unavailable", exc_info=True)
     try:
-        queue = gauge("routing_ml_task_queue_size", "Tasks waiting in the django-q2 broker for a worker.")
-        queue.add_metric([], float(get_broker().queue_size() or 0))
+        from django.conf import settings
+
+        queue = gauge("routing_ml_task_queue_size", "Tasks waiting in the django-q2 broker for a worker, per queue (cluster).", ["queue"])
+        queue.add_metric(["default"], float(get_broker().queue_size() or 0))
+        if settings.TRAINING_CLUSTER:
+            queue.add_metric([settings.TRAINING_CLUSTER], float(get_broker(settings.TRAINING_CLUSTER).queue_size() or 0))
         yield queue
     except Exception:
         logger.warning("task queue size unavailable", exc_info=True)

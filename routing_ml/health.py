@@ -111,6 +111,17 @@ def check_queue() -> dict:
     if last is None or timezone.now() - last > WORKER_SILENCE:
         result["status"] = DEGRADED
         result["message"] = "No task worker has been seen in the last 5 minutes: start `python manage.py qcluster`."
+    if settings.TRAINING_CLUSTER:
+        beat = Success.objects.filter(func="training.tasks.cluster_beat").order_by("-stopped").values_list("stopped", flat=True).first()
+        result["training_cluster"] = {
+            "name": settings.TRAINING_CLUSTER,
+            "queued_tasks": get_broker(settings.TRAINING_CLUSTER).queue_size(),
+            "last_worker_beat": beat.isoformat() if beat else None,
+        }
+        if beat is None or timezone.now() - beat > WORKER_SILENCE:
+            result["status"] = DEGRADED
+            result["message"] = (result.get("message", "") + " No training-cluster worker has been seen in the last 5 minutes: start "
+                                 f"`Q_CLUSTER_NAME={settings.TRAINING_CLUSTER} python manage.py qcluster`.").strip()
     return result
 
 

@@ -250,6 +250,15 @@ Q_CLUSTER = {
     "save_limit": 500,
     "label": "Task queue",
 }
+# A separate cluster for training (scale-out): training jobs go to the queue TRAINING_CLUSTER, served by
+# `Q_CLUSTER_NAME=<TRAINING_CLUSTER> manage.py qcluster` (TRAINING_WORKERS workers); everything else, and
+# every schedule, stays on the default cluster. Empty: one cluster does everything.
+TRAINING_CLUSTER = env.str("TRAINING_CLUSTER", default="")
+TRAINING_WORKERS = _typed("TRAINING_WORKERS", env.int, 1)
+if TRAINING_CLUSTER == Q_CLUSTER["name"]:
+    raise ImproperlyConfigured(f"Environment variable TRAINING_CLUSTER must differ from the default cluster's name {Q_CLUSTER['name']!r}")
+# django-q2 reads the settings of a cluster started with Q_CLUSTER_NAME from ALT_CLUSTERS (and needs the key to exist).
+Q_CLUSTER["ALT_CLUSTERS"] = {TRAINING_CLUSTER: {"workers": TRAINING_WORKERS}} if TRAINING_CLUSTER else {}
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
