@@ -263,7 +263,9 @@ def target_contents() -> list[str]:
         from registry.models import ModelVersion
         from training.models import TrainingJob
 
-        for model in (ModelVersion, TrainingJob, QualityCycle, Item, get_user_model()):
+        # With a real ERP attached, Item lives in the ERP, not in the database being restored.
+        models = (ModelVersion, TrainingJob, QualityCycle, get_user_model()) + (() if settings.ERP_EXTERNAL else (Item,))
+        for model in models:
             if model._meta.db_table in tables and model.objects.exists():
                 found.append(f"database table {model._meta.db_table} has rows")
     root = Path(settings.MODEL_ROOT)
