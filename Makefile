@@ -49,7 +49,7 @@ test: $(VENV)/.dev-deps
 	$(BIN)/pytest
 	@if [ -n "$$TEST_POSTGRES_URL" ]; then \
 		echo "== the same database-facing tests on PostgreSQL ($$TEST_POSTGRES_URL)"; \
-		DATABASE_URL="$$TEST_POSTGRES_URL" $(BIN)/pytest -m postgres; \
+		DATABASE_URL="$$TEST_POSTGRES_URL" $(BIN)/pytest -m postgres || exit 1; \
 		if [ -n "$$TEST_REDIS_URL" ]; then \
 			echo "== scale-out: PostgreSQL + Redis broker, a default and a training cluster, gunicorn ($$TEST_REDIS_URL)"; \
 			DATABASE_URL="$$TEST_POSTGRES_URL" $(BIN)/pytest -m scaleout; \
