@@ -38,12 +38,25 @@ setup: deps
 run: setup
 	HOST=$(HOST) PORT=$(PORT) PY=$(PY) BIN=$(BIN) bash scripts/serve.sh
 
-## test: the whole test suite on SQLite, then the tests marked `postgres` again on PostgreSQL when TEST_POSTGRES_URL is set
+## test: promtool rule tests, the whole suite on SQLite, then the `postgres` tests again on PostgreSQL when TEST_POSTGRES_URL is set,
+## and the `scaleout` suite (PostgreSQL + Redis + two clusters + gunicorn) when TEST_REDIS_URL is set too
 test: $(VENV)/.dev-deps
+	@if command -v promtool >/dev/null 2>&1; then \
+		echo "== Prometheus alert rules: promtool test rules deploy/prometheus/alerts.test.yml"; \
+		cd deploy/prometheus && promtool test rules alerts.test.yml && promtool check config prometheus.yml >/dev/null; \
+	else \
+		echo "promtool is not installed (Debian package prometheus): the alert-rule tests were skipped; .ci/run installs it."; \
+	fi
 	$(BIN)/pytest
 	@if [ -n "$$TEST_POSTGRES_URL" ]; then \
 		echo "== the same database-facing tests on PostgreSQL ($$TEST_POSTGRES_URL)"; \
-		DATABASE_URL="$$TEST_POSTGRES_URL" $(BIN)/pytest -m postgres; \
+		DATABASE_URL="$$TEST_POSTGRES_URL" $(BIN)/pytest -m postgres || exit 1; \
+		if [ -n "$$TEST_REDIS_URL" ]; then \
+			echo "== scale-out: PostgreSQL + Redis broker, a default and a training cluster, gunicorn ($$TEST_REDIS_URL)"; \
+			DATABASE_URL="$$TEST_POSTGRES_URL" $(BIN)/pytest -m scaleout; \
+		else \
+			echo "TEST_REDIS_URL is not set: the scale-out suite (pytest -m scaleout) was skipped; .ci/run sets it up."; \
+		fi; \
 	else \
 		echo "TEST_POSTGRES_URL is not set: the PostgreSQL pass (pytest -m postgres) was skipped; .ci/run sets it up."; \
 	fi

@@ -6,7 +6,8 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, fmt
 
-from .models import QualityAlert, QualityCycle, QualitySettings
+from .models import NotificationChannel, NotificationDelivery, QualityAlert, QualityCycle, QualitySettings
+from .notifications import mask
 
 
 @admin.register(QualitySettings)
@@ -122,6 +123,8 @@ class QualityAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="cycle")
     def cycle_link(self, alert):
+        if alert.cycle_id is None:
+            return "system"
         return format_html('<a href="{}">{}</a>', reverse("admin:quality_qualitycycle_change", args=[alert.cycle_id]), alert.cycle_id)
 
     def has_ack_permission(self, request):
@@ -142,3 +145,50 @@ class QualityAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             alert.resolve(by=request.user, resolution="resolved in the admin")
             done += 1
         self.message_user(request, f"Resolved {done} alert(s).", messages.SUCCESS)
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    """Mail lists and webhooks for alerts and events. Channels from ALERT_EMAILS / ALERT_WEBHOOK_URL work beside these."""
+
+    list_display = ["name", "kind", "destination", "min_level", "events", "enabled"]
+    list_filter = ["kind", "enabled", "min_level"]
+    search_fields = ["name"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "target", "enabled"]}),
+        ("What to send", {"fields": ["min_level", "on_alert_opened", "on_alert_resolved", "on_training_failed", "on_version_deployed"]}),
+    ]
+
+    @admin.display(description="destination")
+    def destination(self, channel):
+        # The list never shows a webhook's path or query: that is where tokens live.
+        return ", ".join(mask(channel.kind, t.strip()) for t in channel.target.split(","))
+
+    @admin.display(description="events")
+    def events(self, channel):
+        return ", ".join(str(label) for value, label in NotificationChannel.Event.choices if getattr(channel, f"on_{value}")) or "—"
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "created_at", "event", "level_badge", "channel_name", "destination", "status_badge", "attempts", "last_error_short", "sent_at"]
+    list_filter = ["status", "event", "level", "kind"]
+    list_select_related = ["alert"]
+    date_hierarchy = "created_at"
+    search_fields = ["subject", "channel_name"]
+    show_full_result_count = False
+    readonly_fields = ["channel", "settings_channel", "channel_name", "kind", "destination", "event", "level", "subject", "payload", "alert",
+                       "status", "attempts", "last_error", "created_at", "next_attempt_at", "sent_at"]
+    fields = readonly_fields
+
+    @admin.display(description="level", ordering="level")
+    def level_badge(self, delivery):
+        return badge(delivery.level)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, delivery):
+        return badge({"sent": "succeeded", "sending": "running"}.get(delivery.status, delivery.status))
+
+    @admin.display(description="last error")
+    def last_error_short(self, delivery):
+        return (delivery.last_error[:120] + "…") if len(delivery.last_error) > 120 else (delivery.last_error or "—")

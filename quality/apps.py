@@ -12,3 +12,13 @@ class QualityConfig(AppConfig):
         from .gate import on_version_trained
 
         version_trained.connect(on_version_trained, dispatch_uid="quality.gate")
+
+        from django.db.models.signals import post_save
+
+        from registry.models import DeploymentEvent
+        from training.signals import job_failed
+
+        from .notifications import on_deployment, on_job_failed
+
+        job_failed.connect(on_job_failed, dispatch_uid="quality.notify_job_failed")
+        post_save.connect(on_deployment, sender=DeploymentEvent, dispatch_uid="quality.notify_deployment")

@@ -29,6 +29,7 @@ class QualityCollector:
             for name in (
                 "routing_ml_quality_mae_minutes", "routing_ml_quality_process_match_percent", "routing_ml_quality_items_evaluated",
                 "routing_ml_training_jobs_total", "routing_ml_training_duration_seconds", "routing_ml_queue_size", "routing_ml_quality_open_alerts",
+                *OPERATIONS_GAUGES,
             )
         ]
 
@@ -73,6 +74,82 @@ class QualityCollector:
         for level in ("warning", "critical"):
             alerts.add_metric([level], float(open_alerts.get(level, 0)))
         yield alerts
+        yield from operations_gauges()
+
+
+OPERATIONS_GAUGES = (
+    "routing_ml_quality_threshold", "routing_ml_quality_last_cycle_timestamp_seconds", "routing_ml_model_active", "routing_ml_model_loadable",
+    "routing_ml_task_queue_size", "routing_ml_worker_last_beat_timestamp_seconds", "routing_ml_backup_last_timestamp_seconds",
+    "routing_ml_disk_free_percent", "routing_ml_memory_used_percent",
+)
+
+
+def operations_gauges():
+    """What the Prometheus alert rules (deploy/prometheus/alerts.yml) need beyond the quality figures; each part fails alone."""
+    from django_q.brokers import get_broker
+    from django_q.models import Success
+
+    from registry.models import ModelVersion
+    from routing_ml.backup import latest_backup
+    from routing_ml.resources import check_disk, check_memory
+
+    from .models import QualityAlert, QualityCycle, QualitySettings
+
+    def gauge(name, documentation, labels=()):
+        return GaugeMetricFamily(name, documentation, labels=list(labels))
+
+    try:
+        cfg = QualitySettings.current()
+        thresholds = gauge("routing_ml_quality_threshold", "The quality thresholds of Quality settings, in the units of the gauges they judge.",
+                           ["metric", "level"])
+        thresholds.add_metric(["mae_minutes", "warning"], cfg.mae_warning)
+        thresholds.add_metric(["mae_minutes", "critical"], cfg.mae_critical)
+        thresholds.add_metric(["process_match_percent", "warning"], 100.0 * cfg.process_match_warning)
+        thresholds.add_metric(["process_match_percent", "critical"], 100.0 * cfg.process_match_critical)
+        yield thresholds
+        last_cycle = gauge("routing_ml_quality_last_cycle_timestamp_seconds", "When the latest successful quality cycle finished (Unix time).")
+        latest = QualityCycle.objects.latest_finished()
+        if latest is not None and latest.finished_at is not None:
+            last_cycle.add_metric([], latest.finished_at.timestamp())
+        yield last_cycle
+        active = gauge("routing_ml_model_active", "1 when a model version is active.")
+        active.add_metric([], 1.0 if ModelVersion.objects.active().exists() else 0.0)
+        yield active
+        loadable = gauge("routing_ml_model_loadable", "0 while the housekeeping finds the active model's files altered or unloadable (alert 1005).")
+        loadable.add_metric([], 0.0 if QualityAlert.objects.open().filter(cycle=None, metric="model_load").exists() else 1.0)
+        yield loadable
+        beat = gauge("routing_ml_worker_last_beat_timestamp_seconds", "When a cluster worker last ran the housekeeping (Unix time).")
+        last = Success.objects.filter(func="training.tasks.housekeeping").order_by("-stopped").values_list("stopped", flat=True).first()
+        if last is not None:
+            beat.add_metric([], last.timestamp())
+        yield beat
+    except Exception:
+        logger.warning("operations metrics unavailable", exc_info=True)
+    try:
+        from django.conf import settings
+
+        queue = gauge("routing_ml_task_queue_size", "Tasks waiting in the django-q2 broker for a worker, per queue (cluster).", ["queue"])
+        queue.add_metric(["default"], float(get_broker().queue_size() or 0))
+        if settings.TRAINING_CLUSTER:
+            queue.add_metric([settings.TRAINING_CLUSTER], float(get_broker(settings.TRAINING_CLUSTER).queue_size() or 0))
+        yield queue
+    except Exception:
+        logger.warning("task queue size unavailable", exc_info=True)
+    try:
+        backup = gauge("routing_ml_backup_last_timestamp_seconds", "When the newest complete backup under BACKUP_ROOT was made (Unix time).")
+        found = latest_backup()
+        if found is not None:
+            backup.add_metric([], found[1].timestamp())
+        yield backup
+        disk = gauge("routing_ml_disk_free_percent", "Free space of the file system holding MODEL_ROOT / BACKUP_ROOT.", ["root"])
+        for condition in check_disk():
+            disk.add_metric([condition.metric.split(":", 1)[1]], condition.details["free_percent"])
+        yield disk
+        memory = gauge("routing_ml_memory_used_percent", "Memory in use on the machine answering the scrape.")
+        memory.add_metric([], check_memory().value)
+        yield memory
+    except Exception:
+        logger.warning("resource metrics unavailable", exc_info=True)
 
 
 _collector = QualityCollector()

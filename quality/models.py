@@ -216,6 +216,15 @@ class QualityAlertQuerySet(models.QuerySet):
     def critical(self) -> QualityAlertQuerySet:
         return self.filter(level=QualityAlert.Level.CRITICAL)
 
+    def bulk_create(self, objs, *args, **kwargs):
+        """As Django's, and each new alert is announced (bulk_create sends no post_save)."""
+        created = super().bulk_create(objs, *args, **kwargs)
+        from .notifications import alert_opened
+
+        for alert in created:
+            alert_opened(alert)
+        return created
+
 
 class QualityAlert(models.Model):
     """A threshold a cycle breached. Resolves itself when a later cycle is back inside it."""
@@ -231,7 +240,8 @@ class QualityAlert(models.Model):
 
     UNRESOLVED_STATES = (Status.OPEN, Status.ACKNOWLEDGED)
 
-    cycle = models.ForeignKey(QualityCycle, on_delete=models.CASCADE, related_name="alerts")
+    # Empty for alerts about the system itself (disk, memory, the model's files), raised by the housekeeping.
+    cycle = models.ForeignKey(QualityCycle, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
     level = models.CharField(max_length=10, choices=Level.choices, db_index=True)
     metric = models.CharField(max_length=50)
     value = models.FloatField(null=True, blank=True)
@@ -255,6 +265,41 @@ class QualityAlert(models.Model):
     def __str__(self) -> str:
         return f"{self.level} {self.metric}={self.value} ({self.status})"
 
+    def save(self, *args, **kwargs):
+        creating = self._state.adding
+        super().save(*args, **kwargs)
+        if creating:
+            from .notifications import alert_opened
+
+            alert_opened(self)
+
+    @classmethod
+    def raise_condition(cls, *, metric: str, level: str, error_code: int, value=None, threshold=None, message: str) -> QualityAlert:
+        """A system condition (no cycle) is bad: open an alert, or update the open one on the same metric and level (no new message).
+
+        A change of level closes the old alert and opens one at the new level.
+        """
+        current = cls.objects.open().filter(cycle=None, metric=metric).order_by("-created_at").first()
+        if current is not None and current.level == level:
+            current.value, current.threshold, current.message = value, threshold, message
+            current.save(update_fields=["value", "threshold", "message"])
+            return current
+        if current is not None:
+            current.resolve(resolution=f"now {level}")
+        return cls.objects.create(cycle=None, level=level, metric=metric, value=value, threshold=threshold, error_code=error_code, message=message)
+
+    raise_condition.alters_data = True
+
+    @classmethod
+    def clear_condition(cls, metric: str, resolution: str) -> int:
+        """A system condition is back to normal: resolve its open alerts."""
+        alerts = list(cls.objects.open().filter(cycle=None, metric=metric))
+        for alert in alerts:
+            alert.resolve(resolution=resolution)
+        return len(alerts)
+
+    clear_condition.alters_data = True
+
     def acknowledge(self, by=None) -> None:
         if self.status != self.Status.OPEN:
             raise InvalidTransition(f"Alert {self.pk} is {self.status}; only open alerts can be acknowledged.")
@@ -269,5 +314,123 @@ class QualityAlert(models.Model):
         self.status, self.resolved_by, self.resolved_at = self.Status.RESOLVED, by, timezone.now()
         self.resolution = resolution or (f"resolved by {by}" if by else "")
         self.save(update_fields=["status", "resolved_by", "resolved_at", "resolution"])
+        from .notifications import alert_resolved
+
+        alert_resolved(self)
 
     resolve.alters_data = True
+
+
+class NotificationChannel(models.Model):
+    """Where alerts and events are sent: a mail list or a webhook (Slack-compatible), with a minimum level and the events wanted.
+
+    Channels configured by settings (ALERT_EMAILS, ALERT_WEBHOOK_URL) work beside these rows
+    without being stored, so their addresses and tokens stay in the environment.
+    """
+
+    class Kind(models.TextChoices):
+        MAIL = "mail", "mail"
+        WEBHOOK = "webhook", "webhook"
+
+    class Level(models.TextChoices):
+        INFO = "info", "info"
+        WARNING = "warning", "warning"
+        CRITICAL = "critical", "critical"
+
+    class Event(models.TextChoices):
+        ALERT_OPENED = "alert_opened", "alert opened"
+        ALERT_RESOLVED = "alert_resolved", "alert resolved"
+        TRAINING_FAILED = "training_failed", "training failed"
+        VERSION_DEPLOYED = "version_deployed", "version activated or rolled back"
+
+    LEVEL_RANK = {Level.INFO: 0, Level.WARNING: 1, Level.CRITICAL: 2}
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    target = models.CharField(
+        max_length=2000, help_text="Mail: comma-separated addresses. Webhook: the URL (it may hold a token: it is never shown in lists or logs)."
+    )
+    min_level = models.CharField("minimum level", max_length=10, choices=Level.choices, default=Level.WARNING)
+    on_alert_opened = models.BooleanField("alert opened", default=True)
+    on_alert_resolved = models.BooleanField("alert resolved", default=True)
+    on_training_failed = models.BooleanField("training failed", default=True)
+    on_version_deployed = models.BooleanField("version activated or rolled back", default=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from .notifications import parse_targets
+
+        try:
+            parse_targets(self.kind, self.target)
+        except ValueError as exc:
+            raise ValidationError({"target": str(exc)})
+
+    def wants(self, event: str, level: str) -> bool:
+        return self.enabled and getattr(self, f"on_{event}") and self.LEVEL_RANK[level] >= self.LEVEL_RANK[self.min_level]
+
+
+class NotificationDelivery(models.Model):
+    """One message to one channel, with its attempts (written by the cluster; read-only in the admin)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        SENDING = "sending", "sending"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+
+    channel = models.ForeignKey(NotificationChannel, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+    settings_channel = models.CharField(max_length=40, blank=True, help_text="e.g. ALERT_WEBHOOK_URL[0]: a channel from the settings.")
+    channel_name = models.CharField(max_length=140)
+    kind = models.CharField(max_length=10, choices=NotificationChannel.Kind.choices)
+    destination = models.CharField(max_length=300, help_text="Where it went, without credentials or tokens.")
+    event = models.CharField(max_length=20, choices=NotificationChannel.Event.choices, db_index=True)
+    level = models.CharField(max_length=10, choices=NotificationChannel.Level.choices)
+    subject = models.CharField(max_length=300)
+    payload = models.JSONField(default=dict)
+    alert = models.ForeignKey(QualityAlert, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "notification deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.channel_name} ({self.status})"
+
+    def claim(self) -> bool:
+        """pending → sending, atomically: exactly one worker (or the --sync command) sends it."""
+        claimed = NotificationDelivery.objects.filter(pk=self.pk, status=self.Status.PENDING).update(status=self.Status.SENDING)
+        if claimed:
+            self.status = self.Status.SENDING
+        return bool(claimed)
+
+    claim.alters_data = True
+
+    def mark_sent(self) -> None:
+        self.status, self.sent_at, self.attempts = self.Status.SENT, timezone.now(), self.attempts + 1
+        self.next_attempt_at = None
+        self.save(update_fields=["status", "sent_at", "attempts", "next_attempt_at"])
+
+    mark_sent.alters_data = True
+
+    def mark_attempt_failed(self, error: str, retry_at=None) -> None:
+        """Record a failed attempt: back to pending until retry_at, or failed for good when retry_at is None."""
+        self.attempts += 1
+        self.last_error = error[:2000]
+        self.status = self.Status.PENDING if retry_at is not None else self.Status.FAILED
+        self.next_attempt_at = retry_at
+        self.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
+
+    mark_attempt_failed.alters_data = True

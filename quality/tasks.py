@@ -21,10 +21,31 @@ def scheduled_cycle() -> dict:
 
 
 def housekeeping() -> dict:
-    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker."""
+    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker; resend lost notifications."""
     from .models import QualityCycle
+    from .notifications import redeliver_lost
 
     reaped = QualityCycle.reap_stale()
     if reaped:
         logger.warning("Reaped stale quality cycles: %s", reaped)
-    return {"reaped": reaped}
+    resent = redeliver_lost()
+    if resent:
+        logger.warning("Queued lost notification deliveries again: %s", resent)
+    return {"reaped": reaped, "notifications_resent": resent, "conditions": check_system()}
+
+
+def check_system() -> dict[str, bool]:
+    """Disk space (2001), memory (2002), the active model's loadability (1005): raise or resolve their alerts. Returns metric → ok."""
+    from routing_ml import resources
+
+    from .models import QualityAlert
+
+    conditions = [*resources.check_disk(), resources.check_memory(), resources.check_model_loadable()]
+    for condition in conditions:
+        if condition.ok:
+            QualityAlert.clear_condition(condition.metric, resolution="back to normal (housekeeping)")
+        else:
+            logger.warning("%s: %s", condition.metric, condition.message)
+            QualityAlert.raise_condition(metric=condition.metric, level=condition.level, error_code=condition.code, value=condition.value,
+                                         threshold=condition.threshold, message=condition.message)
+    return {c.metric: c.ok for c in conditions}

@@ -1,7 +1,8 @@
 """Liveness and readiness: /health (all checks) and /health/db.
 
 Overall status: `unhealthy` (HTTP 503) when the database or the ERP source cannot be read;
-`degraded` when something works but needs attention (no active model yet, no worker seen);
+`degraded` when something works but needs attention (no active model yet, no worker seen, no
+recent backup);
 `healthy` otherwise.
 """
 
@@ -17,6 +18,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from .errors import ErrorCode
+
 OK, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 # The cluster runs housekeeping every minute; a few missed beats mean no worker is alive.
 WORKER_SILENCE = timedelta(minutes=5)
@@ -27,7 +30,7 @@ def _timed(check):
     try:
         result = check()
     except Exception as exc:  # a health check reports failures, it never raises them
-        result = {"status": UNHEALTHY, "error": f"{type(exc).__name__}: {exc}", "code": 1001}
+        result = {"status": UNHEALTHY, "error": f"{type(exc).__name__}: {exc}", "code": int(ErrorCode.DATABASE_UNAVAILABLE)}
     result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
     return result
 
@@ -60,8 +63,33 @@ def check_model() -> dict:
     served = loader.served_label()
     if served != active.label and loader.last_error:
         # This process cannot load the version the database says is active; it keeps serving what it had.
-        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": loader.last_error}
+        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": loader.last_error,
+                "code": int(ErrorCode.MODEL_LOAD_FAILED)}
+    # The housekeeping verifies the active bundle's every checksum each minute; too slow for a probe, so read its verdict.
+    from quality.models import QualityAlert
+
+    failing = QualityAlert.objects.open().filter(cycle=None, metric="model_load").order_by("-created_at").first()
+    if failing is not None:
+        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": failing.message,
+                "code": int(ErrorCode.MODEL_LOAD_FAILED), "since": failing.created_at.isoformat()}
     return {"status": OK, "active_version": active.label, "served_by_this_process": served}
+
+
+def check_resources() -> dict:
+    """Free disk under MODEL_ROOT and BACKUP_ROOT (2001) and memory in use (2002), measured now."""
+    from .resources import check_disk, check_memory
+
+    conditions = [*check_disk(), check_memory()]
+    result = {
+        "status": OK if all(c.ok for c in conditions) else DEGRADED,
+        "disk": {c.metric.split(":", 1)[1]: {**c.details, "status": OK if c.ok else DEGRADED} for c in conditions[:-1]},
+        "memory": {**conditions[-1].details, "status": OK if conditions[-1].ok else DEGRADED},
+    }
+    problems = [c for c in conditions if not c.ok]
+    if problems:
+        result["code"] = problems[0].code
+        result["message"] = " ".join(f"[{c.code}] {c.message}" for c in problems)
+    return result
 
 
 def check_queue() -> dict:
@@ -83,6 +111,34 @@ def check_queue() -> dict:
     if last is None or timezone.now() - last > WORKER_SILENCE:
         result["status"] = DEGRADED
         result["message"] = "No task worker has been seen in the last 5 minutes: start `python manage.py qcluster`."
+    if settings.TRAINING_CLUSTER:
+        beat = Success.objects.filter(func="training.tasks.cluster_beat").order_by("-stopped").values_list("stopped", flat=True).first()
+        result["training_cluster"] = {
+            "name": settings.TRAINING_CLUSTER,
+            "queued_tasks": get_broker(settings.TRAINING_CLUSTER).queue_size(),
+            "last_worker_beat": beat.isoformat() if beat else None,
+        }
+        if beat is None or timezone.now() - beat > WORKER_SILENCE:
+            result["status"] = DEGRADED
+            result["message"] = (result.get("message", "") + " No training-cluster worker has been seen in the last 5 minutes: start "
+                                 f"`Q_CLUSTER_NAME={settings.TRAINING_CLUSTER} python manage.py qcluster`.").strip()
+    return result
+
+
+def check_backup() -> dict:
+    from .backup import latest_backup
+
+    found = latest_backup()
+    max_age = timedelta(hours=settings.BACKUP_MAX_AGE_HOURS)
+    if found is None:
+        return {"status": DEGRADED, "last_backup": None, "age_hours": None,
+                "message": f"No backup under BACKUP_ROOT ({settings.BACKUP_ROOT}) yet: run `manage.py backup` (the cluster runs it daily)."}
+    path, created = found
+    age = timezone.now() - created
+    result = {"status": OK, "last_backup": path.name, "created_at": created.isoformat(), "age_hours": round(age.total_seconds() / 3600, 2)}
+    if age > max_age:
+        result["status"] = DEGRADED
+        result["message"] = f"The newest backup is {result['age_hours']:.1f} h old (limit {settings.BACKUP_MAX_AGE_HOURS:g} h): check the backup schedule."
     return result
 
 
@@ -101,6 +157,8 @@ def health(request):
         checks["erp"] = _timed(check_erp)
         checks["model"] = _timed(check_model)
         checks["queue"] = _timed(check_queue)
+    checks["backup"] = _timed(check_backup)
+    checks["resources"] = _timed(check_resources)
     status = _overall(checks)
     body = {"status": status, "version": settings.VERSION, "timestamp": timezone.now().isoformat(), "checks": checks}
     return JsonResponse(body, status=503 if status == UNHEALTHY else 200)

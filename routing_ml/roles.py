@@ -2,7 +2,7 @@
 
 planners   may predict and view dashboards (and read the records behind them);
 ml_admins  may also train, cancel, activate and roll back, change quality settings,
-           run quality cycles and acknowledge alerts.
+           run quality cycles, acknowledge alerts and manage notification channels.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "quality.change_qualitysettings",
         "quality.run_qualitycycle",
         "quality.acknowledge_qualityalert",
+        "quality.view_notificationchannel",
+        "quality.add_notificationchannel",
+        "quality.change_notificationchannel",
+        "quality.delete_notificationchannel",
+        "quality.view_notificationdelivery",
     ],
 }
 

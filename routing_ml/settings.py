@@ -76,6 +76,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 MODEL_ROOT = Path(env.str("MODEL_ROOT", default=str(BASE_DIR / "var" / "models"))).resolve()
 QUALITY_REPORT_ROOT = Path(env.str("QUALITY_REPORT_ROOT", default=str(MODEL_ROOT.parent / "quality_reports"))).resolve()
+# Backups (manage.py backup / verify_backup / restore): where, how many, when (cron; empty: no schedule).
+BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(MODEL_ROOT.parent / "backups"))).resolve()
+BACKUP_KEEP = _typed("BACKUP_KEEP", env.int, 7)
+BACKUP_SCHEDULE_CRON = env.str("BACKUP_SCHEDULE_CRON", default="30 1 * * *")
+# /health turns degraded when the newest backup is older than this.
+BACKUP_MAX_AGE_HOURS = _typed("BACKUP_MAX_AGE_HOURS", env.float, 36.0)
+if BACKUP_SCHEDULE_CRON:
+    from croniter import croniter
+
+    if not croniter.is_valid(BACKUP_SCHEDULE_CRON):
+        raise ImproperlyConfigured(f"Environment variable BACKUP_SCHEDULE_CRON is not a valid cron expression: {BACKUP_SCHEDULE_CRON!r}")
+if BACKUP_KEEP < 1:
+    raise ImproperlyConfigured(f"Environment variable BACKUP_KEEP must be at least 1, got {BACKUP_KEEP}")
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"Environment variable REDIS_URL must be a redis:// URL, got {REDIS_URL!r}")
@@ -201,6 +214,29 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Resource checks (every minute on the cluster, and /health): free space under MODEL_ROOT and BACKUP_ROOT
+# below either limit raises alert 2001 (critical below half of it); memory use over the limit raises 2002.
+DISK_FREE_MIN_PERCENT = _typed("DISK_FREE_MIN_PERCENT", env.float, 10.0)
+DISK_FREE_MIN_MB = _typed("DISK_FREE_MIN_MB", env.float, 2048.0)
+MEMORY_HIGH_PERCENT = _typed("MEMORY_HIGH_PERCENT", env.float, 90.0)
+
+# Notifications (quality/notifications.py): mail through Django's mail settings, webhooks by URL.
+ALERT_EMAILS = _typed("ALERT_EMAILS", env.list, [])
+ALERT_WEBHOOK_URL = _typed("ALERT_WEBHOOK_URL", env.list, [])
+ALERT_MIN_LEVEL = env.str("ALERT_MIN_LEVEL", default="warning")
+if ALERT_MIN_LEVEL not in ("info", "warning", "critical"):
+    raise ImproperlyConfigured(f"Environment variable ALERT_MIN_LEVEL must be info, warning or critical, got {ALERT_MIN_LEVEL!r}")
+# The address links in messages point at (the admin's alert page, the job, the version).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+NOTIFY_MAX_ATTEMPTS = _typed("NOTIFY_MAX_ATTEMPTS", env.int, 5)
+NOTIFY_RETRY_BACKOFF = _typed("NOTIFY_RETRY_BACKOFF", env.float, 30.0)
+NOTIFY_TIMEOUT = _typed("NOTIFY_TIMEOUT", env.float, 10.0)
+# EMAIL_URL, e.g. smtp+tls://user:password@mail.example.com:587 (django-environ); default: an SMTP server on localhost:25.
+vars().update(_typed("EMAIL_URL", env.email_url, "smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="routing-ml@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = NOTIFY_TIMEOUT
+
 # django-q2: the ORM broker by default (nothing else to run); Redis when REDIS_URL is set.
 Q_CLUSTER = {
     "name": "routing_ml",
@@ -214,6 +250,15 @@ Q_CLUSTER = {
     "save_limit": 500,
     "label": "Task queue",
 }
+# A separate cluster for training (scale-out): training jobs go to the queue TRAINING_CLUSTER, served by
+# `Q_CLUSTER_NAME=<TRAINING_CLUSTER> manage.py qcluster` (TRAINING_WORKERS workers); everything else, and
+# every schedule, stays on the default cluster. Empty: one cluster does everything.
+TRAINING_CLUSTER = env.str("TRAINING_CLUSTER", default="")
+TRAINING_WORKERS = _typed("TRAINING_WORKERS", env.int, 1)
+if TRAINING_CLUSTER == Q_CLUSTER["name"]:
+    raise ImproperlyConfigured(f"Environment variable TRAINING_CLUSTER must differ from the default cluster's name {Q_CLUSTER['name']!r}")
+# django-q2 reads the settings of a cluster started with Q_CLUSTER_NAME from ALT_CLUSTERS (and needs the key to exist).
+Q_CLUSTER["ALT_CLUSTERS"] = {TRAINING_CLUSTER: {"workers": TRAINING_WORKERS}} if TRAINING_CLUSTER else {}
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

@@ -15,6 +15,7 @@ def isolated_model_root(settings, tmp_path):
     settings.MODEL_ROOT = tmp_path / "models"
     settings.MODEL_ROOT.mkdir()
     settings.QUALITY_REPORT_ROOT = tmp_path / "quality_reports"
+    settings.BACKUP_ROOT = tmp_path / "backups"
     settings.MODEL_RELOAD_INTERVAL = 0
     from registry.loader import loader
 

@@ -39,6 +39,7 @@ def test_all_checks_green_is_healthy(client):
     call_command("seed_demo_erp", items=200, seed=3, stdout=io.StringIO())
     call_command("train", sync=True, label="v1", candidates="baseline", activate=True, stdout=io.StringIO(), stderr=io.StringIO())
     beat_worker(minutes_ago=1)
+    call_command("backup", stdout=io.StringIO())
     body = client.get("/health").json()
     assert body["status"] == "healthy", body
     assert body["checks"]["model"]["active_version"] == "v1"

@@ -150,7 +150,9 @@ class TrainingJob(models.Model):
         from django_q.tasks import async_task
 
         try:
-            task_id = async_task("training.tasks.run_training_job", self.pk, task_name=f"train-{self.label}", group="training")
+            # With TRAINING_CLUSTER set, only the training cluster takes it (long jobs never hold the quality cycles' workers).
+            task_id = async_task("training.tasks.run_training_job", self.pk, task_name=f"train-{self.label}", group="training",
+                                 cluster=settings.TRAINING_CLUSTER or None)
         except Exception as exc:
             logger.exception("Could not hand training job %s to the task queue", self.pk)
             self.fail(
@@ -215,6 +217,10 @@ class TrainingJob(models.Model):
         if updated:
             self.append_log(f"failed: {error}")
             self.refresh_from_db()
+            from .signals import job_failed
+
+            # Listeners (notifications) must never turn a recorded failure into a crash.
+            job_failed.send_robust(sender=TrainingJob, job=self)
         return bool(updated)
 
     fail.alters_data = True

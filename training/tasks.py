@@ -24,3 +24,10 @@ def housekeeping() -> dict:
     if reaped:
         logger.warning("Reaped stale training jobs: %s", reaped)
     return {"reaped": reaped}
+
+
+def cluster_beat() -> str:
+    """Every minute on the training cluster (TRAINING_CLUSTER): proves to /health that it runs."""
+    from django.conf import settings
+
+    return settings.TRAINING_CLUSTER or "default"

@@ -29,8 +29,11 @@ class Command(BaseCommand):
             self.stdout.write(f"Quality cycle queued as task {task_id}.")
             return
         from quality.cycle import run_cycle
+        from quality.notifications import deliver_inline
 
-        cycle = run_cycle(trigger=QualityCycle.Trigger.MANUAL, sample_size=sample_size, strategy=strategy)
+        # Its alerts' mails and webhooks are sent before the command returns (a failed one is logged, not raised).
+        with deliver_inline():
+            cycle = run_cycle(trigger=QualityCycle.Trigger.MANUAL, sample_size=sample_size, strategy=strategy)
         self.stdout.write(json.dumps(cycle.summary(), default=str))
         if cycle.status != QualityCycle.Status.SUCCEEDED:
             raise CommandError(f"Quality cycle {cycle.pk} failed: {cycle.error}")
