@@ -464,3 +464,50 @@ def test_api_docs_render_from_our_own_files_without_internet(page):
     page.goto("/api/docs/")
     page.wait_for_selector("#operations-predictions-predictions_create")
     assert hosts == {urlparse(page.url).hostname}  # nothing fetched from a CDN
+
+
+@pytest.mark.browser
+def test_planner_accepts_one_routing_and_edits_another_in_the_browser(page, trained_model):
+    from predictions.models import RoutingReview
+
+    codes = _codes(2)
+    _show_result(page, "\n".join(codes))
+    result_url = page.url
+
+    # Accept the first item's routing from the result page, with a comment, keyboard only.
+    _tab_to(page, "#item-1-comment")
+    page.keyboard.type("matches the drawing")
+    _tab_to(page, "#item-1 button.accept")
+    page.keyboard.press("Enter")
+    page.wait_for_url(result_url + "#item-1")
+    assert page.locator("#item-1 .review-state").inner_text() == "accepted"
+    assert page.locator("table").first.locator("tbody tr").nth(0).locator("td").last.inner_text() == "accepted"
+
+    # Edit the second: move its last operation up, remove its first, add one, save.
+    page.click("#item-2 a.edit")
+    page.wait_for_url(re.compile(r"/review/"))
+    rows = page.locator("#edit-rows tr.op-row")
+    before = [rows.nth(i).locator("select").first.input_value() for i in range(rows.count())]
+    assert len(before) >= 2
+    rows.nth(len(before) - 1).get_by_role("button", name=re.compile("Move up")).click()
+    rows.nth(0).get_by_role("button", name=re.compile("Remove")).click()
+    page.click("#add-operation")
+    new_row = page.locator("#edit-rows tr.op-row").last
+    job = new_row.locator("select").nth(0)
+    job.select_option(index=1)
+    new_row.locator("select").nth(1).select_option(index=1)
+    new_row.locator("select").nth(2).select_option("OUT")
+    new_row.locator("input[type=number]").nth(0).fill("15")
+    new_row.locator("input[type=number]").nth(1).fill("0.4")
+    added_job = job.input_value()
+    page.fill("#id_edit_comment", "outsourced finish")
+    page.click("#save-edited")
+    page.wait_for_url(result_url)
+
+    moved_up = [*before[:-2], before[-1], before[-2]]
+    review = RoutingReview.objects.get(item_cd=codes[1])
+    assert review.decision == "edited" and review.comment == "outsourced finish"
+    assert review.decided["signature"] == [*moved_up[1:], added_job]
+    assert review.decided["operations"][-1]["inside_flag"] == "OUT" and review.decided["operations"][-1]["setup_minutes"] == 15.0
+    assert page.locator("table").first.locator("tbody tr").nth(1).locator("td").last.inner_text() == "edited"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
