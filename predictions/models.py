@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -196,3 +197,52 @@ def clean_operations(operations: Sequence[Mapping[str, Any]] | None) -> tuple[di
     if errors:
         return None, errors
     return {"signature": [op["job_cd"] for op in cleaned], "operations": cleaned}, {}
+
+
+class PredictionLogQuerySet(models.QuerySet):
+    def older_than(self, days: float) -> PredictionLogQuerySet:
+        return self.filter(served_at__lt=timezone.now() - timedelta(days=days))
+
+
+class PredictionLog(models.Model):
+    """One prediction served for an item of known code (compact: the job sequence and times, no neighbours).
+
+    Written by the prediction service in one INSERT per request for the channels in
+    PREDICTION_LOG_CHANNELS, kept PREDICTION_LOG_RETENTION_DAYS, and compared with the routing
+    finally decided (a planner's review, or the routing entered in the ERP afterwards) to
+    measure planner agreement per model version (`predictions.agreement`).
+    """
+
+    item_cd = models.CharField("item code", max_length=50)
+    # The label, not a key: a log line costs no look-up, and outlives nothing it refers to (labels are never reused).
+    model_version = models.CharField(max_length=100)
+    signature = models.CharField(max_length=1000, help_text="The predicted job codes, in order, joined by '>'.")
+    times = models.JSONField(default=list, help_text="[setup minutes, run minutes per unit] of each predicted operation.")
+    confidence = models.FloatField(null=True)
+    channel = models.CharField(max_length=10)
+    served_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = PredictionLogQuerySet.as_manager()
+
+    SEPARATOR = ">"
+
+    class Meta:
+        indexes = [models.Index(fields=["item_cd", "served_at"], name="pred_log_item_served")]
+
+    def __str__(self) -> str:
+        return f"{self.item_cd} {self.served_at:%Y-%m-%d %H:%M} {self.signature}"
+
+    @property
+    def jobs(self) -> list[str]:
+        return self.signature.split(self.SEPARATOR) if self.signature else []
+
+    @classmethod
+    def purge(cls, days: float | None = None) -> int:
+        """Delete the entries older than the retention (PREDICTION_LOG_RETENTION_DAYS; 0 keeps everything)."""
+        days = settings.PREDICTION_LOG_RETENTION_DAYS if days is None else days
+        if not days:
+            return 0
+        deleted, _ = cls.objects.older_than(days).delete()
+        return deleted
+
+    purge.alters_data = True

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import connections, models, router, transaction
 
 from erp.models import Item
 from registry.loader import loader
@@ -262,7 +262,64 @@ def predict_items(
         raise
     batch.duration = time.perf_counter() - started
     metrics.record_batch(batch, channel)
+    if channel in settings.PREDICTION_LOG_CHANNELS:
+        log_served(batch, channel)
     return batch
+
+
+# --------------------------------------------------------------------------------------------
+# The log of served predictions (planner agreement)
+# --------------------------------------------------------------------------------------------
+
+
+def log_served(batch: PredictionBatch, channel: str) -> int:
+    """Log each successful prediction of an item with a code (`PredictionLog`) in one INSERT; returns the rows written.
+
+    One multi-row INSERT (split only past the database's parameter limit), not `bulk_create`,
+    whose batches are capped at Django's 999 parameters on SQLite (seven INSERTs for 1,000
+    items). A failure to log is reported and swallowed: the planner still gets the prediction.
+    """
+    from django.utils import timezone
+
+    from .models import PredictionLog
+
+    results = [r for r in batch.results if r.ok and r.item_cd]
+    if not results:
+        return 0
+    try:
+        fields = [
+            PredictionLog._meta.get_field(name)
+            for name in ("item_cd", "model_version", "signature", "times", "confidence", "channel", "served_at")
+        ]
+        alias = router.db_for_write(PredictionLog) or "default"
+        connection = connections[alias]
+        now = timezone.now()
+        rows = []
+        for r in results:
+            ops = r.routing["operations"]
+            values = (
+                r.item_cd,
+                batch.model_version,
+                PredictionLog.SEPARATOR.join(str(job) for job in r.routing["signature"])[:1000],
+                [[op.get("setup_minutes"), op.get("run_minutes_per_unit")] for op in ops],
+                r.routing.get("confidence"),
+                channel,
+                now,
+            )
+            rows.append([field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)])
+        qn = connection.ops.quote_name
+        insert = f"INSERT INTO {qn(PredictionLog._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
+        placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        per_query = max(1, _param_limit(alias) // len(fields))
+        # A savepoint: should the insert fail inside a caller's transaction, that transaction stays usable.
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            for start in range(0, len(rows), per_query):
+                chunk = rows[start : start + per_query]
+                cursor.execute(insert + ", ".join([placeholder] * len(chunk)), [value for row in chunk for value in row])
+        return len(rows)
+    except Exception:
+        logger.exception("Could not log %d served predictions", len(results))
+        return 0
 
 
 def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_context) -> PredictionBatch:
@@ -523,8 +580,11 @@ _ROUTING_COLUMNS = [
 ]
 
 
-def _current_routings(codes: list[str]) -> dict[str, dict]:
+def _current_routings(codes: list[str], with_inserted: bool = False) -> dict[str, dict]:
     """`{item_cd: {"signature", "operations"}}` of the current ERP routing of each code that has one (query 2).
+
+    `with_inserted=True` adds `"inserted"`: the routing's INSRT_DT (None when empty), for planner
+    agreement, which asks whether the routing was entered after a prediction.
 
     The rule is `RoutingOperation.objects.current()`'s (and `erp.frames.current_routings`'): among the
     routings valid today, the one with the newest INSRT_DT, ties to the highest ROUT_NO. The SQL keeps
@@ -562,6 +622,8 @@ def _current_routings(codes: list[str]) -> dict[str, dict]:
         factor = TIME_UNIT_TO_MINUTES.get(str(unit).strip().upper(), 1.0) if unit else 1.0
         per = qty if qty and qty > 0 else 1.0
         entry = routings.setdefault(code, {"signature": [], "operations": []})
+        if with_inserted:
+            entry["inserted"] = chosen[code][1] or None
         entry["signature"].append(job)
         entry["operations"].append(
             {
@@ -584,6 +646,12 @@ def current_routing(item_cd: str) -> dict | None:
     result page always agree.
     """
     return _current_routings([item_cd]).get(item_cd)
+
+
+def current_routings(codes: Sequence[str], *, with_inserted: bool = False) -> dict[str, dict]:
+    """The current ERP routings of many items at once (`{item_cd: {"signature", "operations"[, "inserted"]}}`)."""
+    codes = list(dict.fromkeys(codes))
+    return _current_routings(codes, with_inserted=with_inserted) if codes else {}
 
 
 # --------------------------------------------------------------------------------------------

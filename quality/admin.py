@@ -13,6 +13,7 @@ from .models import QualityAlert, QualityCycle, QualitySettings
 class QualitySettingsAdmin(SimpleHistoryAdmin):
     fieldsets = [
         ("Thresholds", {"fields": ["mae_warning", "mae_critical", "process_match_warning", "process_match_critical", "cv_max", "sample_count_min", "drift_psi_threshold"]}),
+        ("Planner agreement", {"fields": ["planner_agreement_warning", "planner_agreement_critical", "planner_agreement_min_items"]}),
         ("Sampling", {"fields": ["sample_size", "sample_strategy", "recent_window_days", "min_work_orders", "sample_seed"]}),
         ("Retraining", {"fields": ["auto_retrain", "cooldown_hours", "queue_capacity", "auto_deploy", "min_improvement_pct"]}),
         ("Schedule", {"fields": ["schedule_enabled", "schedule_cron"]}),

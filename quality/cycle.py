@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from erp.data import load_items
+from predictions import agreement as planner_agreement
 from registry.models import ModelVersion
 from routing_ml.errors import ErrorCode, QueueFull
 from training.engine import drift as drift_module
@@ -58,6 +59,7 @@ def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_siz
                 f"({window_end or 'none'}): the cycle evaluated 0 items."
             )
         evaluation = evaluate(codes, version.label, after=version.training_cutoff, since=window_start)
+        evaluation.metrics.update(planner_agreement.cycle_metrics(version.label))  # issue 11: alerted like the other metrics
         drift = _drift(version, eligible, cfg.sample_seed)
         cycle.items_evaluated = evaluation.items_evaluated
         cycle.items_without_actuals = len(evaluation.items_without_actuals)

@@ -21,10 +21,13 @@ def scheduled_cycle() -> dict:
 
 
 def housekeeping() -> dict:
-    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker."""
+    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker, and
+    drop served-prediction log entries past PREDICTION_LOG_RETENTION_DAYS."""
+    from predictions.models import PredictionLog
+
     from .models import QualityCycle
 
     reaped = QualityCycle.reap_stale()
     if reaped:
         logger.warning("Reaped stale quality cycles: %s", reaped)
-    return {"reaped": reaped}
+    return {"reaped": reaped, "prediction_log_purged": PredictionLog.purge()}

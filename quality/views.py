@@ -57,6 +57,7 @@ def overview(request):
         "drift": _drift_rows(latest, cfg),
         "last_any": last_any,
         "tiles": tiles,
+        "agreement": _agreement_rows(cfg),
         "alerts": QualityAlert.objects.open().select_related("cycle")[:20],
         "jobs": TrainingJob.objects.select_related("model_version")[:10],
         "in_flight": TrainingJob.objects.in_flight().count(),
@@ -65,6 +66,19 @@ def overview(request):
         "plotly_version": plotly_version(),
     }
     return render(request, "quality/overview.html", context)
+
+
+def _agreement_rows(cfg: QualitySettings) -> list[dict]:
+    """Planner agreement per model version (newest first), each with its state against the thresholds."""
+    from predictions.agreement import cached_planner_agreement
+
+    rows = []
+    for label, figures in cached_planner_agreement().items():
+        judged = figures["items_compared"] >= cfg.planner_agreement_min_items
+        state = _state(figures["process_match"], cfg.planner_agreement_warning, cfg.planner_agreement_critical, False) if judged else ""
+        rows.append({"label": label, **figures, "state": state})
+    created = dict(ModelVersion.objects.filter(label__in=[r["label"] for r in rows]).values_list("label", "created_at"))
+    return sorted(rows, key=lambda r: (created.get(r["label"]) is not None, created.get(r["label"]) or 0), reverse=True)
 
 
 def _drift_rows(cycle: QualityCycle | None, cfg: QualitySettings) -> list[tuple[str, float, bool]]:
