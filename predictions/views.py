@@ -37,8 +37,11 @@ from .service import ERP_ROUTING_COLUMNS, PredictionBatch, current_routing, erp_
 
 SESSION_KEY = "predictions"
 SESSION_QUERIES = 10
-# Items shown in full on the result page; the rest are in the summary table and the downloads.
-DETAIL_LIMIT = 50
+# The result page shows every item in its summary table, and the full detail of one page of
+# DETAIL_PAGE_SIZE items at a time, collapsed (<details>) unless the batch has at most
+# OPEN_DETAILS_UP_TO items: a 1,000-item page stays small and usable at once.
+DETAIL_PAGE_SIZE = 10
+OPEN_DETAILS_UP_TO = 5
 CHANNEL = "page"
 # Downloads re-run the query the page showed: counted apart, so `channel="page"` counts each planner query once.
 EXPORT_CHANNEL = "export"
@@ -140,8 +143,8 @@ def _chart_data(result) -> dict:
     labels = [f"{op['proc_seq']} {op['job_cd']}" for op in ops]
 
     def spread(value_key, low_key, high_key):
-        plus = [max(0.0, (op[high_key] or 0) - (op[value_key] or 0)) if op[high_key] is not None else 0 for op in ops]
-        minus = [max(0.0, (op[value_key] or 0) - (op[low_key] or 0)) if op[low_key] is not None else 0 for op in ops]
+        plus = [round(max(0.0, (op[high_key] or 0) - (op[value_key] or 0)), 4) if op[high_key] is not None else 0 for op in ops]
+        minus = [round(max(0.0, (op[value_key] or 0) - (op[low_key] or 0)), 4) if op[low_key] is not None else 0 for op in ops]
         return plus, minus
 
     run_plus, run_minus = spread("run_minutes_per_unit", "run_p10", "run_p90")
@@ -167,9 +170,14 @@ def _latest_reviews(batch: PredictionBatch) -> dict:
     return {r.item_cd: r for r in RoutingReview.objects.latest_per_item().filter(item_cd__in=codes).select_related("decided_by")}
 
 
-def _display(batch: PredictionBatch, reviews: dict | None = None) -> list[dict]:
-    """What the template needs per item, beyond the result itself."""
+def _display(batch: PredictionBatch, reviews: dict | None = None, page: int = 1) -> list[dict]:
+    """What the template needs per item, beyond the result itself.
+
+    Every item gets its summary row; only the items of detail page `page` (DETAIL_PAGE_SIZE per
+    page) get what their full detail needs (similar items, chart data, forms).
+    """
     reviews = reviews or {}
+    first, last = (page - 1) * DETAIL_PAGE_SIZE, page * DETAIL_PAGE_SIZE
     shown, new_count = [], 0
     for index, result in enumerate(batch.results):
         title = result.item_cd
@@ -180,17 +188,19 @@ def _display(batch: PredictionBatch, reviews: dict | None = None) -> list[dict]:
         entry = {
             "index": index + 1,
             "anchor": anchor,
+            "page": index // DETAIL_PAGE_SIZE + 1,
             "chart_id": f"{anchor}-chart-data",
             "title": title,
             "result": result,
-            "detail": index < DETAIL_LIMIT,
+            "detail": first <= index < last,
         }
         if result.ok:
-            predicted = result.routing["signature"]
-            entry["item_url"] = _item_url(result.item_cd) if result.source == "item_master" else None
+            entry["confidence_pct"] = round(result.routing["confidence"] * 100)
             entry["review"] = reviews.get(result.item_cd) if result.source == "item_master" else None
             entry["review_url"] = reverse("predictions:review", args=[result.item_cd]) if result.source == "item_master" else None
-            entry["confidence_pct"] = round(result.routing["confidence"] * 100)
+        if result.ok and entry["detail"]:
+            predicted = result.routing["signature"]
+            entry["item_url"] = _item_url(result.item_cd) if result.source == "item_master" else None
             entry["similar"] = [
                 {
                     **n,
@@ -201,7 +211,7 @@ def _display(batch: PredictionBatch, reviews: dict | None = None) -> list[dict]:
                 for n in result.similar_items
             ]
             entry["alternatives"] = [{**a, "percent": round(a["support"] * 100)} for a in result.alternatives]
-            entry["chart"] = _chart_data(result) if entry["detail"] else None
+            entry["chart"] = _chart_data(result)
             entry["total_setup"] = round(sum(op["setup_minutes"] or 0 for op in result.routing["operations"]), 2)
             entry["total_run"] = round(sum(op["run_minutes_per_unit"] or 0 for op in result.routing["operations"]), 4)
         shown.append(entry)
@@ -212,24 +222,35 @@ def _display(batch: PredictionBatch, reviews: dict | None = None) -> list[dict]:
 @predict_permission
 @require_GET
 def result(request, qid: str):
+    """Summary table of every item first; the full detail of one page of DETAIL_PAGE_SIZE items below, collapsed in big batches."""
     query = _query(request, qid)
     try:
         batch = _run(request, qid)
     except RoutingMLError as exc:
         return render(request, "predictions/result.html", {"error": exc, "query": query, "qid": qid}, status=exc.http_status)
     active = ModelVersion.objects.get_active()
+    pages = max(1, -(-len(batch.results) // DETAIL_PAGE_SIZE))
+    try:
+        page = min(pages, max(1, int(request.GET.get("page", 1))))
+    except ValueError:
+        page = 1
+    items = _display(batch, _latest_reviews(batch), page)
     return render(
         request,
         "predictions/result.html",
         {
             "batch": batch,
-            "items": _display(batch, _latest_reviews(batch)),
+            "items": items,
+            "details": [it for it in items if it["detail"]],
+            "failed": [it for it in items if not it["result"].ok],
+            "open_details": len(batch.results) <= OPEN_DETAILS_UP_TO,
             "can_review": request.user.has_perm("predictions.add_routingreview"),
             "query": query,
             "qid": qid,
             "is_active_version": active is not None and active.label == batch.model_version,
-            "detail_limit": DETAIL_LIMIT,
-            "hidden_count": max(0, len(batch.results) - DETAIL_LIMIT),
+            "page": page,
+            "pages": range(1, pages + 1) if pages > 1 else None,
+            "page_size": DETAIL_PAGE_SIZE,
             "plotly_version": plotly_version(),
         },
     )
@@ -243,16 +264,20 @@ def _download_name(batch: PredictionBatch, extension: str) -> str:
 @predict_permission
 @require_GET
 def download_csv(request, qid: str):
-    """The predicted routings in BI_ROUTING_VIEW's layout (the ERP import format)."""
+    """The predicted routings in BI_ROUTING_VIEW's layout (the ERP import format), then the items that failed and why."""
     try:
         batch = _run(request, qid, EXPORT_CHANNEL)
     except RoutingMLError as exc:
         return HttpResponse(exc.message, status=exc.http_status, content_type="text/plain; charset=utf-8")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_download_name(batch, "csv")}"'
-    writer = csv.DictWriter(response, fieldnames=ERP_ROUTING_COLUMNS, lineterminator="\n")
+    # Items that could not be predicted are listed too, after the routings, with the reason in a last
+    # column ERROR (only present when some item failed; ERP imports ignore unknown columns).
+    failed = [r for r in batch.results if not r.ok]
+    writer = csv.DictWriter(response, fieldnames=[*ERP_ROUTING_COLUMNS, *(["ERROR"] if failed else [])], lineterminator="\n")
     writer.writeheader()
     writer.writerows(erp_routing_rows(batch))
+    writer.writerows({"ITEM_CD": r.item_cd or "", "ERROR": r.error["message"]} for r in failed)
     return response
 
 

@@ -1,12 +1,34 @@
 // Draws the "time per operation" chart of each predicted item from the JSON next to it.
 // The chart repeats the routing table's figures; the table stays the accessible source.
+// Plotly (3.5 MB) is fetched only when a chart is first needed: a 1,000-item result page is
+// usable before it, and an item's chart is drawn when its details are first opened.
 (function () {
   "use strict";
-  if (typeof Plotly === "undefined") { return; }
-  document.querySelectorAll("[data-chart]").forEach(function (el) {
+  var plotlySrc = document.documentElement.querySelector("[data-plotly-src]");
+  var waiting = [];
+  var loading = false;
+
+  function withPlotly(callback) {
+    if (typeof Plotly !== "undefined") { callback(); return; }
+    waiting.push(callback);
+    if (loading || !plotlySrc) { return; }
+    loading = true;
+    var script = document.createElement("script");
+    script.src = plotlySrc.dataset.plotlySrc;
+    script.onload = function () { waiting.splice(0).forEach(function (cb) { cb(); }); };
+    document.head.appendChild(script);
+  }
+
+  function draw(el) {
+    if (el.dataset.drawn) { return; }
     var source = document.getElementById(el.dataset.chart);
     if (!source) { return; }
+    el.dataset.drawn = "1";
     var d = JSON.parse(source.textContent);
+    withPlotly(function () { plot(el, d); });
+  }
+
+  function plot(el, d) {
     var setup = {
       type: "bar", name: "Setup (minutes)", x: d.labels, y: d.setup, offsetgroup: 1, marker: { color: "#7a9cc6" },
       error_y: { type: "data", symmetric: false, array: d.setup_plus, arrayminus: d.setup_minus, color: "#38506b" },
@@ -25,5 +47,19 @@
       font: { family: "system-ui, sans-serif", size: 12 }
     };
     Plotly.newPlot(el, [setup, run], layout, { displayModeBar: false, responsive: true });
+  }
+
+  document.querySelectorAll("details.item-block").forEach(function (block) {
+    var el = block.querySelector("[data-chart]");
+    if (!el) { return; }
+    if (block.open) { draw(el); }
+    block.addEventListener("toggle", function () { if (block.open) { draw(el); } });
   });
+  // Following a link to #item-N opens that item.
+  function openTarget() {
+    var target = location.hash && document.getElementById(location.hash.slice(1));
+    if (target && target.tagName === "DETAILS") { target.open = true; }
+  }
+  window.addEventListener("hashchange", openTarget);
+  openTarget();
 })();
