@@ -152,6 +152,12 @@ class ItemPredictionSerializer(serializers.Serializer):
     existing_routing = ExistingRoutingSerializer(
         required=False, allow_null=True, help_text="The item's current ERP routing, for comparison."
     )
+    unseen_attributes = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Attribute values (column: value) the model never learned, e.g. a new PART_TYPE: the item is matched on its "
+        "other attributes only, so treat the prediction with care. Empty for items the model was trained on.",
+    )
     error = ItemErrorSerializer(required=False)
 
 

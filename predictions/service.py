@@ -131,7 +131,7 @@ def clean_item_attributes(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[
             clean[column] = text
     outer, inner = clean.get("OUTDIAMETER"), clean.get("INDIAMETER")
     if outer is not None and inner is not None and inner >= outer and "INDIAMETER" not in errors:
-        errors["INDIAMETER"] = f"must be smaller than OUTDIAMETER ({outer:g})."
+        errors["INDIAMETER"] = f"must be smaller than the outer diameter ({outer:g} mm)."
     if not errors and not any(c in clean for c in ATTRIBUTE_COLUMNS):
         errors["__all__"] = "describe the item by at least one attribute (e.g. PART_TYPE, ITEM_MATERIAL, OUTDIAMETER)."
     return clean, errors
@@ -156,6 +156,8 @@ class ItemPrediction:
     similar_items: list[dict[str, Any]] = field(default_factory=list)
     existing_routing: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    # Attribute values (column → value) the model never learned, for an item it describes by its attributes.
+    unseen_attributes: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -182,6 +184,7 @@ class ItemPrediction:
                 alternatives=self.alternatives,
                 similar_items=self.similar_items,
                 existing_routing=self.existing_routing,
+                unseen_attributes=self.unseen_attributes,
             )
         else:
             data["error"] = self.error
@@ -374,6 +377,9 @@ def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_c
         neighbour_codes = {str(n["item_cd"]) for r in raw_rows if isinstance(r, dict) for n in r.get("similar_items") or []}
         neighbour_attrs = _key_attributes(neighbour_codes) if neighbour_codes else {}
 
+    vocabularies = _vocabularies(model)
+    unseen = {c: _unseen(master[c], vocabularies) for c in found_codes if not model.has_item(c)}
+
     results: list[ItemPrediction] = []
     for code in codes:
         if code not in master:
@@ -393,6 +399,7 @@ def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_c
             continue
         attributes = {k: master[code].get(k) for k in KEY_ATTRIBUTES}
         results.append(_result(code, "item_master", attributes, raw[code], label, existing.get(code), neighbour_attrs))
+        results[-1].unseen_attributes = unseen.get(code, {})
     for item, errors in described:
         code = item.get("ITEM_CD")
         attributes = {k: v for k, v in item.items() if k != "ITEM_CD"}
@@ -414,7 +421,44 @@ def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_c
             )
             continue
         results.append(_result(code, "attributes", attributes, next(raw_new), label, existing.get(code) if code else None, neighbour_attrs))
+        results[-1].unseen_attributes = _unseen(item, vocabularies)
     return PredictionBatch(model_version=label, results=results, duration=0.0, top_k=top_k)
+
+
+_VOCABULARIES: dict[int, tuple[Any, dict[str, frozenset[str]]]] = {}
+
+
+def _vocabularies(model) -> dict[str, frozenset[str]]:
+    """{column: the values the model's encoder learned} of each categorical feature, read once per loaded model.
+
+    Read from the encoder's blocks (`spec.name`, `categories`) without changing the engine; a
+    value outside them is encoded as "other", i.e. the model matches the item on its other
+    attributes only.
+    """
+    cached = _VOCABULARIES.get(id(model))
+    if cached is not None and cached[0] is model:
+        return cached[1]
+    vocabularies = {}
+    for block in getattr(getattr(model, "encoder", None), "blocks", None) or []:
+        categories = getattr(block, "categories", None)
+        if categories is not None:
+            vocabularies[block.spec.name] = frozenset(str(c) for c in categories)
+    _VOCABULARIES.clear()  # one model serves at a time, two while a new version warms up: keep only the latest
+    _VOCABULARIES[id(model)] = (model, vocabularies)
+    return vocabularies
+
+
+def _unseen(record: Mapping[str, Any], vocabularies: Mapping[str, frozenset[str]]) -> dict[str, str]:
+    """The categorical values of `record` the model never learned (empty values are "unknown", not unseen)."""
+    unseen = {}
+    for column, known in vocabularies.items():
+        value = record.get(column)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        text = str(value).strip()
+        if text and text not in known:
+            unseen[column] = text
+    return unseen
 
 
 def _engine_frame(records: list[dict]) -> pd.DataFrame:

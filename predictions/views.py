@@ -28,6 +28,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from erp.labels import label
 from erp.models import Item, WorkResult
 from registry.models import ModelVersion
 from routing_ml.errors import RoutingMLError
@@ -196,6 +197,7 @@ def _display(batch: PredictionBatch, reviews: dict | None = None, page: int = 1)
         }
         if result.ok:
             entry["confidence_pct"] = round(result.routing["confidence"] * 100)
+            entry["unseen"] = [(label(column), value) for column, value in result.unseen_attributes.items()]
             entry["review"] = reviews.get(result.item_cd) if result.source == "item_master" else None
             entry["review_url"] = reverse("predictions:review", args=[result.item_cd]) if result.source == "item_master" else None
         if result.ok and entry["detail"]:

@@ -210,7 +210,7 @@ def test_new_item_form_shows_the_validation_error_next_to_the_field(page):
     page.click("#new-item-form button[type=submit]")
 
     field = page.locator("p.field:has(#id_new-INDIAMETER)")
-    assert "Must be smaller than OUTDIAMETER (50)" in field.locator(".field-error").inner_text()
+    assert "Must be smaller than the outer diameter (50 mm)" in field.locator(".field-error").inner_text()
     assert page.locator("#id_new-INDIAMETER").get_attribute("aria-invalid") == "true"
     assert page.input_value("#id_new-PART_TYPE") == "SLEEVE"
 
