@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 from urllib.parse import urlparse
@@ -588,3 +589,20 @@ def test_thousand_item_result_page_is_usable_in_chromium_within_a_second(page):
     page.wait_for_selector("#item-2-chart .main-svg")
     assert page.locator("#item-2 table.predicted-routing tbody tr").count() > 0
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+@pytest.mark.browser
+def test_time_chart_puts_setup_and_run_on_separate_panels_with_round_ticks(page):
+    _show_result(page, _codes(1)[0])
+    page.wait_for_selector("#item-1-chart .main-svg")
+    layout = page.evaluate(
+        """() => { const l = document.getElementById("item-1-chart")._fullLayout;
+        return {overlaying: l.yaxis2.overlaying || null, x: l.xaxis.domain, x2: l.xaxis2.domain,
+                ticks: [l.yaxis, l.yaxis2].map(a => a._vals.map(v => v.x))}; }"""
+    )
+    assert layout["overlaying"] is None and layout["x"][1] < layout["x2"][0]  # side by side, one quantity each
+    for ticks in layout["ticks"]:
+        assert ticks[0] == 0 and len(ticks) >= 2
+        step = ticks[1] - ticks[0]
+        mantissa = step / 10 ** math.floor(math.log10(step))
+        assert round(mantissa, 6) in (1, 2, 2.5, 5), ticks  # 0, 0.5, 1… or 0, 20, 40…: never 1.8 / 3.59 / 5.39
