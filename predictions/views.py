@@ -21,19 +21,26 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
+from erp.codes import known_jobs, known_work_centres
 from erp.labels import label
 from erp.models import Item, WorkResult
 from registry.models import ModelVersion
 from routing_ml.errors import RoutingMLError
 
 from .forms import SUGGESTED_COLUMNS, ItemCodesForm, NewItemForm, suggestions
+from .models import RoutingReview
+from .reviews import predicted_routing, record_review, review_version
 from .service import ERP_ROUTING_COLUMNS, PredictionBatch, current_routing, erp_routing_rows, predict_items
 
 SESSION_KEY = "predictions"
@@ -110,8 +117,6 @@ def predict(request):
 
 
 def _redirect_to_result(request, codes, items, data, warnings=()):
-    from django.contrib import messages
-
     for warning in warnings:
         messages.warning(request, warning)
     qid = _store_query(
@@ -163,8 +168,6 @@ def _chart_data(result) -> dict:
 
 def _latest_reviews(batch: PredictionBatch) -> dict:
     """item_cd → the current RoutingReview of each item of the ERP in the batch (one query)."""
-    from .models import RoutingReview
-
     codes = list({r.item_cd for r in batch.results if r.item_cd and r.source == "item_master" and r.ok})
     if not codes:
         return {}
@@ -311,8 +314,6 @@ def item_detail(request, item_cd: str):
     item's own routing) here. Times are minutes; run time per unit, actual run minutes per unit
     being MACH_WORKED_HOURS × 60 / ORDER_QTY of each work order (`WorkResult.run_minutes_per_unit`).
     """
-    from .models import RoutingReview
-
     item = Item.objects.filter(pk=item_cd).first()
     if item is None:
         return render(request, "predictions/item_not_found.html", {"item_cd": item_cd}, status=404)
@@ -405,8 +406,6 @@ def _operation_rows(post) -> tuple[list[dict], list[int]]:
 
 
 def _safe_next(request, fallback: str) -> str:
-    from django.utils.http import url_has_allowed_host_and_scheme
-
     target = request.POST.get("next") or request.GET.get("next") or ""
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return target
@@ -414,11 +413,6 @@ def _safe_next(request, fallback: str) -> str:
 
 
 def _review_context(request, item: Item, version, *, edit_rows=None, errors=None, comment="") -> dict:
-    from erp.codes import known_jobs, known_work_centres
-
-    from .models import RoutingReview
-    from .reviews import predicted_routing
-
     predicted = predicted_routing(item.item_cd, version)
     if edit_rows is None:
         edit_rows = [
@@ -468,11 +462,6 @@ def review(request, item_cd: str):
     validates it) and returns to `next` (the result page or the item page), or shows the form
     again with each error beside its field.
     """
-    from django.contrib import messages
-    from django.core.exceptions import ValidationError
-
-    from .reviews import record_review, review_version
-
     item = Item.objects.filter(pk=item_cd).first()
     if item is None:
         return render(request, "predictions/item_not_found.html", {"item_cd": item_cd}, status=404)
@@ -515,10 +504,6 @@ def review(request, item_cd: str):
 
 def _awaiting_review(request) -> list[dict]:
     """Items of the planner's recent queries (this session) that no one has reviewed since they were asked."""
-    from django.utils.dateparse import parse_datetime
-
-    from .models import RoutingReview
-
     asked: dict[str, tuple] = {}
     for qid, query in reversed(list(request.session.get(SESSION_KEY, {}).items())):
         when = parse_datetime(query.get("asked_at") or "")
@@ -541,8 +526,6 @@ def _awaiting_review(request) -> list[dict]:
 @require_GET
 def my_reviews(request):
     """A planner's reviews (newest first) and the items of their recent queries still awaiting one."""
-    from .models import RoutingReview
-
     mine = RoutingReview.objects.by(request.user).select_related("model_version")
     current_ids = set(RoutingReview.objects.latest_per_item().filter(decided_by=request.user).values_list("pk", flat=True))
     reviews = list(mine[:REVIEW_PAGE_ROWS])

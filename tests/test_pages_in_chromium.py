@@ -125,3 +125,40 @@ def test_keyboard_alone_edits_a_routing_on_the_review_page(planner_page):
     review = RoutingReview.objects.get(item_cd=code)
     assert review.decision == "edited"
     assert review.decided["signature"] == [jobs[1], jobs[0], *jobs[2:], added]
+
+
+@pytest.fixture
+def admin_page(browser, live_server, transactional_db, trained_model, ml_admin):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto("/accounts/login/?next=/")
+    page.fill("#id_username", ml_admin.username)
+    page.fill("#id_password", "pw-" + ml_admin.username)
+    page.click("button[type=submit]")
+    page.wait_for_url(live_server.url + "/")
+    yield page
+    context.close()
+
+
+@pytest.mark.browser
+def test_admin_pages_fit_a_laptop_screen(admin_page):
+    from quality.cycle import run_cycle
+    from training.models import TrainingJob
+
+    page = admin_page
+    cycle = run_cycle(sample_size=20, strategy="random")
+    job = TrainingJob.enqueue(label="long-params", parameters={"gate_items": [f"ITEM-{i:04d}" for i in range(500)]}, run_inline=True)
+    wide = []
+    for url in (
+        reverse("admin:registry_modelversion_changelist"),
+        reverse("admin:training_trainingjob_start"),
+        reverse("admin:training_trainingjob_change", args=[job.pk]),
+        reverse("admin:quality_qualitycycle_change", args=[cycle.pk]),
+        reverse("admin:predictions_routingreview_changelist"),
+    ):
+        page.goto(url)
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        if width[0] > width[1]:
+            wide.append((url, width))
+    assert wide == []
