@@ -53,6 +53,8 @@ OPEN_DETAILS_UP_TO = 5
 CHANNEL = "page"
 # Downloads re-run the query the page showed: counted apart, so `channel="page"` counts each planner query once.
 EXPORT_CHANNEL = "export"
+# So do later showings of the same result (another page of details, a reload).
+RESHOW_CHANNEL = "reshow"
 
 predict_permission = permission_required("registry.predict", raise_exception=True)
 
@@ -230,7 +232,9 @@ def result(request, qid: str):
     """Summary table of every item first; the full detail of one page of DETAIL_PAGE_SIZE items below, collapsed in big batches."""
     query = _query(request, qid)
     try:
-        batch = _run(request, qid)
+        # The first showing counts (and is logged for planner agreement) as `page`; paging through
+        # the details or reloading re-runs the same query and counts apart, like the downloads.
+        batch = _run(request, qid, RESHOW_CHANNEL if query.get("shown") else CHANNEL)
     except RoutingMLError as exc:
         return render(request, "predictions/result.html", {"error": exc, "query": query, "qid": qid}, status=exc.http_status)
     active = ModelVersion.objects.get_active()
@@ -239,6 +243,9 @@ def result(request, qid: str):
         page = min(pages, max(1, int(request.GET.get("page", 1))))
     except ValueError:
         page = 1
+    if not query.get("shown"):
+        query["shown"] = True
+        request.session.modified = True
     items = _display(batch, _latest_reviews(batch), page)
     return render(
         request,

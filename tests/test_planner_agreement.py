@@ -150,3 +150,21 @@ def test_quality_housekeeping_purges_log_entries_past_the_retention(settings, tr
     )
     assert housekeeping()["prediction_log_purged"] == 2
     assert PredictionLog.objects.count() == 1
+
+
+def test_a_result_page_shown_again_is_neither_logged_nor_counted_as_a_new_query(client, planner, trained_model):
+    from prometheus_client import REGISTRY
+
+    def ok(channel: str) -> float:
+        return REGISTRY.get_sample_value("routing_ml_predictions_total", {"status": "ok", "channel": channel}) or 0.0
+
+    client.force_login(planner)
+    codes = _codes(12)
+    result_url = client.post("/predict/", {"form": "codes", "codes": "\n".join(codes)})["Location"]
+    before = {channel: ok(channel) for channel in ("page", "reshow")}
+    assert client.get(result_url).status_code == 200
+    assert client.get(result_url + "?page=2").status_code == 200
+    assert client.get(result_url).status_code == 200
+
+    assert PredictionLog.objects.filter(channel="page").count() == 12 and PredictionLog.objects.count() == 12
+    assert ok("page") - before["page"] == 12 and ok("reshow") - before["reshow"] == 24
