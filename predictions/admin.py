@@ -3,7 +3,7 @@ from django.utils.html import format_html
 
 from routing_ml.admin_utils import ReadOnlyAdminMixin
 
-from .models import RoutingReview
+from .models import PredictionLog, RoutingReview
 
 
 @admin.register(RoutingReview)
@@ -37,3 +37,20 @@ class RoutingReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="decided")
     def decided_route(self, obj):
         return format_html('<span class="signature">{}</span>', " → ".join(obj.decided_signature) or "—")
+
+
+@admin.register(PredictionLog)
+class PredictionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Served predictions (api, page), the evidence behind planner agreement; purged after PREDICTION_LOG_RETENTION_DAYS."""
+
+    list_display = ["served_at", "item_cd", "model_version", "route", "confidence", "channel"]
+    list_filter = ["channel", "model_version"]
+    search_fields = ["item_cd"]
+    date_hierarchy = "served_at"
+    show_full_result_count = False
+    fields = ["served_at", "item_cd", "model_version", "route", "times", "confidence", "channel"]
+    readonly_fields = fields
+
+    @admin.display(description="predicted routing")
+    def route(self, obj):
+        return format_html('<span class="signature">{}</span>', " → ".join(obj.jobs) or "—")

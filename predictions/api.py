@@ -26,6 +26,7 @@ from .serializers import (
     PredictionBatchSerializer,
     PredictionRequestSerializer,
     ReviewRequestSerializer,
+    RoutingReviewPageSerializer,
     RoutingReviewSerializer,
 )
 from .service import ERP_ROUTING_COLUMNS, BatchTooLarge, predict_items
@@ -151,8 +152,10 @@ class ReviewListView(APIView):
             OpenApiParameter("decision", str, enum=["accepted", "edited", "rejected"]),
             OpenApiParameter("since", str, description="Only reviews decided at or after this ISO date or date-time."),
             OpenApiParameter("current", bool, description="true: only each item's latest decision."),
+            OpenApiParameter("limit", int, description="Page size (default 50)."),
+            OpenApiParameter("offset", int),
         ],
-        responses={200: RoutingReviewSerializer(many=True), 400: ErrorBodySerializer},
+        responses={200: RoutingReviewPageSerializer, 400: ErrorBodySerializer},
         tags=["reviews"],
     )
     def get(self, request):

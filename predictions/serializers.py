@@ -233,3 +233,10 @@ class RoutingReviewSerializer(serializers.Serializer):
     comment = serializers.CharField()
     decided_by = serializers.CharField(source="decided_by.username", allow_null=True, default=None)
     decided_at = serializers.DateTimeField()
+
+
+class RoutingReviewPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = RoutingReviewSerializer(many=True)

@@ -21,6 +21,7 @@ _READ = [
     "erp.view_routingoperation",
     "erp.view_workresult",
     "predictions.view_routingreview",
+    "predictions.view_predictionlog",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -282,3 +282,13 @@ def test_reviews_are_read_only_in_the_admin(ml_admin_client, planner_api, traine
     assert ml_admin_client.get(reverse("admin:predictions_routingreview_changelist")).status_code == 200
     assert ml_admin_client.get(reverse("admin:predictions_routingreview_change", args=[review.pk])).status_code == 200
     assert ml_admin_client.get(reverse("admin:predictions_routingreview_add")).status_code == 403
+
+
+def test_served_predictions_are_listed_read_only_in_the_admin(ml_admin_client, planner_api, trained_model):
+    from predictions.models import PredictionLog
+
+    planner_api.post("/api/v1/predictions/", {"item_codes": _codes(2)}, format="json")
+    log = PredictionLog.objects.first()
+    page = ml_admin_client.get(reverse("admin:predictions_predictionlog_changelist")).content.decode()
+    assert log.item_cd in page and " → ".join(log.jobs) in page
+    assert ml_admin_client.get(reverse("admin:predictions_predictionlog_add")).status_code == 403
