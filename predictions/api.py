@@ -1,11 +1,17 @@
-"""`POST /api/v1/predictions/`: predicted routings for item codes or new items' attributes."""
+"""`POST /api/v1/predictions/`: predicted routings; `/api/v1/reviews/`: planners' decisions on them."""
 
 from __future__ import annotations
 
+import csv
+
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -13,8 +19,17 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from routing_ml.api import require_perm
 
 from . import metrics
-from .serializers import ErrorBodySerializer, PredictionBatchSerializer, PredictionRequestSerializer
-from .service import BatchTooLarge, predict_items
+from .models import RoutingReview
+from .reviews import decided_routing_rows, record_review
+from .serializers import (
+    ErrorBodySerializer,
+    PredictionBatchSerializer,
+    PredictionRequestSerializer,
+    ReviewRequestSerializer,
+    RoutingReviewPageSerializer,
+    RoutingReviewSerializer,
+)
+from .service import ERP_ROUTING_COLUMNS, BatchTooLarge, predict_items
 
 CHANNEL = "api"
 
@@ -89,3 +104,154 @@ class PredictionView(APIView):
             channel=CHANNEL,
         )
         return Response(batch.as_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# Planners' reviews
+# --------------------------------------------------------------------------------------------
+
+
+def _since(value: str | None):
+    """`since` as an aware datetime: an ISO date (midnight, local time) or date-time; 400 otherwise."""
+    if not value:
+        return None
+    from django.utils import timezone
+    from django.utils.dateparse import parse_date, parse_datetime
+
+    try:
+        when = parse_datetime(value)
+        if when is None:
+            day = parse_date(value)
+            if day is None:
+                raise ValueError(value)
+            from datetime import datetime, time
+
+            when = datetime.combine(day, time.min)
+    except ValueError:
+        raise ValidationError(
+            {"since": [f"{value!r} is not an ISO date or date-time (e.g. 2025-03-01 or 2025-03-01T08:00:00Z)."]}
+        ) from None
+    return timezone.make_aware(when) if timezone.is_naive(when) else when
+
+
+class ReviewListView(APIView):
+    """`POST /api/v1/reviews/` records a decision; `GET` lists them, newest first."""
+
+    authentication_classes = [JWTAuthentication, SessionAuthentication]
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [require_perm("predictions.add_routingreview")()]
+        return [require_perm("predictions.view_routingreview")()]
+
+    @extend_schema(
+        operation_id="reviews_list",
+        summary="List planners' reviews",
+        parameters=[
+            OpenApiParameter("item_cd", str, description="Only this item's reviews."),
+            OpenApiParameter("decision", str, enum=["accepted", "edited", "rejected"]),
+            OpenApiParameter("since", str, description="Only reviews decided at or after this ISO date or date-time."),
+            OpenApiParameter("current", bool, description="true: only each item's latest decision."),
+            OpenApiParameter("limit", int, description="Page size (default 50)."),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: RoutingReviewPageSerializer, 400: ErrorBodySerializer},
+        tags=["reviews"],
+    )
+    def get(self, request):
+        reviews = RoutingReview.objects.select_related("model_version", "decided_by")
+        params = request.query_params
+        if params.get("current", "").lower() in ("1", "true", "yes"):
+            reviews = reviews.latest_per_item()
+        if params.get("item_cd"):
+            reviews = reviews.filter(item_cd=params["item_cd"].strip())
+        if params.get("decision"):
+            if params["decision"] not in RoutingReview.Decision.values:
+                raise ValidationError({"decision": [f"must be one of {', '.join(RoutingReview.Decision.values)}."]})
+            reviews = reviews.filter(decision=params["decision"])
+        since = _since(params.get("since"))
+        if since is not None:
+            reviews = reviews.since(since)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(reviews, request, view=self)
+        return paginator.get_paginated_response(RoutingReviewSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="reviews_create",
+        summary="Record a planner's decision on a predicted routing",
+        description=(
+            "accepted: the predicted routing becomes the decided one; edited: `operations` (in order) is the decided routing, "
+            "each with a job and work centre the ERP's routings know and times ≥ 0; rejected: no routing, say why in `comment`. "
+            "The routing as predicted is that of `model_version` (default: the active one). History is kept: the latest "
+            "decision per item is the current one."
+        ),
+        request=ReviewRequestSerializer,
+        responses={
+            201: RoutingReviewSerializer,
+            400: OpenApiResponse(ErrorBodySerializer, description="Invalid decision, unknown item, job or work centre, negative time."),
+            404: OpenApiResponse(ErrorBodySerializer, description="model_version does not exist (code 1002)."),
+            503: OpenApiResponse(ErrorBodySerializer, description="No model version is active (code 1002)."),
+        },
+        examples=[
+            OpenApiExample(
+                "Edited",
+                value={
+                    "item_cd": "SLV-000123",
+                    "decision": "edited",
+                    "operations": [
+                        {"job_cd": "TURN", "res_cd": "L-01", "inside_flag": "IN", "setup_minutes": 30, "run_minutes_per_unit": 2.5},
+                        {"job_cd": "HEAT", "res_cd": "OUT-HT", "inside_flag": "OUT", "setup_minutes": 0, "run_minutes_per_unit": 1.2},
+                    ],
+                    "comment": "Heat treatment is outsourced for this size.",
+                },
+                request_only=True,
+            )
+        ],
+        tags=["reviews"],
+    )
+    def post(self, request):
+        body = ReviewRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            review = record_review(
+                item_cd=data["item_cd"],
+                decision=data["decision"],
+                operations=data["operations"],
+                comment=data["comment"],
+                model_version=data["model_version"] or None,
+                by=request.user,
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
+        return Response(RoutingReviewSerializer(review).data, status=201)
+
+
+class ReviewExportView(APIView):
+    """`GET /api/v1/reviews/export.csv`: each item's current decided routing (accepted or edited) in BI_ROUTING_VIEW's layout."""
+
+    authentication_classes = [JWTAuthentication, SessionAuthentication]
+    permission_classes = [require_perm("predictions.view_routingreview")]
+
+    @extend_schema(
+        operation_id="reviews_export_csv",
+        summary="Decided routings as a CSV file for the ERP",
+        description="Rows in BI_ROUTING_VIEW's column order (the layout `import_erp --routings` reads): one per operation of each "
+        "item whose latest decision is accepted or edited. Filters: item_cd, since.",
+        parameters=[OpenApiParameter("item_cd", str), OpenApiParameter("since", str)],
+        responses={(200, "text/csv"): str},
+        tags=["reviews"],
+    )
+    def get(self, request):
+        reviews = RoutingReview.objects.latest_per_item().decided_routings().order_by("item_cd")
+        if request.query_params.get("item_cd"):
+            reviews = reviews.filter(item_cd=request.query_params["item_cd"].strip())
+        since = _since(request.query_params.get("since"))
+        if since is not None:
+            reviews = reviews.since(since)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="decided-routings-{timezone.localtime():%Y%m%d-%H%M}.csv"'
+        writer = csv.DictWriter(response, fieldnames=ERP_ROUTING_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(decided_routing_rows(reviews))
+        return response

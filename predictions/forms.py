@@ -10,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.core.cache import cache
 
+from erp.labels import capitalised
 from erp.models import Item
 from registry.models import ModelVersion
 
@@ -147,22 +148,22 @@ def parse_csv(data: bytes) -> tuple[list[str], list[dict], list[str]]:
     return [], items, warnings
 
 
-# The attributes a planner is asked for, in the order asked: (ERP column, label, help).
-NEW_ITEM_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("PART_TYPE", "Part type", "e.g. SLEEVE, GLAND, SEAL FACE"),
-    ("ITEM_MATERIAL", "Material", ""),
-    ("SealTypeGrup", "Seal type group", ""),
-    ("OUTDIAMETER", "Outer diameter (mm)", ""),
-    ("INDIAMETER", "Inner diameter (mm)", "Smaller than the outer diameter."),
-    ("OUTTHICKNESS", "Thickness (mm)", ""),
-    ("RAW_MATL_KIND", "Raw material kind", ""),
-    ("ITEM_TYPE", "Item type", ""),
-    ("IN_SEALTYPE_CD", "Inner seal type", ""),
-    ("OUT_SEALTYPE_CD", "Outer seal type", ""),
-    ("IN_SEALSIZE", "Inner seal size", ""),
-    ("OUT_SEALSIZE", "Outer seal size", ""),
-    ("ITEM_NM", "Item name", "Optional; shown on the result."),
-    ("ITEM_CD", "Item code", "Optional; the code it will get in the ERP."),
+# The attributes a planner is asked for, in the order asked: (ERP column, help). Labels: erp.labels.
+NEW_ITEM_FIELDS: tuple[tuple[str, str], ...] = (
+    ("PART_TYPE", "e.g. SLEEVE, GLAND, SEAL FACE"),
+    ("ITEM_MATERIAL", ""),
+    ("SealTypeGrup", ""),
+    ("OUTDIAMETER", ""),
+    ("INDIAMETER", "Smaller than the outer diameter."),
+    ("OUTTHICKNESS", ""),
+    ("RAW_MATL_KIND", ""),
+    ("ITEM_TYPE", ""),
+    ("IN_SEALTYPE_CD", ""),
+    ("OUT_SEALTYPE_CD", ""),
+    ("IN_SEALSIZE", ""),
+    ("OUT_SEALSIZE", ""),
+    ("ITEM_NM", "Optional; shown on the result."),
+    ("ITEM_CD", "Optional; the code it will get in the ERP."),
 )
 # Columns offered with a list of the values the item master already uses.
 SUGGESTED_COLUMNS = ("PART_TYPE", "ITEM_MATERIAL", "SealTypeGrup", "RAW_MATL_KIND", "ITEM_TYPE", "IN_SEALTYPE_CD", "OUT_SEALTYPE_CD")
@@ -189,7 +190,8 @@ class NewItemForm(_PredictionOptions):
         super().__init__(*args, **kwargs)
         options = dict(self.fields)
         self.fields.clear()
-        for column, label, help_text in NEW_ITEM_FIELDS:
+        for column, help_text in NEW_ITEM_FIELDS:
+            label = capitalised(column)
             if column in NUMERIC_COLUMNS:
                 field = forms.FloatField(
                     label=label, required=False, min_value=0, help_text=help_text, widget=forms.NumberInput(attrs={"step": "any"})
@@ -208,7 +210,7 @@ class NewItemForm(_PredictionOptions):
 
     def clean(self):
         cleaned = super().clean()
-        raw = {column: cleaned.get(column) for column, _, _ in NEW_ITEM_FIELDS if column not in self.errors}
+        raw = {column: cleaned.get(column) for column, _ in NEW_ITEM_FIELDS if column not in self.errors}
         clean, errors = clean_item_attributes(raw)
         for column, message in errors.items():
             if column == "__all__":

@@ -3,9 +3,10 @@
 `routing_ml_predictions_total{status, channel}` counts **items**: one `ok` or `error` per item
 of every batch (an unknown code in a batch of ten adds 9 ok and 1 error); a call refused as a
 whole (invalid request, over the batch limit, unknown model version, no active model) adds one
-`rejected`. `channel` says who asked: `api`, `page`, `export`, `quality` or `internal`.
+`rejected`. `channel` says who asked: `api`, `page`, `reshow`, `export`, `review`, `quality` or `internal`.
 
-`page` counts a planner's query once, when the result page shows it. The CSV and JSON downloads
+`page` counts a planner's query once, when the result page first shows it; showing it again (another
+page of details, a reload) re-runs it under `reshow`; a review re-asks one item under `review`. The CSV and JSON downloads
 re-run that same query (the result is not kept; see `predictions.views`) and count under
 `export`, so `page` + `api` are the questions asked and `export` is the re-runs for downloads:
 summing every channel counts a query that was shown and downloaded twice more.

@@ -152,6 +152,12 @@ class ItemPredictionSerializer(serializers.Serializer):
     existing_routing = ExistingRoutingSerializer(
         required=False, allow_null=True, help_text="The item's current ERP routing, for comparison."
     )
+    unseen_attributes = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Attribute values (column: value) the model never learned, e.g. a new PART_TYPE: the item is matched on its "
+        "other attributes only, so treat the prediction with care. Empty for items the model was trained on.",
+    )
     error = ItemErrorSerializer(required=False)
 
 
@@ -166,3 +172,71 @@ class PredictionBatchSerializer(serializers.Serializer):
 
 class ErrorBodySerializer(serializers.Serializer):
     error = ItemErrorSerializer()
+
+
+# --------------------------------------------------------------------------------------------
+# Planners' reviews
+# --------------------------------------------------------------------------------------------
+
+
+class ReviewOperationSerializer(serializers.Serializer):
+    job_cd = serializers.CharField(help_text="A job code the ERP's routings know (BI_ROUTING_VIEW.JOB_CD).")
+    res_cd = serializers.CharField(help_text="A work centre the ERP's routings know (BI_ROUTING_VIEW.RES_CD).")
+    inside_flag = serializers.CharField(help_text="IN (in-house) or OUT (outsourced).")
+    setup_minutes = serializers.FloatField(help_text="Setup minutes, 0 or more.")
+    run_minutes_per_unit = serializers.FloatField(help_text="Run minutes per unit, 0 or more.")
+
+
+class ReviewRequestSerializer(serializers.Serializer):
+    item_cd = serializers.CharField(help_text="An item of the item master.")
+    decision = serializers.ChoiceField(choices=["accepted", "edited", "rejected"])
+    # Checked by RoutingReview.record (known codes, times ≥ 0), which reports `operations.<i>.<field>`.
+    operations = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        allow_empty=True,
+        default=list,
+        help_text="The decided routing in order (required when edited): job_cd, res_cd, inside_flag, setup_minutes, run_minutes_per_unit.",
+    )
+    comment = serializers.CharField(required=False, allow_blank=True, default="")
+    model_version = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        default=None,
+        help_text="Whose prediction is reviewed; default the active version.",
+    )
+
+
+class DecidedOperationSerializer(serializers.Serializer):
+    proc_seq = serializers.IntegerField()
+    job_cd = serializers.CharField()
+    job_nm = serializers.CharField(allow_null=True, allow_blank=True)
+    res_cd = serializers.CharField(allow_null=True)
+    inside_flag = serializers.CharField(allow_null=True)
+    setup_minutes = serializers.FloatField(allow_null=True)
+    run_minutes_per_unit = serializers.FloatField(allow_null=True)
+
+
+class DecidedRoutingSerializer(serializers.Serializer):
+    signature = serializers.ListField(child=serializers.CharField())
+    operations = DecidedOperationSerializer(many=True)
+
+
+class RoutingReviewSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item_cd = serializers.CharField()
+    model_version = serializers.CharField(source="model_version.label")
+    decision = serializers.CharField()
+    predicted = RoutingSerializer()
+    decided = DecidedRoutingSerializer(allow_null=True)
+    comment = serializers.CharField()
+    decided_by = serializers.CharField(source="decided_by.username", allow_null=True, default=None)
+    decided_at = serializers.DateTimeField()
+
+
+class RoutingReviewPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = RoutingReviewSerializer(many=True)

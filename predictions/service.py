@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import connections, models, router, transaction
 
 from erp.models import Item
 from registry.loader import loader
@@ -131,7 +131,7 @@ def clean_item_attributes(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[
             clean[column] = text
     outer, inner = clean.get("OUTDIAMETER"), clean.get("INDIAMETER")
     if outer is not None and inner is not None and inner >= outer and "INDIAMETER" not in errors:
-        errors["INDIAMETER"] = f"must be smaller than OUTDIAMETER ({outer:g})."
+        errors["INDIAMETER"] = f"must be smaller than the outer diameter ({outer:g} mm)."
     if not errors and not any(c in clean for c in ATTRIBUTE_COLUMNS):
         errors["__all__"] = "describe the item by at least one attribute (e.g. PART_TYPE, ITEM_MATERIAL, OUTDIAMETER)."
     return clean, errors
@@ -156,6 +156,8 @@ class ItemPrediction:
     similar_items: list[dict[str, Any]] = field(default_factory=list)
     existing_routing: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    # Attribute values (column → value) the model never learned, for an item it describes by its attributes.
+    unseen_attributes: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -182,6 +184,7 @@ class ItemPrediction:
                 alternatives=self.alternatives,
                 similar_items=self.similar_items,
                 existing_routing=self.existing_routing,
+                unseen_attributes=self.unseen_attributes,
             )
         else:
             data["error"] = self.error
@@ -262,7 +265,64 @@ def predict_items(
         raise
     batch.duration = time.perf_counter() - started
     metrics.record_batch(batch, channel)
+    if channel in settings.PREDICTION_LOG_CHANNELS:
+        log_served(batch, channel)
     return batch
+
+
+# --------------------------------------------------------------------------------------------
+# The log of served predictions (planner agreement)
+# --------------------------------------------------------------------------------------------
+
+
+def log_served(batch: PredictionBatch, channel: str) -> int:
+    """Log each successful prediction of an item with a code (`PredictionLog`) in one INSERT; returns the rows written.
+
+    One multi-row INSERT (split only past the database's parameter limit), not `bulk_create`,
+    whose batches are capped at Django's 999 parameters on SQLite (seven INSERTs for 1,000
+    items). A failure to log is reported and swallowed: the planner still gets the prediction.
+    """
+    from django.utils import timezone
+
+    from .models import PredictionLog
+
+    results = [r for r in batch.results if r.ok and r.item_cd]
+    if not results:
+        return 0
+    try:
+        fields = [
+            PredictionLog._meta.get_field(name)
+            for name in ("item_cd", "model_version", "signature", "times", "confidence", "channel", "served_at")
+        ]
+        alias = router.db_for_write(PredictionLog) or "default"
+        connection = connections[alias]
+        now = timezone.now()
+        rows = []
+        for r in results:
+            ops = r.routing["operations"]
+            values = (
+                r.item_cd,
+                batch.model_version,
+                PredictionLog.SEPARATOR.join(str(job) for job in r.routing["signature"])[:1000],
+                [[op.get("setup_minutes"), op.get("run_minutes_per_unit")] for op in ops],
+                r.routing.get("confidence"),
+                channel,
+                now,
+            )
+            rows.append([field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)])
+        qn = connection.ops.quote_name
+        insert = f"INSERT INTO {qn(PredictionLog._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
+        placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        per_query = max(1, _param_limit(alias) // len(fields))
+        # A savepoint: should the insert fail inside a caller's transaction, that transaction stays usable.
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            for start in range(0, len(rows), per_query):
+                chunk = rows[start : start + per_query]
+                cursor.execute(insert + ", ".join([placeholder] * len(chunk)), [value for row in chunk for value in row])
+        return len(rows)
+    except Exception:
+        logger.exception("Could not log %d served predictions", len(results))
+        return 0
 
 
 def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_context) -> PredictionBatch:
@@ -317,6 +377,9 @@ def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_c
         neighbour_codes = {str(n["item_cd"]) for r in raw_rows if isinstance(r, dict) for n in r.get("similar_items") or []}
         neighbour_attrs = _key_attributes(neighbour_codes) if neighbour_codes else {}
 
+    vocabularies = _vocabularies(model)
+    unseen = {c: _unseen(master[c], vocabularies) for c in found_codes if not model.has_item(c)}
+
     results: list[ItemPrediction] = []
     for code in codes:
         if code not in master:
@@ -336,6 +399,7 @@ def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_c
             continue
         attributes = {k: master[code].get(k) for k in KEY_ATTRIBUTES}
         results.append(_result(code, "item_master", attributes, raw[code], label, existing.get(code), neighbour_attrs))
+        results[-1].unseen_attributes = unseen.get(code, {})
     for item, errors in described:
         code = item.get("ITEM_CD")
         attributes = {k: v for k, v in item.items() if k != "ITEM_CD"}
@@ -357,7 +421,44 @@ def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_c
             )
             continue
         results.append(_result(code, "attributes", attributes, next(raw_new), label, existing.get(code) if code else None, neighbour_attrs))
+        results[-1].unseen_attributes = _unseen(item, vocabularies)
     return PredictionBatch(model_version=label, results=results, duration=0.0, top_k=top_k)
+
+
+_VOCABULARIES: dict[int, tuple[Any, dict[str, frozenset[str]]]] = {}
+
+
+def _vocabularies(model) -> dict[str, frozenset[str]]:
+    """{column: the values the model's encoder learned} of each categorical feature, read once per loaded model.
+
+    Read from the encoder's blocks (`spec.name`, `categories`) without changing the engine; a
+    value outside them is encoded as "other", i.e. the model matches the item on its other
+    attributes only.
+    """
+    cached = _VOCABULARIES.get(id(model))
+    if cached is not None and cached[0] is model:
+        return cached[1]
+    vocabularies = {}
+    for block in getattr(getattr(model, "encoder", None), "blocks", None) or []:
+        categories = getattr(block, "categories", None)
+        if categories is not None:
+            vocabularies[block.spec.name] = frozenset(str(c) for c in categories)
+    _VOCABULARIES.clear()  # one model serves at a time, two while a new version warms up: keep only the latest
+    _VOCABULARIES[id(model)] = (model, vocabularies)
+    return vocabularies
+
+
+def _unseen(record: Mapping[str, Any], vocabularies: Mapping[str, frozenset[str]]) -> dict[str, str]:
+    """The categorical values of `record` the model never learned (empty values are "unknown", not unseen)."""
+    unseen = {}
+    for column, known in vocabularies.items():
+        value = record.get(column)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        text = str(value).strip()
+        if text and text not in known:
+            unseen[column] = text
+    return unseen
 
 
 def _engine_frame(records: list[dict]) -> pd.DataFrame:
@@ -523,13 +624,15 @@ _ROUTING_COLUMNS = [
 ]
 
 
-def _current_routings(codes: list[str], when=None) -> dict[str, dict]:
+def _current_routings(codes: list[str], when=None, with_inserted: bool = False) -> dict[str, dict]:
     """`{item_cd: {"signature", "operations"}}` of the current ERP routing of each code that has one (query 2).
 
     The rule is `erp.frames.current_routing_rows` (as everywhere): among the routings valid now, the
     one whose newest operation has the latest INSRT_DT, ties to the highest ROUT_NO. The SQL keeps to
     a plain validity filter and the choice among an item's few routings is the rule's. Times are
     converted to minutes, run time per one unit, with the ERP's TIME_UNIT table. `when`: now by default.
+    `with_inserted=True` adds `"inserted"`: the routing's newest INSRT_DT (None when empty), for planner
+    agreement, which asks whether the routing was entered after a prediction.
     """
     from django.utils import timezone
 
@@ -547,12 +650,16 @@ def _current_routings(codes: list[str], when=None) -> dict[str, dict]:
     current = current_routing_mask([r[0] for r in rows], [r[1] for r in rows], [r[11] for r in rows])
 
     routings: dict[str, dict] = {}
-    for code, _rout_no, seq, job, name, res, flag, unit, setup, run, qty, _inserted in sorted(
+    for code, _rout_no, seq, job, name, res, flag, unit, setup, run, qty, inserted in sorted(
         (r for r, keep in zip(rows, current, strict=True) if keep), key=lambda r: (r[0], r[2])
     ):
         factor = TIME_UNIT_TO_MINUTES.get(str(unit).strip().upper(), 1.0) if unit else 1.0
         per = qty if qty and qty > 0 else 1.0
         entry = routings.setdefault(code, {"signature": [], "operations": []})
+        if with_inserted and inserted is not None and (entry.get("inserted") is None or inserted > entry["inserted"]):
+            entry["inserted"] = inserted
+        elif with_inserted:
+            entry.setdefault("inserted", None)
         entry["signature"].append(job)
         entry["operations"].append(
             {
@@ -575,6 +682,12 @@ def current_routing(item_cd: str) -> dict | None:
     result page always agree.
     """
     return _current_routings([item_cd]).get(item_cd)
+
+
+def current_routings(codes: Sequence[str], *, with_inserted: bool = False) -> dict[str, dict]:
+    """The current ERP routings of many items at once (`{item_cd: {"signature", "operations"[, "inserted"]}}`)."""
+    codes = list(dict.fromkeys(codes))
+    return _current_routings(codes, with_inserted=with_inserted) if codes else {}
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.shortcuts import redirect
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, fmt
@@ -10,10 +10,20 @@ from .models import NotificationChannel, NotificationDelivery, QualityAlert, Qua
 from .notifications import mask
 
 
+def _figure(value) -> str:
+    """A metric for reading: counts as integers, other numbers to 4 significant decimals, never 16 digits."""
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return f"{value:.0f}"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1 else f"{value:.3f}".rstrip("0").rstrip(".")
+    return fmt(value)
+
+
 @admin.register(QualitySettings)
 class QualitySettingsAdmin(SimpleHistoryAdmin):
     fieldsets = [
         ("Thresholds", {"fields": ["mae_warning", "mae_critical", "process_match_warning", "process_match_critical", "cv_max", "sample_count_min", "drift_psi_threshold"]}),
+        ("Planner agreement", {"fields": ["planner_agreement_warning", "planner_agreement_critical", "planner_agreement_min_items"]}),
         ("Sampling", {"fields": ["sample_size", "sample_strategy", "recent_window_days", "min_work_orders", "sample_seed"]}),
         ("Retraining", {"fields": ["auto_retrain", "cooldown_hours", "queue_capacity", "auto_deploy", "min_improvement_pct"]}),
         ("Schedule", {"fields": ["schedule_enabled", "schedule_cron"]}),
@@ -51,7 +61,7 @@ class QualityCycleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     inlines = [AlertInline]
     change_list_template = "admin/quality/qualitycycle/change_list.html"
     readonly_fields = ["status", "trigger", "model_version", "sample_strategy", "sample_size", "items_sampled", "items_evaluated", "items_without_actuals",
-                       "items_failed", "metrics", "metrics_by_part_type", "drift", "retraining_job", "retraining_decision", "error", "report_path",
+                       "items_failed", "metrics_table", "part_type_table", "drift_table", "retraining_job", "retraining_decision", "error", "report_path",
                        "started_at", "finished_at", "duration_seconds", "requested_by"]
     fields = readonly_fields
 
@@ -74,6 +84,31 @@ class QualityCycleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="exact match")
     def exact_match(self, cycle):
         return fmt(cycle.metrics.get("exact_match"))
+
+    @admin.display(description="metrics")
+    def metrics_table(self, cycle):
+        rows = format_html_join("", '<tr><th>{}</th><td class="num">{}</td></tr>', ((name, _figure(v)) for name, v in (cycle.metrics or {}).items()))
+        return format_html('<table class="metrics"><tbody>{}</tbody></table>', rows) if rows else "—"
+
+    @admin.display(description="metrics per part type")
+    def part_type_table(self, cycle):
+        """One row a part type, one column a metric (the metrics every part type reports first)."""
+        by_type = cycle.metrics_by_part_type or {}
+        if not by_type:
+            return "—"
+        names = list(dict.fromkeys(name for metrics in by_type.values() for name in metrics))
+        header = format_html_join("", '<th class="num">{}</th>', ((n,) for n in names))
+        rows = format_html_join(
+            "", "<tr><th>{}</th>{}</tr>",
+            ((pt, format_html_join("", '<td class="num">{}</td>', ((_figure(m.get(n)),) for n in names))) for pt, m in sorted(by_type.items())),
+        )  # fmt: skip
+        return format_html('<div style="overflow-x:auto"><table class="metrics"><thead><tr><th>part type</th>{}</tr></thead><tbody>{}</tbody></table></div>', header, rows)
+
+    @admin.display(description="drift (PSI)")
+    def drift_table(self, cycle):
+        drift = sorted((cycle.drift or {}).items(), key=lambda kv: -(kv[1] or 0))
+        rows = format_html_join("", '<tr><th>{}</th><td class="num">{}</td></tr>', ((name, _figure(v)) for name, v in drift))
+        return format_html('<table class="metrics"><tbody>{}</tbody></table>', rows) if rows else "—"
 
     @admin.display(description="duration")
     def duration(self, cycle):

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from erp.data import load_items
 from registry.loader import loader
+from predictions import agreement as planner_agreement
 from registry.models import ModelVersion
 from routing_ml.errors import ErrorCode, QueueFull
 from training.engine import drift as drift_module
@@ -63,6 +64,7 @@ def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_siz
         evaluation = evaluate(codes, version.label, after=version.training_cutoff, since=window_start)
         evaluated_codes = np.array([item["item_cd"] for item in evaluation.items], dtype=str)
         population["evaluated_in_learned_fit"] = int(np.isin(evaluated_codes, np.asarray(model.fit_codes).astype(str)).sum())
+        evaluation.metrics.update(planner_agreement.cycle_metrics(version.label))  # issue 11: alerted like the other metrics
         drift = _drift(version, eligible, cfg.sample_seed)
         cycle.items_evaluated = evaluation.items_evaluated
         cycle.items_without_actuals = len(evaluation.items_without_actuals)

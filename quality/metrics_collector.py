@@ -19,6 +19,13 @@ from prometheus_client.core import GaugeMetricFamily
 logger = logging.getLogger(__name__)
 
 
+PLANNER_GAUGES = {
+    "routing_ml_planner_agreement_process_match": "Mean process match (0-1) of served predictions with the routing planners decided or entered in the ERP.",
+    "routing_ml_planner_agreement_exact_match": "Share (0-1) of served predictions identical to the routing finally decided.",
+    "routing_ml_planner_agreement_items": "Items whose served prediction has a final routing to compare with.",
+}
+
+
 class QualityCollector:
     """The latest cycle's quality, the training jobs by status, the queue."""
 
@@ -30,6 +37,7 @@ class QualityCollector:
                 "routing_ml_quality_mae_minutes", "routing_ml_quality_process_match_percent", "routing_ml_quality_items_evaluated",
                 "routing_ml_training_jobs_total", "routing_ml_training_duration_seconds", "routing_ml_queue_size", "routing_ml_quality_open_alerts",
                 *OPERATIONS_GAUGES,
+                *PLANNER_GAUGES,
             )
         ]
 
@@ -75,6 +83,24 @@ class QualityCollector:
             alerts.add_metric([level], float(open_alerts.get(level, 0)))
         yield alerts
         yield from operations_gauges()
+        yield from self._planner_agreement()
+
+    def _planner_agreement(self):
+        """Planner agreement per model version (cached a minute: the scrape must stay cheap)."""
+        from predictions.agreement import cached_planner_agreement
+
+        try:
+            report = cached_planner_agreement()
+        except Exception:
+            logger.warning("planner agreement unavailable", exc_info=True)
+            return
+        families = {name: GaugeMetricFamily(name, help_text, labels=["version"]) for name, help_text in PLANNER_GAUGES.items()}
+        for label, figures in report.items():
+            families["routing_ml_planner_agreement_items"].add_metric([label], float(figures["items_compared"]))
+            if figures["process_match"] is not None:
+                families["routing_ml_planner_agreement_process_match"].add_metric([label], float(figures["process_match"]))
+                families["routing_ml_planner_agreement_exact_match"].add_metric([label], float(figures["exact_match"]))
+        yield from families.values()
 
 
 OPERATIONS_GAUGES = (

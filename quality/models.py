@@ -30,6 +30,14 @@ class QualitySettings(models.Model):
     cv_max = models.FloatField("CV max", default=0.5, validators=[MinValueValidator(0)])
     sample_count_min = models.FloatField(default=3, validators=[MinValueValidator(0)])
     drift_psi_threshold = models.FloatField("drift PSI warning", default=0.25, validators=[MinValueValidator(0)])
+    planner_agreement_warning = models.FloatField(
+        "planner agreement warning", default=0.85, validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="Process match between served predictions and the routings planners decided or entered in the ERP.",
+    )
+    planner_agreement_critical = models.FloatField("planner agreement critical", default=0.75, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    planner_agreement_min_items = models.PositiveIntegerField(
+        "min. items for planner agreement", default=20, help_text="Fewer decided items than this: too few to judge, no alert."
+    )
 
     sample_size = models.PositiveIntegerField(default=500, validators=[MinValueValidator(10), MaxValueValidator(10000)])
     sample_strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.STRATIFIED)
@@ -71,6 +79,12 @@ class QualitySettings(models.Model):
             and self.process_match_warning < self.process_match_critical
         ):
             errors["process_match_warning"] = "The process-match warning threshold must not be lower than the critical one."
+        if (
+            self.planner_agreement_warning is not None
+            and self.planner_agreement_critical is not None
+            and self.planner_agreement_warning < self.planner_agreement_critical
+        ):
+            errors["planner_agreement_warning"] = "The planner-agreement warning threshold must not be lower than the critical one."
         if self.schedule_cron and not croniter.is_valid(self.schedule_cron):
             errors["schedule_cron"] = f"{self.schedule_cron!r} is not a valid cron expression (e.g. '0 2 * * *')."
         if errors:

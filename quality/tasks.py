@@ -21,7 +21,10 @@ def scheduled_cycle() -> dict:
 
 
 def housekeeping() -> dict:
-    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker; resend lost notifications."""
+    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker; resend lost
+    notifications; drop served-prediction log entries past PREDICTION_LOG_RETENTION_DAYS; check disk, memory, model."""
+    from predictions.models import PredictionLog
+
     from .models import QualityCycle
     from .notifications import redeliver_lost
 
@@ -31,7 +34,7 @@ def housekeeping() -> dict:
     resent = redeliver_lost()
     if resent:
         logger.warning("Queued lost notification deliveries again: %s", resent)
-    return {"reaped": reaped, "notifications_resent": resent, "conditions": check_system()}
+    return {"reaped": reaped, "notifications_resent": resent, "prediction_log_purged": PredictionLog.purge(), "conditions": check_system()}
 
 
 def check_system() -> dict[str, bool]:

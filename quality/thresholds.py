@@ -49,6 +49,15 @@ def breaches(metrics: dict, cfg, drift: dict[str, float] | None = None) -> list[
     if samples is not None and samples < cfg.sample_count_min:
         found.append(Breach("sample_count", "warning", samples, cfg.sample_count_min, None,
                             f"Only {samples:.1f} work orders per evaluated operation (< {cfg.sample_count_min:g}): too few actuals to judge times well."))
+    agreement, decided = _number(metrics.get("planner_process_match")), _number(metrics.get("planner_items")) or 0
+    if agreement is not None and decided >= cfg.planner_agreement_min_items:
+        if agreement < cfg.planner_agreement_critical:
+            found.append(Breach("planner_process_match", "critical", agreement, cfg.planner_agreement_critical, None,
+                                f"Planner agreement {agreement:.1%} over {decided:.0f} decided items is under the critical threshold "
+                                f"{cfg.planner_agreement_critical:.0%}: planners change most predicted routings."))
+        elif agreement < cfg.planner_agreement_warning:
+            found.append(Breach("planner_process_match", "warning", agreement, cfg.planner_agreement_warning, None,
+                                f"Planner agreement {agreement:.1%} over {decided:.0f} decided items is under the warning threshold {cfg.planner_agreement_warning:.0%}."))
     for feature, value in sorted((drift or {}).items()):
         if value > cfg.drift_psi_threshold:
             found.append(Breach(f"drift:{feature}", "warning", value, cfg.drift_psi_threshold, None,

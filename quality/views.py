@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import plotly.graph_objects as go
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import Count
@@ -31,8 +33,8 @@ def _state(value, warning, critical, higher_is_worse: bool) -> str:
     return "bad" if value < critical else "warn" if value < warning else "ok"
 
 
-def _figure_html(fig: go.Figure) -> str:
-    fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=340, template="plotly_white", legend={"orientation": "h"})
+def _figure_html(fig: go.Figure, height: int = 340) -> str:
+    fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=height, template="plotly_white", legend={"orientation": "h"})
     return fig.to_html(include_plotlyjs=False, full_html=False, config={"displaylogo": False, "responsive": True})
 
 
@@ -57,6 +59,7 @@ def overview(request):
         "drift": _drift_rows(latest, cfg),
         "last_any": last_any,
         "tiles": tiles,
+        "agreement": _agreement_rows(cfg),
         "alerts": QualityAlert.objects.open().select_related("cycle")[:20],
         "jobs": TrainingJob.objects.select_related("model_version")[:10],
         "in_flight": TrainingJob.objects.in_flight().count(),
@@ -65,6 +68,19 @@ def overview(request):
         "plotly_version": plotly_version(),
     }
     return render(request, "quality/overview.html", context)
+
+
+def _agreement_rows(cfg: QualitySettings) -> list[dict]:
+    """Planner agreement per model version (newest first), each with its state against the thresholds."""
+    from predictions.agreement import cached_planner_agreement
+
+    rows = []
+    for label, figures in cached_planner_agreement().items():
+        judged = figures["items_compared"] >= cfg.planner_agreement_min_items
+        state = _state(figures["process_match"], cfg.planner_agreement_warning, cfg.planner_agreement_critical, False) if judged else ""
+        rows.append({"label": label, **figures, "state": state})
+    created = dict(ModelVersion.objects.filter(label__in=[r["label"] for r in rows]).values_list("label", "created_at"))
+    return sorted(rows, key=lambda r: (created.get(r["label"]) is not None, created.get(r["label"]) or 0), reverse=True)
 
 
 def _drift_rows(cycle: QualityCycle | None, cfg: QualitySettings) -> list[tuple[str, float, bool]]:
@@ -76,31 +92,67 @@ def _drift_rows(cycle: QualityCycle | None, cfg: QualitySettings) -> list[tuple[
 
 
 def _history_chart(cycles: list[QualityCycle], cfg, part_type: str | None = None) -> str:
+    """Quality over time in two panels sharing the time axis: minutes above, shares (0–1) below.
+
+    One quantity per axis; thresholds as lines; deployments as markers with their label on hover
+    (labels drawn on the chart would overlap); a single cycle gets a day either side, not an axis
+    of milliseconds.
+    """
+    from plotly.subplots import make_subplots
+
     def series(name):
         if part_type:
             return [(c.metrics_by_part_type or {}).get(part_type, {}).get(name) for c in cycles]
         return [(c.metrics or {}).get(name) for c in cycles]
 
     x = [c.started_at for c in cycles]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x, y=series("mae"), name="MAE", mode="lines+markers"))
-    fig.add_trace(go.Scatter(x=x, y=series("trim_mae"), name="trim MAE", mode="lines+markers"))
-    fig.add_trace(go.Scatter(x=x, y=series("process_match"), name="process match", mode="lines+markers", yaxis="y2"))
-    fig.add_trace(go.Scatter(x=x, y=series("exact_match"), name="exact match", mode="lines+markers", yaxis="y2"))
-    fig.add_hline(y=cfg.mae_warning, line_dash="dot", line_color="#a86a00", annotation_text="MAE warning")
-    fig.add_hline(y=cfg.mae_critical, line_dash="dash", line_color="#b3261e", annotation_text="MAE critical")
-    # Process match is on the right-hand axis (y2); add_hline only knows the first one, so these are shapes on y2.
-    for level, dash, value in (("warning", "dot", cfg.process_match_warning), ("critical", "dash", cfg.process_match_critical)):
-        fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y2", y0=value, y1=value, line={"dash": dash, "color": "#7b1fa2"})
-        fig.add_annotation(xref="paper", x=0, xanchor="left", yref="y2", y=value, text=f"process match {level}", showarrow=False,
-                           font={"size": 10, "color": "#7b1fa2"}, yshift=-8)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.5, 0.5])
+    fig.add_trace(go.Scatter(x=x, y=series("mae"), name="MAE", mode="lines+markers", hovertemplate="%{y:.2f} min/unit"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=x, y=series("trim_mae"), name="trim MAE", mode="lines+markers", hovertemplate="%{y:.2f} min/unit"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=x, y=series("process_match"), name="process match", mode="lines+markers", hovertemplate="%{y:.1%}"), row=2, col=1)
+    fig.add_trace(go.Scatter(x=x, y=series("exact_match"), name="exact match", mode="lines+markers", hovertemplate="%{y:.1%}"), row=2, col=1)
+    thresholds = (
+        ("y", cfg.mae_warning, "dot", "#a86a00", "MAE warning"),
+        ("y", cfg.mae_critical, "dash", "#b3261e", "MAE critical"),
+        ("y2", cfg.process_match_warning, "dot", "#7b1fa2", "process match warning"),
+        ("y2", cfg.process_match_critical, "dash", "#7b1fa2", "process match critical"),
+    )
+    for yref, value, dash, color, text in thresholds:
+        fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref=yref, y0=value, y1=value, line={"dash": dash, "color": color, "width": 1})
+        fig.add_annotation(xref="paper", x=1, xanchor="right", yref=yref, y=value, text=text, showarrow=False, font={"size": 10, "color": color}, yshift=7)
     if x:
-        for event in DeploymentEvent.objects.filter(created_at__gte=min(x)).select_related("to_version"):
-            fig.add_vline(x=event.created_at.timestamp() * 1000, line_dash="dot", line_color="#1f5fa8")
-            fig.add_annotation(x=event.created_at, y=1, yref="paper", text=f"{event.kind}: {event.to_version}", showarrow=False, font={"size": 10})
-    fig.update_layout(yaxis={"title": "minutes per unit"}, yaxis2={"title": "share", "overlaying": "y", "side": "right", "range": [0, 1.05]},
-                      title=f"Quality over time{' — ' + part_type if part_type else ''}")
-    return _figure_html(fig)
+        start, end = min(x), max(x)
+        pad = max(timedelta(hours=12), (end - start) * 0.03)
+        fig.update_xaxes(range=[start - pad, end + pad])
+        events = list(DeploymentEvent.objects.filter(created_at__gte=start - pad).select_related("to_version"))
+        if events:
+            fig.add_trace(
+                go.Scatter(
+                    x=[e.created_at for e in events], y=[1.0] * len(events), name="deployments", mode="markers",
+                    marker={"symbol": "triangle-down", "size": 11, "color": "#1f5fa8"},
+                    hovertext=[f"{e.kind}: {e.to_version} ({e.created_at:%Y-%m-%d %H:%M})" for e in events], hoverinfo="text",
+                ),
+                row=2, col=1,
+            )  # fmt: skip
+    fig.update_yaxes(title_text="minutes per unit", rangemode="tozero", nticks=6, row=1, col=1)
+    fig.update_yaxes(title_text="share", range=[0, 1.05], tickformat=".0%", dtick=0.2, row=2, col=1)
+    fig.update_layout(title=f"Quality over time{' — ' + part_type if part_type else ''}", hovermode="x unified")
+    return _figure_html(fig, height=480)
+
+
+def _history_rows(cycles: list[QualityCycle], part_type: str | None) -> list[dict]:
+    """The history table, filtered like the chart: with a part type, that part type's metrics of the cycles that measured it."""
+    rows = []
+    for c in cycles:
+        if part_type:
+            metrics = (c.metrics_by_part_type or {}).get(part_type)
+            if not metrics:
+                continue
+            items = metrics.get("items_evaluated")
+        else:
+            metrics, items = c.metrics or {}, c.items_evaluated
+        rows.append({"cycle": c, "metrics": metrics, "items": items})
+    return rows
 
 
 @login_required
@@ -115,7 +167,7 @@ def history(request):
     if chosen and chosen not in part_types:
         chosen = None
     context = {
-        "cycles": cycles[::-1],
+        "rows": _history_rows(cycles[::-1], chosen),
         "chart": _history_chart(cycles, cfg, chosen) if cycles else "",
         "part_types": part_types,
         "chosen": chosen,
@@ -139,10 +191,20 @@ def compare(request):
             va, vb = (a.metrics or {}).get(name), (b.metrics or {}).get(name)
             delta = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
             rows.append((name, va, vb, delta))
-        shown = ["process_match", "exact_match", "op_f1", "mae", "trim_mae", "setup_mae"]
-        fig = go.Figure(
-            [go.Bar(name=v.label, x=shown, y=[(v.metrics or {}).get(m) for m in shown]) for v in (a, b)]
-        )
+        from plotly.subplots import make_subplots
+
+        # Shares (0–1) and minutes on separate panels: one quantity per axis.
+        shares, minutes = ["process_match", "exact_match", "op_f1"], ["mae", "trim_mae", "setup_mae"]
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("shares (higher is better)", "minutes (lower is better)"))
+        for index, v in enumerate((a, b)):
+            for col, names in ((1, shares), (2, minutes)):
+                fig.add_trace(
+                    go.Bar(name=v.label, x=names, y=[(v.metrics or {}).get(m) for m in names], legendgroup=v.label,
+                           showlegend=col == 1, marker_color=("#7a9cc6", "#1f5fa8")[index]),
+                    row=1, col=col,
+                )  # fmt: skip
+        fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=1, col=1)
+        fig.update_yaxes(rangemode="tozero", nticks=6, title_text="minutes per unit", row=1, col=2)
         fig.update_layout(barmode="group", title="Held-out metrics at training time")
         chart = _figure_html(fig)
     cycles = {

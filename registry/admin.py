@@ -31,11 +31,13 @@ class DeploymentEventInline(admin.TabularInline):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(SimpleHistoryAdmin):
-    list_display = ["label", "status_badge", "is_active", "m_process_match", "m_exact_match", "m_mae", "m_trim_mae", "selected_estimator", "unique_items", "total_samples", "created_at"]
+    # Kept narrow enough for a laptop screen beside the admin's sidebar; the version page has everything.
+    list_display = ["label", "status_badge", "is_active", "m_process_match", "m_exact_match", "m_mae", "m_trim_mae", "selected_estimator", "unique_items", "created_at"]
     list_filter = ["status", "is_active", "selected_estimator"]
     search_fields = ["label", "description"]
     date_hierarchy = "created_at"
-    actions = ["activate_version", "rollback_active"]
+    actions = ["activate_version"]
+    change_list_template = "admin/registry/modelversion/change_list.html"
     inlines = [DeploymentEventInline]
     change_form_template = "admin/registry/modelversion/change_form.html"
     fields = ["label", "status", "is_active", "description", "tags", "selected_estimator", "total_samples", "unique_items", "unique_processes",
@@ -96,14 +98,33 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
             return
         self.message_user(request, f"{version.label} is now the active model version.", messages.SUCCESS)
 
-    @admin.action(description="Roll back to the previously active version", permissions=["activate"])
-    def rollback_active(self, request, queryset):
+    def get_urls(self):
+        from django.urls import path
+
+        return [path("rollback/", self.admin_site.admin_view(self.rollback_view), name="registry_modelversion_rollback"), *super().get_urls()]
+
+    def rollback_view(self, request):
+        """The "Roll back" button of the versions list (POST): `ModelVersion.rollback()`; no row to tick, none plays a part."""
+        from django.shortcuts import redirect
+        from django.urls import reverse
+
+        if request.method != "POST" or not self.has_activate_permission(request):
+            raise PermissionDenied
         try:
             event = ModelVersion.rollback(by=request.user, reason="rolled back in the admin")
         except RoutingMLError as exc:
             self.message_user(request, f"[{exc.code}] {exc.message}", messages.ERROR)
-            return
-        self.message_user(request, f"Rolled back from {event.from_version} to {event.to_version}.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"Rolled back from {event.from_version} to {event.to_version}.", messages.SUCCESS)
+        return redirect(reverse("admin:registry_modelversion_changelist"))
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_activate": self.has_activate_permission(request),
+            "rollback_target": ModelVersion.rollback_target(),
+        }
+        return super().changelist_view(request, extra_context)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = extra_context or {}

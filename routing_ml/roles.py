@@ -1,6 +1,6 @@
 """The two roles, as Django groups holding model permissions.
 
-planners   may predict and view dashboards (and read the records behind them);
+planners   may predict, review predicted routings and view dashboards (and read the records behind them);
 ml_admins  may also train, cancel, activate and roll back, change quality settings,
            run quality cycles, acknowledge alerts and manage notification channels.
 """
@@ -20,12 +20,15 @@ _READ = [
     "erp.view_item",
     "erp.view_routingoperation",
     "erp.view_workresult",
+    "predictions.view_routingreview",
+    "predictions.view_predictionlog",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    PLANNERS: ["registry.predict", "quality.view_dashboard", *_READ],
+    PLANNERS: ["registry.predict", "predictions.add_routingreview", "quality.view_dashboard", *_READ],
     ML_ADMINS: [
         "registry.predict",
+        "predictions.add_routingreview",
         "quality.view_dashboard",
         *_READ,
         "training.add_trainingjob",

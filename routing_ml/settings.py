@@ -96,6 +96,9 @@ if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
 # How often a process re-reads which model version is active (seconds).
 MODEL_RELOAD_INTERVAL = _typed("MODEL_RELOAD_INTERVAL", env.float, 2.0)
 PREDICTION_BATCH_LIMIT = _typed("PREDICTION_BATCH_LIMIT", env.int, 1000)
+# Served predictions logged for planner agreement (predictions.PredictionLog): by which channels, kept how long (0 = forever).
+PREDICTION_LOG_CHANNELS = _typed("PREDICTION_LOG_CHANNELS", env.list, ["api", "page"])
+PREDICTION_LOG_RETENTION_DAYS = _typed("PREDICTION_LOG_RETENTION_DAYS", env.int, 180)
 TRAINING_TIMEOUT = _typed("TRAINING_TIMEOUT", env.int, 3600)
 TRAINING_HEARTBEAT_TIMEOUT = _typed("TRAINING_HEARTBEAT_TIMEOUT", env.int, 300)
 

@@ -22,7 +22,25 @@ trap cleanup INT TERM EXIT
 pids+=($!)
 # Each worker memory-maps the model arrays, so the large ones share the page cache instead of being copied.
 "$BIN/gunicorn" routing_ml.wsgi --bind "$HOST:$PORT" --workers "$WEB_WORKERS" --access-logfile - --timeout 120 &
-pids+=($!)
+web=$!
+pids+=($web)
+
+# The banner promises a working address: print it once /health answers, not when gunicorn was merely started.
+: "${READY_TIMEOUT:=60}"
+ready=""
+for _ in $(seq 1 $((READY_TIMEOUT * 4))); do
+  if ! kill -0 "$web" 2>/dev/null; then break; fi
+  # Any HTTP answer counts (an unhealthy 503 or an HTTPS redirect is still the server answering).
+  if "$PY" -c "import http.client, sys; c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=2); c.request('GET', '/health'); c.getresponse()" "$HOST" "$PORT" 2>/dev/null; then
+    ready=1
+    break
+  fi
+  sleep 0.25
+done
+if [ -z "$ready" ]; then
+  echo "Routing ML did not answer at http://$HOST:$PORT/health within ${READY_TIMEOUT} s; see the messages above." >&2
+  exit 1
+fi
 
 cat <<MSG
 

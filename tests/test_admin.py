@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.core.management import call_command
@@ -74,12 +75,65 @@ def test_cancel_action_cancels_a_queued_job(ml_admin_client):
     assert job.status == "cancelled"
 
 
-def test_activate_and_rollback_actions(ml_admin_client, two_versions):
+def test_activate_action_and_rollback_button(ml_admin_client, two_versions):
     a2 = ModelVersion.objects.get(label="a2")
     ml_admin_client.post(reverse("admin:registry_modelversion_changelist"), {"action": "activate_version", "_selected_action": [a2.pk]})
     assert ModelVersion.objects.get_active().label == "a2"
-    ml_admin_client.post(reverse("admin:registry_modelversion_changelist"), {"action": "rollback_active", "_selected_action": [a2.pk]})
+    # Rolling back needs no ticked row: it is a button on the versions page naming its target.
+    page = ml_admin_client.get(reverse("admin:registry_modelversion_changelist")).content.decode()
+    assert 'id="rollback"' in page and "Roll back to a1" in page and "rollback_active" not in page
+    response = ml_admin_client.post(reverse("admin:registry_modelversion_rollback"))
+    assert response.status_code == 302
     assert ModelVersion.objects.get_active().label == "a1"
+
+
+def test_planner_cannot_roll_back(client, planner, two_versions):
+    client.force_login(planner)
+    assert client.post(reverse("admin:registry_modelversion_rollback")).status_code in (302, 403)
+    assert ModelVersion.objects.get_active().label == "a1"
+
+
+def test_running_job_page_has_a_cancel_button_that_cancels(ml_admin_client):
+    job = TrainingJob.enqueue(label="running-one", run_inline=True)
+    job.start()
+    page = ml_admin_client.get(reverse("admin:training_trainingjob_change", args=[job.pk])).content.decode()
+    assert 'id="cancel-job"' in page and reverse("admin:training_trainingjob_cancel", args=[job.pk]) in page
+    response = ml_admin_client.post(reverse("admin:training_trainingjob_cancel", args=[job.pk]))
+    assert response.status_code == 302 and response["Location"] == reverse("admin:training_trainingjob_change", args=[job.pk])
+    job.refresh_from_db()
+    assert job.status == "running" and job.cancel_requested  # a running job stops at its next stage boundary
+    job.mark_cancelled()
+    assert 'id="cancel-job"' not in ml_admin_client.get(reverse("admin:training_trainingjob_change", args=[job.pk])).content.decode()
+
+
+def test_start_training_form_is_styled_and_leaves_feature_weights_empty(ml_admin_client):
+    page = ml_admin_client.get(reverse("admin:training_trainingjob_start")).content.decode()
+    assert "admin/css/forms.css" in page and 'class="flex-container"' in page
+    textarea = page[page.index('name="feature_weights"') :]
+    assert textarea[textarea.index(">") + 1 : textarea.index("</textarea>")].strip() == ""
+
+
+def test_job_parameters_count_a_long_list_of_gate_items(ml_admin_client):
+    items = [f"ITEM-{i:04d}" for i in range(500)]
+    job = TrainingJob.enqueue(label="retrain", parameters={"gate": True, "gate_items": items}, run_inline=True)
+    page = ml_admin_client.get(reverse("admin:training_trainingjob_change", args=[job.pk])).content.decode()
+    assert "500 items: ITEM-0000, ITEM-0001, ITEM-0002, ITEM-0003, ITEM-0004, …" in page
+    assert "ITEM-0499" not in page
+
+
+def test_cycle_page_shows_metrics_and_part_types_as_tables_without_long_floats(ml_admin_client):
+    from quality.models import QualityCycle
+
+    cycle = QualityCycle.objects.create(
+        status="succeeded", sample_strategy="random", sample_size=10, items_evaluated=10,
+        metrics={"mae": 1.2345678901234567, "process_match": 0.8765432109876543, "items_evaluated": 10.0},
+        metrics_by_part_type={"SLEEVE": {"mae": 2.3456789012345678, "items_evaluated": 6}, "GLAND": {"mae": 0.5, "items_evaluated": 4}},
+        drift={"OUTDIAMETER": 0.123456789},
+    )  # fmt: skip
+    page = ml_admin_client.get(reverse("admin:quality_qualitycycle_change", args=[cycle.pk])).content.decode()
+    assert '<tr><th>mae</th><td class="num">1.235</td></tr>' in page and '<td class="num">0.8765</td>' in page
+    assert "<tr><th>GLAND</th>" in page and '<td class="num">2.346</td>' in page
+    assert not re.search(r"\d\.\d{8,}", page)
 
 
 def test_version_page_compares_with_the_active_version_and_lists_candidates(ml_admin_client, two_versions):

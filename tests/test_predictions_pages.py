@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 from urllib.parse import urlparse
@@ -210,7 +211,7 @@ def test_new_item_form_shows_the_validation_error_next_to_the_field(page):
     page.click("#new-item-form button[type=submit]")
 
     field = page.locator("p.field:has(#id_new-INDIAMETER)")
-    assert "Must be smaller than OUTDIAMETER (50)" in field.locator(".field-error").inner_text()
+    assert "Must be smaller than the outer diameter (50 mm)" in field.locator(".field-error").inner_text()
     assert page.locator("#id_new-INDIAMETER").get_attribute("aria-invalid") == "true"
     assert page.input_value("#id_new-PART_TYPE") == "SLEEVE"
 
@@ -464,3 +465,144 @@ def test_api_docs_render_from_our_own_files_without_internet(page):
     page.goto("/api/docs/")
     page.wait_for_selector("#operations-predictions-predictions_create")
     assert hosts == {urlparse(page.url).hostname}  # nothing fetched from a CDN
+
+
+@pytest.mark.browser
+def test_planner_accepts_one_routing_and_edits_another_in_the_browser(page, trained_model):
+    from predictions.models import RoutingReview
+
+    codes = _codes(2)
+    _show_result(page, "\n".join(codes))
+    result_url = page.url
+
+    # Accept the first item's routing from the result page, with a comment, keyboard only.
+    _tab_to(page, "#item-1-comment")
+    page.keyboard.type("matches the drawing")
+    _tab_to(page, "#item-1 button.accept")
+    page.keyboard.press("Enter")
+    page.wait_for_url(result_url + "#item-1")
+    assert page.locator("#item-1 .review-state").inner_text() == "accepted"
+    assert page.locator("table").first.locator("tbody tr").nth(0).locator("td").last.inner_text() == "accepted"
+
+    # Edit the second: move its last operation up, remove its first, add one, save.
+    page.click("#item-2 a.edit")
+    page.wait_for_url(re.compile(r"/review/"))
+    rows = page.locator("#edit-rows tr.op-row")
+    before = [rows.nth(i).locator("select").first.input_value() for i in range(rows.count())]
+    assert len(before) >= 2
+    rows.nth(len(before) - 1).get_by_role("button", name=re.compile("Move up")).click()
+    rows.nth(0).get_by_role("button", name=re.compile("Remove")).click()
+    page.click("#add-operation")
+    new_row = page.locator("#edit-rows tr.op-row").last
+    job = new_row.locator("select").nth(0)
+    job.select_option(index=1)
+    new_row.locator("select").nth(1).select_option(index=1)
+    new_row.locator("select").nth(2).select_option("OUT")
+    new_row.locator("input[type=number]").nth(0).fill("15")
+    new_row.locator("input[type=number]").nth(1).fill("0.4")
+    added_job = job.input_value()
+    page.fill("#id_edit_comment", "outsourced finish")
+    page.click("#save-edited")
+    page.wait_for_url(result_url)
+
+    moved_up = [*before[:-2], before[-1], before[-2]]
+    review = RoutingReview.objects.get(item_cd=codes[1])
+    assert review.decision == "edited" and review.comment == "outsourced finish"
+    assert review.decided["signature"] == [*moved_up[1:], added_job]
+    assert review.decided["operations"][-1]["inside_flag"] == "OUT" and review.decided["operations"][-1]["setup_minutes"] == 15.0
+    assert page.locator("table").first.locator("tbody tr").nth(1).locator("td").last.inner_text() == "edited"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+# ------------------------------------------------------------------------------------------------
+# Big batches
+# ------------------------------------------------------------------------------------------------
+
+BIG_BATCH = 1000
+BIG_PAGE_MAX_BYTES = 400_000
+
+
+def _thousand_codes(unknown: int = 3) -> list[str]:
+    """BIG_BATCH codes of the item master (the demo items, then copies of them added "since training"), the last `unknown` not in it."""
+    from django.forms.models import model_to_dict
+
+    demo = list(Item.objects.order_by("item_cd"))
+    wanted = BIG_BATCH - unknown - len(demo)
+    copies = [Item(**{**model_to_dict(demo[i % len(demo)]), "item_cd": f"ZZ-COPY-{i:04d}"}) for i in range(wanted)]
+    Item.objects.bulk_create(copies)
+    return [*(i.item_cd for i in demo), *(c.item_cd for c in copies), *(f"NO-SUCH-{i}" for i in range(unknown))]
+
+
+def test_thousand_item_result_page_is_small_with_the_summary_first_and_failures_listed(client, planner, trained_model):
+    client.force_login(planner)
+    codes = _thousand_codes()
+    result_url = _post_codes(client, codes="\n".join(codes))
+    response = client.get(result_url)
+
+    html = response.content.decode()
+    size = len(response.content)
+    print(f"\n1,000-item result page: {size / 1024:.0f} KiB of HTML")
+    assert size <= BIG_PAGE_MAX_BYTES
+    summary = _cells(html, "summary")
+    assert len(summary) == BIG_BATCH
+    assert html.index('class="summary"') < html.index('class="item-block"')  # the summary table comes first
+    ok_row = summary[0]
+    assert ok_row[0] == codes[0] and ok_row[1] == "ok" and re.fullmatch(r"\d+ %", ok_row[3]) and ok_row[5] == "awaiting"
+    assert summary[-1] == ["NO-SUCH-2", "error", "item NO-SUCH-2 not found in the item master"]
+    # Details: one page of 10 items, collapsed; the others are a link away.
+    assert html.count('<details class="item-block"') == 10 and " open>" not in html
+    assert f'href="?page=2#item-11">{codes[10]}</a>' in html
+    last_page = client.get(result_url + "?page=100").content.decode()
+    assert last_page.count('<details class="item-block"') == 10 and 'id="item-1000"' in last_page
+    # Failed codes are listed with their reason, and in both downloads.
+    failed = re.search(r'<ul class="failed-items">(.*?)</ul>', html, re.S).group(1)
+    assert [re.sub(r"<[^>]+>", "", li) for li in re.findall(r"<li>(.*?)</li>", failed)] == [
+        f"NO-SUCH-{i}: item NO-SUCH-{i} not found in the item master" for i in range(3)
+    ]
+    qid = result_url.rstrip("/").rsplit("/", 1)[1]
+    rows = list(csv.DictReader(io.StringIO(client.get(reverse("predictions:download_csv", args=[qid])).content.decode())))
+    assert [(r["ITEM_CD"], r["ERROR"]) for r in rows if r["ERROR"]] == [
+        (f"NO-SUCH-{i}", f"item NO-SUCH-{i} not found in the item master") for i in range(3)
+    ]
+    assert {r["ITEM_CD"] for r in rows if not r["ERROR"]} == set(codes[:-3])
+    data = client.get(reverse("predictions:download_json", args=[qid])).json()
+    assert [r["item_cd"] for r in data["results"] if r["status"] == "error"] == codes[-3:]
+
+
+@pytest.mark.browser
+def test_thousand_item_result_page_is_usable_in_chromium_within_a_second(page):
+    codes = _thousand_codes()
+    page.fill("#id_codes", "\n".join(codes))
+    page.click("#codes-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/predict/r/[^/]+/$"))
+    timing = page.evaluate(
+        """() => { const t = performance.getEntriesByType("navigation")[0];
+        return {server: t.responseStart - t.requestStart, download: t.responseEnd - t.responseStart,
+                ready: t.domContentLoadedEventEnd - t.responseStart, load: t.loadEventEnd - t.responseStart, bytes: t.decodedBodySize}; }"""
+    )
+    print(f"\n1,000-item result page in Chromium: {timing}")
+    assert timing["ready"] < 1000  # parsed, laid out and scripted within a second of the first byte
+    assert page.locator("table.summary tbody tr").count() == BIG_BATCH
+    assert page.locator("table.summary").is_visible()
+    # Opening an item shows its detail and draws its chart on demand.
+    page.locator("#item-2 > summary").click()
+    page.wait_for_selector("#item-2-chart .main-svg")
+    assert page.locator("#item-2 table.predicted-routing tbody tr").count() > 0
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+@pytest.mark.browser
+def test_time_chart_puts_setup_and_run_on_separate_panels_with_round_ticks(page):
+    _show_result(page, _codes(1)[0])
+    page.wait_for_selector("#item-1-chart .main-svg")
+    layout = page.evaluate(
+        """() => { const l = document.getElementById("item-1-chart")._fullLayout;
+        return {overlaying: l.yaxis2.overlaying || null, x: l.xaxis.domain, x2: l.xaxis2.domain,
+                ticks: [l.yaxis, l.yaxis2].map(a => a._vals.map(v => v.x))}; }"""
+    )
+    assert layout["overlaying"] is None and layout["x"][1] < layout["x2"][0]  # side by side, one quantity each
+    for ticks in layout["ticks"]:
+        assert ticks[0] == 0 and len(ticks) >= 2
+        step = ticks[1] - ticks[0]
+        mantissa = step / 10 ** math.floor(math.log10(step))
+        assert round(mantissa, 6) in (1, 2, 2.5, 5), ticks  # 0, 0.5, 1… or 0, 20, 40…: never 1.8 / 3.59 / 5.39

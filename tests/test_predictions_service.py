@@ -199,7 +199,7 @@ def test_attribute_names_are_matched_without_case_and_unknown_ones_are_refused()
     [
         ({"PART_TYPE": "SLEEVE", "OUTDIAMETER": "eighty"}, "OUTDIAMETER", "must be a number"),
         ({"PART_TYPE": "SLEEVE", "OUTDIAMETER": -5}, "OUTDIAMETER", "must not be negative"),
-        ({"OUTDIAMETER": 50, "INDIAMETER": 60}, "INDIAMETER", "must be smaller than OUTDIAMETER"),
+        ({"OUTDIAMETER": 50, "INDIAMETER": 60}, "INDIAMETER", "must be smaller than the outer diameter (50 mm)"),
         ({"ITEM_CD": "X-1", "PART_TYPE": ""}, "__all__", "at least one attribute"),
     ],
 )

@@ -26,7 +26,7 @@ def trained(db):
 
 def test_cycle_command_prints_metrics_and_counts_as_json_and_writes_a_report(trained, settings):
     out = io.StringIO()
-    call_command("run_quality_cycle", sync=True, sample_size=60, strategy="random", stdout=out)
+    call_command("run_quality_cycle", sync=True, json=True, sample_size=60, strategy="random", stdout=out)
     result = json.loads(out.getvalue().strip().splitlines()[-1])
     for key in ("mae", "trim_mae", "process_match", "exact_match", "items_evaluated", "items_without_actuals", "items_failed", "duration_seconds"):
         assert key in result, key
@@ -73,7 +73,7 @@ def test_cycle_never_uses_an_item_as_its_own_neighbour(trained, monkeypatch):
 
 def test_first_cycle_command_runs_once(trained):
     first = io.StringIO()
-    call_command("run_quality_cycle", sync=True, if_none=True, sample_size=20, stdout=first)
+    call_command("run_quality_cycle", sync=True, json=True, if_none=True, sample_size=20, stdout=first)
     assert json.loads(first.getvalue().strip().splitlines()[-1])["items_evaluated"] == 20
     again = io.StringIO()
     call_command("run_quality_cycle", sync=True, if_none=True, stdout=again)

@@ -81,3 +81,47 @@ def test_history_page_counts_alerts_without_a_query_per_cycle(planner_client):
     assert many == few
     counts = re.findall(r"<td>(\d+)</td><td>[^<]*</td></tr>", page)
     assert sorted(map(int, counts)) == sorted([2] + [i % 3 for i in range(8)])
+
+
+def _figure(page: str) -> dict:
+    """The Plotly figure embedded in a dashboard page (data and layout)."""
+    match = re.search(r'Plotly\.newPlot\(\s*"[^"]+",\s*(\[.*?\]),\s*(\{.*?\}),\s*\{"displaylogo"', page, re.S)
+    assert match, "no Plotly figure on the page"
+    return {"data": json.loads(match.group(1)), "layout": json.loads(match.group(2))}
+
+
+def test_history_chart_has_one_quantity_per_axis_deployments_on_hover_and_a_day_around_one_cycle(planner_client):
+    from registry.models import DeploymentEvent, ModelVersion
+
+    version = ModelVersion.objects.create(label="v-chart", status="ready", artifact_path="v-chart")
+    DeploymentEvent.objects.create(kind="activate", to_version=version, created_at=timezone.now() - timedelta(hours=1))
+    cycle = finished_cycle()
+    figure = _figure(planner_client.get("/quality/history/").content.decode())
+    layout = figure["layout"]
+    assert "overlaying" not in layout["yaxis2"]  # minutes above, shares below: separate panels
+    assert layout["yaxis"]["domain"][0] > layout["yaxis2"]["domain"][1]
+    assert {t["name"]: t["yaxis"] for t in figure["data"] if t["name"] != "deployments"} == {
+        "MAE": "y", "trim MAE": "y", "process match": "y2", "exact match": "y2",
+    }  # fmt: skip
+    assert layout["yaxis2"]["range"] == [0, 1.05] and layout["yaxis2"]["tickformat"] == ".0%"
+    # The trained model's activation is a marker with its label on hover, not text drawn over the chart.
+    deployments = next(t for t in figure["data"] if t["name"] == "deployments")
+    assert deployments["mode"] == "markers" and deployments["hovertext"][0].startswith("activate: v-chart")
+    assert not any("activate" in (a.get("text") or "") for a in layout.get("annotations", []))
+    # One cycle: the time axis spans a day around it, not a few milliseconds.
+    from datetime import datetime
+
+    start, end = (datetime.fromisoformat(v) for v in layout["xaxis"]["range"])
+    assert end - start >= timedelta(hours=24)
+    assert start < cycle.started_at < end
+
+
+def test_history_table_is_filtered_by_the_part_type_of_the_chart(planner_client):
+    both = finished_cycle(minutes_ago=20, metrics_by_part_type={"SLEEVE": {"mae": 1.25, "process_match": 0.5, "items_evaluated": 7},
+                                                                "GLAND": {"mae": 9.0, "items_evaluated": 3}})  # fmt: skip
+    gland_only = finished_cycle(minutes_ago=10, metrics_by_part_type={"GLAND": {"mae": 4.0, "items_evaluated": 5}})
+    page = planner_client.get("/quality/history/", {"part_type": "SLEEVE"}).content.decode()
+    table = page[page.index('id="cycles-h"') :]
+    assert f">#{both.pk}<" in table and f">#{gland_only.pk}<" not in table
+    row = re.search(rf">#{both.pk}<.*?</tr>", table, re.S).group(0)
+    assert '<td class="num">7</td>' in row and "1.250" in row and "0.500" in row and "2.000" not in row

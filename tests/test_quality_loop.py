@@ -27,7 +27,7 @@ pytestmark = pytest.mark.postgres
 
 def cycle_json(**options) -> dict:
     out = io.StringIO()
-    call_command("run_quality_cycle", sync=True, stdout=out, **options)
+    call_command("run_quality_cycle", sync=True, json=True, stdout=out, **options)
     return json.loads(out.getvalue().strip().splitlines()[-1])
 
 

@@ -34,7 +34,7 @@ def small_erp(db):
 
 def train_sync(**options) -> dict:
     out = io.StringIO()
-    call_command("train", sync=True, stdout=out, stderr=io.StringIO(), **options)
+    call_command("train", sync=True, json=True, stdout=out, stderr=io.StringIO(), **options)
     return json.loads(out.getvalue().strip().splitlines()[-1])
 
 

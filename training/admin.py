@@ -10,6 +10,28 @@ from routing_ml.errors import RoutingMLError
 
 from .models import CANDIDATES, TrainingJob
 
+# Lists longer than this are shown as their length and first few entries.
+SHOWN_LIST_ITEMS = 5
+
+
+def summarize_value(value) -> str:
+    """A parameter value for a person: short lists and dicts as JSON, long lists as "500 items: A, B, C, …"."""
+    import json
+
+    if isinstance(value, list) and len(value) > SHOWN_LIST_ITEMS:
+        head = ", ".join(str(v) for v in value[:SHOWN_LIST_ITEMS])
+        return f"{len(value)} items: {head}, …"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+class OptionalJSONField(forms.JSONField):
+    """A JSON field whose empty value shows as an empty box, not the text `null`."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
 
 class StartTrainingForm(forms.Form):
     label = forms.SlugField(required=False, help_text="Leave empty for a timestamp label.")
@@ -21,13 +43,13 @@ class StartTrainingForm(forms.Form):
     min_improvement_pct = forms.FloatField(
         required=False, min_value=0, max_value=100, help_text="Empty: the value of the Quality settings (default 5 %)."
     )
-    feature_weights = forms.JSONField(
+    feature_weights = OptionalJSONField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60, "placeholder": '{"OUTDIAMETER": 2.0}'}),
         help_text='Similarity weight per item attribute, e.g. {"OUTDIAMETER": 2.0, "DRAW_NO": 0.5}; 0 switches a feature off. Empty: the defaults.',
     )
     activate = forms.BooleanField(required=False, help_text="Activate the new version as soon as it is ready.")
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}))
 
     def parameters(self) -> dict:
         data = self.cleaned_data
@@ -63,7 +85,7 @@ class TrainingJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/training/trainingjob/change_list.html"
     change_form_template = "admin/training/trainingjob/change_form.html"
     readonly_fields = [
-        "label", "status_badge", "trigger", "progress_column", "stage", "heartbeat_at", "parameters", "candidate_scores_table", "selected_estimator",
+        "label", "status_badge", "trigger", "progress_column", "stage", "heartbeat_at", "parameters_view", "candidate_scores_table", "selected_estimator",
         "gate_view", "model_version", "requested_by", "created_at", "started_at", "finished_at", "duration", "error_code", "error", "log_view",
     ]
     fields = readonly_fields
@@ -80,6 +102,12 @@ class TrainingJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def duration(self, job):
         seconds = job.duration_seconds
         return "—" if seconds is None else f"{seconds:.0f} s"
+
+    @admin.display(description="parameters")
+    def parameters_view(self, job):
+        """The job's parameters as a table; a long list (a retraining job's 500 gate items) is counted, not spelled out."""
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((name, summarize_value(value)) for name, value in (job.parameters or {}).items()))
+        return format_html('<table class="parameters"><tbody>{}</tbody></table>', rows) if rows else "—"
 
     @admin.display(description="candidate scores (held-out items)")
     def candidate_scores_table(self, job):
@@ -115,7 +143,31 @@ class TrainingJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return request.user.has_perm("training.view_trainingjob")
 
     def get_urls(self):
-        return [path("start/", self.admin_site.admin_view(self.start_view), name="training_trainingjob_start"), *super().get_urls()]
+        return [
+            path("start/", self.admin_site.admin_view(self.start_view), name="training_trainingjob_start"),
+            path("<int:pk>/cancel/", self.admin_site.admin_view(self.cancel_view), name="training_trainingjob_cancel"),
+            *super().get_urls(),
+        ]
+
+    def cancel_view(self, request, pk: int):
+        """The Cancel button of a queued or running job's page (POST): `job.cancel()`, then back to the page."""
+        if request.method != "POST" or not self.has_cancel_permission(request):
+            raise PermissionDenied
+        job = TrainingJob.objects.filter(pk=pk).first()
+        if job is None:
+            self.message_user(request, f"There is no training job {pk}.", messages.ERROR)
+            return redirect(reverse("admin:training_trainingjob_changelist"))
+        try:
+            job.cancel(by=request.user)
+        except RoutingMLError as exc:
+            self.message_user(request, exc.message, messages.WARNING)
+        else:
+            self.message_user(request, f"Cancellation of job {job.pk} requested.", messages.SUCCESS)
+        return redirect(reverse("admin:training_trainingjob_change", args=[job.pk]))
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_cancel": self.has_cancel_permission(request)}
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def start_view(self, request):
         if not request.user.has_perm("training.add_trainingjob"):

@@ -43,6 +43,29 @@ def parse_feature_weights(text: str) -> dict[str, float]:
         raise CommandError(f"--feature-weights: {exc}") from None
 
 
+def _figure(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def training_summary(record: dict) -> str:
+    """A few lines a person reads after `train --sync` (the full record: --json)."""
+    metrics, dataset = record.get("metrics") or {}, record.get("dataset") or {}
+    duration = record.get("duration_seconds")
+    return "\n".join(
+        [
+            f"Model version {record['label']} is ready{' and active' if record.get('active') else ''} "
+            f"(job {record['job']}, time estimator {record.get('selected') or '—'}"
+            + (f", {duration:.1f} s)." if duration is not None else ")."),
+            f"  held-out items: process match {_figure(metrics.get('process_match'))} · exact match {_figure(metrics.get('exact_match'))}"
+            f" · MAE {_figure(metrics.get('mae'), 2)} · trim MAE {_figure(metrics.get('trim_mae'), 2)} min/unit"
+            f" · setup MAE {_figure(metrics.get('setup_mae'), 1)} min",
+            f"  trained on {dataset.get('unique_items', '—')} items, {dataset.get('total_samples', '—')} routing operations, "
+            f"{dataset.get('unique_processes', '—')} job codes; candidates: {', '.join(record.get('candidates') or {}) or '—'}",
+            "  (--json prints the full record)",
+        ]
+    )
+
+
 class Command(BaseCommand):
     help = "Train a new model version from the ERP data. Without --sync the job goes to the task cluster and its id is printed."
 
@@ -60,7 +83,8 @@ class Command(BaseCommand):
             help='JSON object of similarity weights per item attribute, e.g. \'{"OUTDIAMETER": 2, "DRAW_NO": 0.5}\' (0 switches one off).',
         )
         parser.add_argument("--activate", action="store_true", help="Activate the version when training succeeds.")
-        parser.add_argument("--sync", action="store_true", help="Run in this process and print the result as JSON on the last line.")
+        parser.add_argument("--sync", action="store_true", help="Run in this process and print a short summary of the new version.")
+        parser.add_argument("--json", action="store_true", help="With --sync: print the full record as JSON on the last line instead.")
         parser.add_argument("--if-no-model", action="store_true", help="Do nothing when a model version is already active.")
 
     def handle(self, *args, **opts):
@@ -91,19 +115,18 @@ class Command(BaseCommand):
         if job.status != TrainingJob.Status.SUCCEEDED:
             raise CommandError(f"Training job {job.pk} {job.status}: {job.error.splitlines()[0] if job.error else outcome}")
         version = job.model_version
-        self.stdout.write(
-            json.dumps(
-                {
-                    "label": version.label,
-                    "job": job.pk,
-                    "active": ModelVersion.objects.filter(pk=version.pk, is_active=True).exists(),
-                    "selected": version.selected_estimator,
-                    "metrics": version.metrics,
-                    "candidates": version.candidate_scores,
-                    # The feature profile (drift reference) is kept on the version; it is too long for a terminal.
-                    "dataset": {k: v for k, v in (version.dataset_stats or {}).items() if k != "feature_profile"},
-                    "duration_seconds": version.training_duration_seconds,
-                },
-                default=str,
-            )
-        )
+        record = {
+            "label": version.label,
+            "job": job.pk,
+            "active": ModelVersion.objects.filter(pk=version.pk, is_active=True).exists(),
+            "selected": version.selected_estimator,
+            "metrics": version.metrics,
+            "candidates": version.candidate_scores,
+            # The feature profile (drift reference) is kept on the version; it is too long for a terminal.
+            "dataset": {k: v for k, v in (version.dataset_stats or {}).items() if k != "feature_profile"},
+            "duration_seconds": version.training_duration_seconds,
+        }
+        if opts["json"]:
+            self.stdout.write(json.dumps(record, default=str))
+        else:
+            self.stdout.write(training_summary(record))

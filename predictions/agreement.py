@@ -1,0 +1,132 @@
+"""Planner agreement: how often the routing a version served is the routing finally decided.
+
+For each (item, model version) the *latest* prediction served (`PredictionLog`) is compared
+with the item's *final* routing:
+
+- the item's current ERP routing, when it was entered after that prediction (INSRT_DT later
+  than the prediction: someone wrote the real routing since); otherwise
+- the planner's current decision (`RoutingReview`, accepted or edited).
+
+A current decision "rejected" has no routing to compare: it is counted (`rejected`) but takes
+no part in the matches. Process match and exact match are the engine's own definitions
+(`training.engine.metrics`), so the figures read like a quality cycle's — only weeks earlier,
+as no work order has to exist yet.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from training.engine.metrics import process_match
+
+from .models import PredictionLog, RoutingReview
+from .service import _chunks, _param_limit, current_routings
+
+CACHE_KEY = "predictions:planner_agreement"
+CACHE_SECONDS = 60
+
+
+def _aware(value) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        from django.utils.dateparse import parse_datetime
+
+        value = parse_datetime(value)
+        if value is None:
+            return None
+    return value.replace(tzinfo=UTC) if timezone.is_naive(value) else value
+
+
+def planner_agreement(*, since: datetime | None = None, model_version: str | None = None) -> dict[str, dict[str, Any]]:
+    """`{version label: {items_compared, process_match, exact_match, from_erp, from_planner, rejected, items_logged}}`.
+
+    `since`: only predictions served from then on (default: the whole retained log).
+    `process_match` (mean LCS ÷ longer length) and `exact_match` (share identical) are None for a
+    version with no item compared yet.
+    """
+    logs = PredictionLog.objects.order_by("served_at", "pk")
+    if since is not None:
+        logs = logs.filter(served_at__gte=since)
+    if model_version:
+        logs = logs.filter(model_version=model_version)
+    latest: dict[tuple[str, str], tuple[str, datetime]] = {}
+    for item_cd, label, signature, served_at in logs.values_list("item_cd", "model_version", "signature", "served_at").iterator(
+        chunk_size=5000
+    ):
+        latest[(item_cd, label)] = (signature, served_at)
+    codes = sorted({item for item, _ in latest})
+
+    decisions: dict[str, RoutingReview] = {}
+    erp: dict[str, dict] = {}
+    for chunk in _chunks(codes, max(100, _param_limit("default") - 10)):
+        decisions.update(
+            (r.item_cd, r) for r in RoutingReview.objects.latest_per_item().filter(item_cd__in=chunk).only("item_cd", "decision", "decided")
+        )
+    if codes:
+        erp = current_routings(codes, with_inserted=True)
+
+    per_version: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"matches": [], "exact": 0, "from_erp": 0, "from_planner": 0, "rejected": 0, "items_logged": 0}
+    )
+    for (item_cd, label), (signature, served_at) in latest.items():
+        stats = per_version[label]
+        stats["items_logged"] += 1
+        predicted = signature.split(PredictionLog.SEPARATOR) if signature else []
+        final, routing = None, erp.get(item_cd)
+        inserted = _aware(routing.get("inserted")) if routing else None
+        if routing and inserted is not None and inserted > served_at:
+            final = list(routing["signature"])
+            stats["from_erp"] += 1
+        else:
+            review = decisions.get(item_cd)
+            if review is not None and review.decided:
+                final = list(review.decided.get("signature") or [])
+                stats["from_planner"] += 1
+            elif review is not None:
+                stats["rejected"] += 1
+        if final is None:
+            continue
+        stats["matches"].append(process_match(predicted, final))
+        stats["exact"] += int(predicted == final)
+
+    report = {}
+    for label, stats in sorted(per_version.items()):
+        compared = len(stats["matches"])
+        report[label] = {
+            "items_compared": compared,
+            "process_match": round(sum(stats["matches"]) / compared, 4) if compared else None,
+            "exact_match": round(stats["exact"] / compared, 4) if compared else None,
+            "from_erp": stats["from_erp"],
+            "from_planner": stats["from_planner"],
+            "rejected": stats["rejected"],
+            "items_logged": stats["items_logged"],
+        }
+    return report
+
+
+def cached_planner_agreement() -> dict[str, dict[str, Any]]:
+    """`planner_agreement()` over the retained log, computed at most once a minute (dashboards, Prometheus scrapes)."""
+    report = cache.get(CACHE_KEY)
+    if report is None:
+        report = planner_agreement()
+        cache.set(CACHE_KEY, report, CACHE_SECONDS)
+    return report
+
+
+def cycle_metrics(label: str) -> dict[str, Any]:
+    """The agreement of one version as quality-cycle metrics (`planner_process_match`, `planner_exact_match`, `planner_items`)."""
+    days = settings.PREDICTION_LOG_RETENTION_DAYS
+    since = timezone.now() - timedelta(days=days) if days else None
+    figures = planner_agreement(since=since, model_version=label).get(label) or {}
+    return {
+        "planner_process_match": figures.get("process_match"),
+        "planner_exact_match": figures.get("exact_match"),
+        "planner_items": figures.get("items_compared", 0),
+    }
