@@ -18,8 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from erp.data import load_items
-from registry.loader import loader
 from predictions import agreement as planner_agreement
+from registry.loader import loader
 from registry.models import ModelVersion
 from routing_ml.errors import ErrorCode, QueueFull
 from training.engine import drift as drift_module
