@@ -8,24 +8,14 @@ from django.utils.html import format_html, format_html_join
 from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, candidate_table, fmt, progress_bar
 from routing_ml.errors import RoutingMLError
 
-from .models import CANDIDATES, TrainingJob
+from .models import (
+    CANDIDATES,
+    TrainingJob,
+    summarize_value,  # noqa: F401 - used by the admin columns below
+)
+
 
 # Lists longer than this are shown as their length and first few entries.
-SHOWN_LIST_ITEMS = 5
-
-
-def summarize_value(value) -> str:
-    """A parameter value for a person: short lists and dicts as JSON, long lists as "500 items: A, B, C, …"."""
-    import json
-
-    if isinstance(value, list) and len(value) > SHOWN_LIST_ITEMS:
-        head = ", ".join(str(v) for v in value[:SHOWN_LIST_ITEMS])
-        return f"{len(value)} items: {head}, …"
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
-
-
 class OptionalJSONField(forms.JSONField):
     """A JSON field whose empty value shows as an empty box, not the text `null`."""
 

@@ -17,6 +17,22 @@ CANDIDATES = ("baseline", "mlp", "stacking")
 logger = logging.getLogger(__name__)
 
 
+# Long lists in parameters (a gate's 500 item codes) are shown as a count and the first few.
+SHOWN_LIST_ITEMS = 5
+
+
+def summarize_value(value) -> str:
+    """A parameter value for a person: short lists and dicts as JSON, long lists as "500 items: A, B, C, …"."""
+    import json
+
+    if isinstance(value, list) and len(value) > SHOWN_LIST_ITEMS:
+        head = ", ".join(str(v) for v in value[:SHOWN_LIST_ITEMS])
+        return f"{len(value)} items: {head}, …"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
 class TrainingJobQuerySet(models.QuerySet):
     def in_flight(self) -> TrainingJobQuerySet:
         return self.filter(status__in=TrainingJob.ACTIVE_STATES)

@@ -28,7 +28,7 @@ from registry.models import ModelVersion, manifest_digest
 from routing_ml.errors import ErrorCode, InvalidTransition
 from training.engine import drift
 
-from .models import TrainingJob
+from .models import TrainingJob, summarize_value
 from .signals import version_trained
 
 logger = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def run_job(job: TrainingJob) -> str:
     version = result = None
     try:
         job.beat(1, "loading ERP data")
-        job.append_log(f"loading ERP data (parameters: {json.dumps(params, sort_keys=True)})")
+        job.append_log(f"loading ERP data (parameters: {'; '.join(f'{k}={summarize_value(v)}' for k, v in sorted(params.items()))})")
         items, routings, actuals = load_frames(params)
         job.append_log(f"loaded {len(items)} items, {len(routings)} routing operations, {len(actuals)} work results")
         if routings.empty:
