@@ -300,6 +300,7 @@ def _register(job: TrainingJob, result, params: dict, duration: float, drift_ite
     # recently produced items) measure drift against the same population.
     stats["feature_profile"] = drift.profile(drift_items)
     stats["feature_profile_items"] = int(len(drift_items))
+    stats["stage_seconds"] = {name: round(seconds, 2) for name, seconds in result.stage_seconds.items()}
     try:
         with transaction.atomic():
             version = ModelVersion.objects.create(

@@ -401,3 +401,26 @@ class NeighborIndex:
             cand_p.append((top + lo).ravel())
             cand_v.append(np.take_along_axis(sims, top, axis=1).ravel())
         return cand_q, cand_p, cand_v
+
+
+class BruteIndex:
+    """Exact search by one full matrix product, with nothing to build: for small, short-lived indexes.
+
+    The settings search scores a dozen encodings of a fixed-size sample; clustering each would cost
+    more than all of its queries (measured at 20,000 x 155: build 1.5 s vs 0.4 s for 1,500 queries).
+    Same interface as `NeighborIndex` for what a RoutingModel asks of it.
+    """
+
+    def __init__(self, emb: np.ndarray) -> None:
+        self.emb = np.ascontiguousarray(emb, dtype=np.float32)
+
+    @property
+    def n_items(self) -> int:
+        return self.emb.shape[0]
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self.emb[np.asarray(rows, dtype=np.int64)]
+
+    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        with _THREADS.limit(limits=1, user_api="blas"):
+            return top_k(self.emb, queries, k, exclude)

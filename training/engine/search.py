@@ -33,7 +33,7 @@ import pandas as pd
 from . import metrics
 from .config import EngineConfig, FeatureSpec
 from .encoding import ItemEncoder, _CategoricalColumns
-from .neighbors import NeighborIndex
+from .neighbors import BruteIndex
 from .tables import IndexData, Vocab
 
 K_GRID = (5, 10, 20, 40)
@@ -166,7 +166,7 @@ class _Trials:
             return []
         emb_index = encoder.fit_embedding(encoder.encode(self.frame_index))
         emb_query = encoder.embed_matrix(encoder.encode(self.frame_query))
-        model = build_model(config, encoder, self.vocab, self.index, NeighborIndex.build(emb_index, seed=config.seed), self.index.item_codes, emb_index)
+        model = build_model(config, encoder, self.vocab, self.index, BruteIndex(emb_index), self.index.item_codes, emb_index)
         out = []
         for k in ks:
             key = (weighting, config.size_transform, config.n_components, k)

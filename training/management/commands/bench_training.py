@@ -75,4 +75,11 @@ class Command(BaseCommand):
             "label": version.label,
             "dataset": {k: version.dataset_stats.get(k) for k in ("total_samples", "unique_items", "unique_processes", "items_with_actuals", "actual_rows")},
         }
+        stages = version.dataset_stats.get("stage_seconds") or {}
+        search = sum(v for k, v in stages.items() if k.startswith("searching"))
+        if stages:
+            self.stdout.write("Engine stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+            # The budget: the settings search adds at most 30 % to the training without it.
+            self.stdout.write(f"Settings search: {search:.1f} s = {100 * search / max(wall - search, 1e-9):.1f} % on top of the rest of the training ({wall - search:.1f} s)")
+        figures["settings_search_seconds"] = round(search, 1)
         self.stdout.write(json.dumps(figures))
