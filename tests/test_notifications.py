@@ -57,7 +57,7 @@ def thresholds(trained_model):
 
 def cycle() -> QualityCycle:
     out = io.StringIO()
-    call_command("run_quality_cycle", sync=True, sample_size=20, stdout=out)
+    call_command("run_quality_cycle", sync=True, json=True, sample_size=20, stdout=out)
     return QualityCycle.objects.get(pk=json.loads(out.getvalue().strip().splitlines()[-1])["cycle"])
 
 

@@ -60,7 +60,7 @@ def test_cycles_and_the_gate_grade_only_on_items_outside_every_learned_fit():
 
     # A cycle samples the champion's monitoring set and says how many evaluated items it learned from: none.
     out = io.StringIO()
-    call_command("run_quality_cycle", sync=True, stdout=out)
+    call_command("run_quality_cycle", sync=True, json=True, stdout=out)
     summary = json.loads(out.getvalue().strip().splitlines()[-1])
     report = json.loads(Path(QualityCycle.objects.get(pk=summary["cycle"]).report_path).read_text())
     assert summary["items_evaluated"] > 50
