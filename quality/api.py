@@ -46,16 +46,20 @@ class QualitySettingsView(APIView):
         return Response(QualitySettingsSerializer(cfg).data)
 
 
+# The longest window `?days=` may ask for (ten years); more overflowed the date arithmetic.
+MAX_DAYS = 3650
+
+
 class CycleFilter(filters.FilterSet):
-    days = filters.NumberFilter(method="within_days", help_text="Only cycles started in the last N days.")
+    days = filters.NumberFilter(method="within_days", help_text=f"Only cycles started in the last N days (1 to {MAX_DAYS}).")
 
     class Meta:
         model = QualityCycle
         fields = ["status", "trigger", "days"]
 
     def within_days(self, queryset, name, value):
-        if value is None or value <= 0:
-            raise ValidationError({"days": "days must be a positive number."})
+        if value is None or not 0 < value <= MAX_DAYS:
+            raise ValidationError({"days": f"days must be a number from 1 to {MAX_DAYS}."})
         return queryset.filter(started_at__gte=timezone.now() - timedelta(days=float(value)))
 
 

@@ -35,5 +35,6 @@ urlpatterns = [
     path("", include("quality.urls")),
 ]
 
+handler400 = api.json_error_view(400, "Bad request.")
 handler404 = api.json_error_view(404, "Not found.")
 handler500 = api.json_error_view(500, "Internal server error.")
