@@ -15,7 +15,6 @@ page links the similar items and the predicted item's own routing there.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import secrets
 from functools import lru_cache
@@ -30,6 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from erp.models import Item, WorkResult
 from registry.models import ModelVersion
+from routing_ml.csv_export import SafeDictWriter
 from routing_ml.errors import RoutingMLError
 
 from .forms import SUGGESTED_COLUMNS, ItemCodesForm, NewItemForm, suggestions
@@ -229,14 +229,14 @@ def _download_name(batch: PredictionBatch, extension: str) -> str:
 @predict_permission
 @require_GET
 def download_csv(request, qid: str):
-    """The predicted routings in BI_ROUTING_VIEW's layout (the ERP import format)."""
+    """The predicted routings in BI_ROUTING_VIEW's layout (the ERP import format); formula-like text cells neutralised."""
     try:
         batch = _run(request, qid, EXPORT_CHANNEL)
     except RoutingMLError as exc:
         return HttpResponse(exc.message, status=exc.http_status, content_type="text/plain; charset=utf-8")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_download_name(batch, "csv")}"'
-    writer = csv.DictWriter(response, fieldnames=ERP_ROUTING_COLUMNS, lineterminator="\n")
+    writer = SafeDictWriter(response, fieldnames=ERP_ROUTING_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(erp_routing_rows(batch))
     return response
