@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import ValidationError
@@ -64,7 +64,7 @@ class CycleFilter(filters.FilterSet):
 
 
 class QualityCycleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    queryset = QualityCycle.objects.select_related("model_version").prefetch_related("alerts")
+    queryset = QualityCycle.objects.select_related("model_version").prefetch_related("alerts", "alerts_seen")
     filterset_class = CycleFilter
 
     def get_serializer_class(self):
@@ -75,21 +75,23 @@ class QualityCycleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             return [require_perm("quality.run_qualitycycle")()]
         return [require_perm("quality.view_qualitycycle")()]
 
-    @extend_schema(request=CycleRequestSerializer, responses={201: QualityCycleDetailSerializer, 202: None})
+    @extend_schema(
+        request=CycleRequestSerializer,
+        responses={201: QualityCycleDetailSerializer, 202: None, 409: OpenApiResponse(description="A cycle is already queued or running (named in details).")},
+    )
     def create(self, request):
-        """Run a quality cycle: queued on the cluster (202), or here and now with `"sync": true` (201)."""
+        """Run a quality cycle: queued on the cluster (202), or here and now with `"sync": true` (201); 409 while another is queued or running."""
         body = CycleRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        options = {"trigger": QualityCycle.Trigger.API, "by": request.user, "sample_size": data.get("sample_size"), "strategy": data.get("strategy")}
         if data["sync"]:
             from .cycle import run_cycle
 
-            cycle = run_cycle(trigger=QualityCycle.Trigger.API, by=request.user, sample_size=data.get("sample_size"), strategy=data.get("strategy"))
-            return Response(QualityCycleDetailSerializer(cycle).data, status=status.HTTP_201_CREATED)
-        from django_q.tasks import async_task
-
-        task_id = async_task("quality.tasks.run_cycle_task", "api", request.user.pk, data.get("sample_size"), data.get("strategy"), group="quality")
-        return Response({"task_id": task_id, "status": "queued"}, status=status.HTTP_202_ACCEPTED)
+            cycle = run_cycle(**options)
+            return Response(QualityCycleDetailSerializer(cycle, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        cycle, task_id = QualityCycle.enqueue(**options)
+        return Response({"task_id": task_id, "status": "queued", "cycle": cycle.pk}, status=status.HTTP_202_ACCEPTED)
 
 
 class AlertFilter(filters.FilterSet):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import Count
-from django.http import HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -150,6 +150,18 @@ def compare(request):
     }
     context = {"versions": versions, "a": a, "b": b, "rows": rows, "chart": chart, "cycles": cycles, "plotly_version": plotly_version()}
     return render(request, "quality/compare.html", context)
+
+
+@login_required
+@permission_required("quality.view_qualitycycle", raise_exception=True)
+@require_GET
+def cycle_report(request, pk: int):
+    """A cycle's JSON report (sample, per-item detail), by its cycle: the file's place on the server is never shown."""
+    cycle = get_object_or_404(QualityCycle, pk=pk)
+    path = cycle.report_file
+    if path is None:
+        raise Http404(f"Quality cycle {pk} has no report file.")
+    return FileResponse(path.open("rb"), content_type="application/json", as_attachment=False, filename=f"quality-cycle-{pk}.json")
 
 
 @require_GET

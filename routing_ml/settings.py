@@ -85,6 +85,12 @@ MODEL_RELOAD_INTERVAL = _typed("MODEL_RELOAD_INTERVAL", env.float, 2.0)
 PREDICTION_BATCH_LIMIT = _typed("PREDICTION_BATCH_LIMIT", env.int, 1000)
 TRAINING_TIMEOUT = _typed("TRAINING_TIMEOUT", env.int, 3600)
 TRAINING_HEARTBEAT_TIMEOUT = _typed("TRAINING_HEARTBEAT_TIMEOUT", env.int, 300)
+# A running quality cycle beats every INTERVAL seconds; one silent for TIMEOUT seconds is failed by the
+# every-minute housekeeping (so a killed cycle is failed within TIMEOUT + 60 s). A cycle queued for
+# QUEUE_TIMEOUT seconds without a worker taking it is failed too, so it never blocks the next one.
+QUALITY_CYCLE_HEARTBEAT_INTERVAL = _typed("QUALITY_CYCLE_HEARTBEAT_INTERVAL", env.float, 10.0)
+QUALITY_CYCLE_HEARTBEAT_TIMEOUT = _typed("QUALITY_CYCLE_HEARTBEAT_TIMEOUT", env.int, 45)
+QUALITY_CYCLE_QUEUE_TIMEOUT = _typed("QUALITY_CYCLE_QUEUE_TIMEOUT", env.int, 1800)
 
 INSTALLED_APPS = [
     "django_prometheus",
