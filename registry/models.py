@@ -122,7 +122,7 @@ class ModelVersion(models.Model):
         self.verify_artifacts()
         try:
             with transaction.atomic():
-                previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+                previous = self._lock_active()
                 if previous is not None and previous.pk == self.pk:
                     raise InvalidTransition(f"Model version {self.label} is already active.")
                 ModelVersion.objects.filter(is_active=True).update(is_active=False)
@@ -140,6 +140,22 @@ class ModelVersion(models.Model):
             raise InvalidTransition("Another activation happened at the same moment; nothing was changed. Try again.") from exc
 
     activate.alters_data = True
+
+    @staticmethod
+    def _lock_active() -> ModelVersion | None:
+        """The active version, row-locked, as committed now (call inside a transaction).
+
+        On PostgreSQL a locking read that waited for a concurrent activation re-checks the row it
+        waited for, finds it no longer active and returns nothing, although another version is
+        active now. Reading again (a new snapshot) until two reads agree gives the real one, so the
+        deployment event records the version this activation replaced.
+        """
+        previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+        while True:
+            current = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+            if current == previous:
+                return current
+            previous = current
 
     @classmethod
     def rollback_target(cls, current: ModelVersion | None = None) -> ModelVersion | None:

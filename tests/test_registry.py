@@ -286,3 +286,45 @@ def test_a_compared_version_archived_since_it_was_cached_is_no_longer_served(two
     with pytest.raises(ModelNotFound) as caught:
         loader.get("v2")
     assert caught.value.http_status == 409 and "archived" in caught.value.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_activations_record_the_version_each_replaced(monkeypatch):
+    """Two connections activate at once; the second waits for the first's lock and must record *its* version as from_version.
+
+    On PostgreSQL the second's locking read, woken by the first's commit, re-checks the old active
+    row, finds it no longer active and returns nothing: without a fresh read it recorded no from_version.
+    """
+    call_command("seed_demo_erp", items=300, seed=33, stdout=io.StringIO())
+    a, b, c = train("p-a", activate=True), train("p-b"), train("p-c")
+    holding = threading.Event()
+    real_create = DeploymentEvent.objects.create
+
+    def create_slowly(**fields):
+        if threading.current_thread().name == "first":
+            holding.set()  # inside the transaction, after its locking read of the active row
+            threading.Event().wait(1.0)
+        return real_create(**fields)
+
+    monkeypatch.setattr(DeploymentEvent.objects, "create", create_slowly)
+    errors = []
+
+    def activate(version):
+        try:
+            version.activate(reason="concurrent")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            close_old_connections()
+
+    first = threading.Thread(target=activate, args=(b,), name="first")
+    second = threading.Thread(target=activate, args=(c,), name="second")
+    first.start()
+    assert holding.wait(30)
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert errors == []
+    events = [(e.from_version_id, e.to_version_id) for e in DeploymentEvent.objects.order_by("pk")]
+    assert events == [(None, a.pk), (a.pk, b.pk), (b.pk, c.pk)]
+    assert ModelVersion.objects.get_active() == c

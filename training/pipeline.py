@@ -30,6 +30,7 @@ from training.engine import drift
 
 from .models import TrainingJob
 from .signals import version_trained
+from .storage import check_model_root_writable
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ def run_job(job: TrainingJob) -> str:
 
     version = result = None
     try:
+        check_model_root_writable()  # fail in a second, not after minutes of computing
         job.beat(1, "loading ERP data")
         job.append_log(f"loading ERP data (parameters: {json.dumps(params, sort_keys=True)})")
         items, routings, actuals = load_frames(params)
