@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from quality.cycle import run_cycle
 from quality.models import CycleInProgress, CycleReaped, QualityAlert, QualityCycle, QualitySettings
-from tests.test_admin import _settings_form
 from tests.fixtures_model import *  # noqa: F403
+from tests.test_admin import _settings_form
 from tests.test_api_errors import assert_error_body
 
 pytestmark = pytest.mark.postgres
