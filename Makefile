@@ -6,6 +6,9 @@ PY := $(BIN)/python
 DEMO_ITEMS ?= 5000
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make run` uses production settings (DEBUG off; SECRET_KEY generated once into var/secret_key;
+# ALLOWED_HOSTS from the environment) over plain HTTP; HTTPS=true behind a TLS proxy, DEBUG=true for development.
+HTTPS ?= false
 
 .PHONY: run test setup deps dev-deps migrate demo bench bench-training bench-predictions bench-quality lint clean
 
@@ -35,7 +38,7 @@ setup: deps
 
 ## run: set up, then serve the web app and the task cluster in the foreground (Ctrl-C stops both)
 run: setup
-	HOST=$(HOST) PORT=$(PORT) PY=$(PY) BIN=$(BIN) bash scripts/serve.sh
+	HTTPS=$(HTTPS) HOST=$(HOST) PORT=$(PORT) PY=$(PY) BIN=$(BIN) bash scripts/serve.sh
 
 ## test: the whole test suite on SQLite, then the tests marked `postgres` again on PostgreSQL when TEST_POSTGRES_URL is set
 test: $(VENV)/.dev-deps

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+
 import plotly.graph_objects as go
+from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse
@@ -164,7 +168,28 @@ def cycle_report(request, pk: int):
     return FileResponse(path.open("rb"), content_type="application/json", as_attachment=False, filename=f"quality-cycle-{pk}.json")
 
 
+def _metrics_allowed(request) -> bool:
+    """Open unless METRICS_TOKEN or METRICS_ALLOWED_IPS is set; then the bearer token or a listed client address lets a scrape in."""
+    token, networks = settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS
+    if not token and not networks:
+        return True
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token.encode()):
+        return True
+    try:
+        client = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(client in ipaddress.ip_network(net.strip(), strict=False) for net in networks if net.strip())
+
+
 @require_GET
 def metrics(request):
-    """Prometheus scrape endpoint (no login, like django-prometheus'): all processes' counters plus the quality gauges."""
+    """Prometheus scrape endpoint: all processes' counters plus the quality gauges; restricted by METRICS_TOKEN / METRICS_ALLOWED_IPS when set."""
+    if not _metrics_allowed(request):
+        response = HttpResponse("Forbidden: a bearer token (METRICS_TOKEN) or an allowed address is needed.\n", status=403, content_type="text/plain")
+        if settings.METRICS_TOKEN:
+            response.status_code = 401
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -2,11 +2,13 @@
 
 Overall status: `unhealthy` (HTTP 503) when the database or the ERP source cannot be read;
 `degraded` when something works but needs attention (no active model yet, no worker seen);
-`healthy` otherwise.
+`healthy` otherwise. Anonymous callers from another machine get the status only; signed-in
+users (session or JWT) and callers on this machine get every check's details.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from datetime import timedelta
 
@@ -93,16 +95,48 @@ def _overall(checks: dict) -> str:
     return DEGRADED if DEGRADED in statuses else OK
 
 
+def is_loopback(request) -> bool:
+    """A caller on this machine, not relayed by a proxy (a local reverse proxy would make every caller look local)."""
+    if request.META.get("HTTP_X_FORWARDED_FOR") or request.META.get("HTTP_FORWARDED"):
+        return False
+    try:
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        return False
+
+
+def _authenticated(request) -> bool:
+    if getattr(request, "user", None) is not None and request.user.is_authenticated:
+        return True
+    if request.headers.get("Authorization", "").startswith("Bearer "):
+        from rest_framework_simplejwt.authentication import JWTAuthentication
+        from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+
+        try:
+            return JWTAuthentication().authenticate(request) is not None
+        except (InvalidToken, TokenError, Exception):
+            return False
+    return False
+
+
+def may_see_details(request) -> bool:
+    """Check details (versions, queue sizes, error messages) are for signed-in users and callers on this machine."""
+    return is_loopback(request) or _authenticated(request)
+
+
 @never_cache
 @require_GET
 def health(request):
+    """Anonymous callers from elsewhere get {"status"} only; the HTTP status (503 when unhealthy) is the same for all."""
     checks = {"database": _timed(check_database)}
     if checks["database"]["status"] == OK:
         checks["erp"] = _timed(check_erp)
         checks["model"] = _timed(check_model)
         checks["queue"] = _timed(check_queue)
     status = _overall(checks)
-    body = {"status": status, "version": settings.VERSION, "timestamp": timezone.now().isoformat(), "checks": checks}
+    body = {"status": status}
+    if may_see_details(request):
+        body.update({"version": settings.VERSION, "timestamp": timezone.now().isoformat(), "checks": checks})
     return JsonResponse(body, status=503 if status == UNHEALTHY else 200)
 
 
@@ -110,5 +144,7 @@ def health(request):
 @require_GET
 def health_db(request):
     result = _timed(check_database)
-    body = {"status": result["status"], "database": result, "timestamp": timezone.now().isoformat()}
+    body = {"status": result["status"]}
+    if may_see_details(request):
+        body.update({"database": result, "timestamp": timezone.now().isoformat()})
     return JsonResponse(body, status=503 if result["status"] == UNHEALTHY else 200)

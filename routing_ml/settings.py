@@ -6,6 +6,7 @@ Every variable that is set but malformed fails at start-up with ImproperlyConfig
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from pathlib import Path
@@ -26,6 +27,19 @@ def _typed(name: str, cast, default):
         return cast(name, default=default)
     except (ValueError, TypeError, environ.ImproperlyConfigured) as exc:
         raise ImproperlyConfigured(f"Environment variable {name} has an invalid value {os.environ.get(name)!r}: {exc}") from exc
+
+
+def _strict_bool(name: str, default: bool) -> bool:
+    """A boolean variable that must say so (true/false, yes/no, on/off, 1/0): django-environ reads any other word as false."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"true", "yes", "on", "1", "y"}:
+        return True
+    if value in {"false", "no", "off", "0", "n"}:
+        return False
+    raise ImproperlyConfigured(f"Environment variable {name} has an invalid value {raw!r}: use true or false.")
 
 
 def _database(name: str, url: str) -> dict:
@@ -56,13 +70,40 @@ def _database(name: str, url: str) -> dict:
     return config
 
 
-DEBUG = _typed("DEBUG", env.bool, True)
-SECRET_KEY = env.str("SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("Environment variable SECRET_KEY must be set when DEBUG is false.")
-    SECRET_KEY = "dev-insecure-routing-ml-key-do-not-use-in-production"
-ALLOWED_HOSTS = _typed("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]", "testserver"])
+def _secret_key_from_file(path: Path) -> str:
+    """The key kept in `path`, generated there (mode 0600) on first use; every process (gunicorn workers, qcluster) reads the same one."""
+    try:
+        key = path.read_text().strip()
+        if key:
+            return key
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ImproperlyConfigured(f"SECRET_KEY is not set and {path} cannot be read: {exc}") from exc
+    from django.core.management.utils import get_random_secret_key
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(get_random_secret_key() + "\n")
+        try:
+            os.link(tmp, path)  # atomic, and refuses to replace a key another process wrote first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"SECRET_KEY is not set and a key cannot be written to {path}: {exc}. Set SECRET_KEY or SECRET_KEY_FILE.") from exc
+
+
+# Production by default (`make run` included); DEBUG=true is for development only.
+DEBUG = _strict_bool("DEBUG", False)
+# SECRET_KEY from the environment, else generated once into SECRET_KEY_FILE (var/secret_key) and reused.
+SECRET_KEY = env.str("SECRET_KEY", default="") or _secret_key_from_file(Path(env.str("SECRET_KEY_FILE", default=str(BASE_DIR / "var" / "secret_key"))))
+ALLOWED_HOSTS = _typed("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]"] + (["testserver"] if DEBUG else []))
 CSRF_TRUSTED_ORIGINS = _typed("CSRF_TRUSTED_ORIGINS", env.list, [])
 
 DATABASES = {"default": _database("DATABASE_URL", env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"))}
@@ -243,12 +284,24 @@ LOGGING = {
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
+# /health details: anonymous callers get the status only, unless they come from this machine (no proxy in between).
+# /metrics: open unless METRICS_TOKEN (a bearer token) or METRICS_ALLOWED_IPS (addresses or networks) is set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = _typed("METRICS_ALLOWED_IPS", env.list, [])
+for _net in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_net.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"Environment variable METRICS_ALLOWED_IPS has an invalid address or network {_net!r}: {exc}") from exc
+
 if not DEBUG:
+    # HTTPS=false serves plain HTTP (`make run` on a trusted LAN or loopback): no redirect, no secure-only cookies, no HSTS.
+    HTTPS = _strict_bool("HTTPS", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = _typed("SECURE_SSL_REDIRECT", env.bool, True)
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = _typed("SECURE_HSTS_SECONDS", env.int, 31536000)
+    SECURE_SSL_REDIRECT = _strict_bool("SECURE_SSL_REDIRECT", HTTPS)
+    SESSION_COOKIE_SECURE = HTTPS
+    CSRF_COOKIE_SECURE = HTTPS
+    SECURE_HSTS_SECONDS = _typed("SECURE_HSTS_SECONDS", env.int, 31536000 if HTTPS else 0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -102,3 +102,56 @@ def test_an_active_version_this_process_cannot_load_degrades_health(client):
     assert body["status"] == "degraded" and model["status"] == "degraded"
     assert model["active_version"] == "lost" and model["served_by_this_process"] is None
     assert "lost" in model["message"]
+
+
+# ------------------------------------------------------------------ who sees what
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/health", "/health/db"])
+def test_anonymous_caller_from_elsewhere_gets_the_status_only(client, path):
+    response = client.get(path, REMOTE_ADDR="10.20.30.40")
+    assert response.status_code == 200
+    assert set(response.json()) == {"status"}
+
+
+@pytest.mark.django_db
+def test_a_local_proxy_does_not_make_every_caller_local(client):
+    body = client.get("/health", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9").json()
+    assert set(body) == {"status"}
+
+
+@pytest.mark.django_db
+def test_loopback_and_signed_in_callers_get_the_details(client, planner, api):
+    assert "checks" in client.get("/health", REMOTE_ADDR="127.0.0.1").json()
+    assert "checks" in client.get("/health", REMOTE_ADDR="::1").json()
+    client.force_login(planner)
+    assert "checks" in client.get("/health", REMOTE_ADDR="10.20.30.40").json()
+    tokens = api.post("/api/v1/auth/token/", {"username": planner.username, "password": "pw-" + planner.username}, format="json").json()
+    body = api.get("/health", REMOTE_ADDR="10.20.30.40", HTTP_AUTHORIZATION=f"Bearer {tokens['access']}").json()
+    assert "checks" in body
+    assert set(api.get("/health", REMOTE_ADDR="10.20.30.40", HTTP_AUTHORIZATION="Bearer forged").json()) == {"status"}
+
+
+@pytest.mark.django_db
+def test_metrics_is_open_unless_restricted(client, settings):
+    assert client.get("/metrics", REMOTE_ADDR="10.20.30.40").status_code == 200
+
+
+@pytest.mark.django_db
+def test_metrics_with_a_token_needs_it_as_a_bearer(client, settings):
+    settings.METRICS_TOKEN = "s3cret-scrape-token"
+    refused = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
+    assert refused.status_code == 401 and refused["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token")
+    assert response.status_code == 200 and b"routing_ml_queue_size" in response.content
+
+
+@pytest.mark.django_db
+def test_metrics_with_allowed_addresses_lets_only_those_in(client, settings):
+    settings.METRICS_ALLOWED_IPS = ["10.0.0.0/8", "192.168.5.7"]
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="192.168.5.7").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="192.168.5.8").status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
