@@ -40,6 +40,15 @@ def _figure_html(fig: go.Figure) -> str:
     return fig.to_html(include_plotlyjs=False, full_html=False, config={"displaylogo": False, "responsive": True})
 
 
+def _with_nonce(chart_html: str, request) -> str:
+    """Plotly's chart HTML carries one inline <script>: give it this response's CSP nonce so the policy lets it run."""
+    if not chart_html:
+        return chart_html
+    if not hasattr(request, "csp_nonce"):
+        return chart_html
+    return chart_html.replace("<script>", f'<script nonce="{request.csp_nonce!s}">')  # reading the nonce puts it in the header
+
+
 @login_required
 @permission_required(DASHBOARD_PERM, raise_exception=True)
 def overview(request):
@@ -68,6 +77,7 @@ def overview(request):
         "chart": _history_chart(list(QualityCycle.objects.finished().select_related("model_version").order_by("-started_at")[:60])[::-1], cfg) if latest else "",
         "plotly_version": plotly_version(),
     }
+    context["chart"] = _with_nonce(context["chart"], request)
     return render(request, "quality/overview.html", context)
 
 
@@ -125,6 +135,7 @@ def history(request):
         "chosen": chosen,
         "plotly_version": plotly_version(),
     }
+    context["chart"] = _with_nonce(context["chart"], request)
     return render(request, "quality/history.html", context)
 
 
@@ -153,6 +164,7 @@ def compare(request):
         v.label: QualityCycle.objects.finished().filter(model_version=v).order_by("-started_at").first() for v in (a, b) if v is not None
     }
     context = {"versions": versions, "a": a, "b": b, "rows": rows, "chart": chart, "cycles": cycles, "plotly_version": plotly_version()}
+    context["chart"] = _with_nonce(context["chart"], request)
     return render(request, "quality/compare.html", context)
 
 

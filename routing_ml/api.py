@@ -36,6 +36,13 @@ def error_body(code: int, message: str, details=None) -> dict:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+def lockout_response() -> Response:
+    """django-axes locked this username out from this address (AXES_FAILURE_LIMIT failures): 429 until the cool-off ends."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    message = f"Too many failed logins for this username from this address: locked for {seconds // 60} minutes."
+    return Response(error_body(429, message, {"retry_after_seconds": seconds}), status=429, headers={"Retry-After": str(seconds)})
+
+
 def too_large_body() -> dict:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     return error_body(413, f"The request body is larger than {limit:,} bytes; split the request.", {"limit_bytes": limit})
@@ -47,6 +54,7 @@ def exception_handler(exc, context):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     if isinstance(exc, RequestDataTooBig):
         return Response(too_large_body(), status=413)
+
     if isinstance(exc, TooManyFieldsSent):
         return Response(error_body(400, str(exc), None), status=400)
     if isinstance(exc, Http404):

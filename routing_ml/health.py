@@ -109,8 +109,9 @@ def _authenticated(request) -> bool:
     if getattr(request, "user", None) is not None and request.user.is_authenticated:
         return True
     if request.headers.get("Authorization", "").startswith("Bearer "):
-        from rest_framework_simplejwt.authentication import JWTAuthentication
         from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+
+        from routing_ml.tokens import JWTAuthentication
 
         try:
             return JWTAuthentication().authenticate(request) is not None

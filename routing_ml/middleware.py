@@ -40,3 +40,15 @@ class HostileInputMiddleware:
                 return JsonResponse(error_body(400, message, None), status=400)
             return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
+
+
+class PermissionsPolicyMiddleware:
+    """Permissions-Policy on every response: no page of ours uses the camera, microphone, location, payment or USB."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
+        return response

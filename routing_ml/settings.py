@@ -9,9 +9,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -144,6 +146,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -161,6 +165,8 @@ MIDDLEWARE = [
     "routing_ml.middleware.HostileInputMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "routing_ml.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -169,6 +175,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -220,7 +228,7 @@ STORAGES = {
 REST_FRAMEWORK = {
     # JWT first: its WWW-Authenticate header makes a missing credential a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "routing_ml.tokens.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -231,8 +239,61 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "routing_ml.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": _typed("API_THROTTLE_RATE", env.str, "100000/hour")},
+    "DEFAULT_THROTTLE_RATES": {
+        "user": _typed("API_THROTTLE_RATE", env.str, "100000/hour"),
+        # The token endpoints (routing_ml.auth): per client address, and per username on obtain.
+        "auth_address": _typed("AUTH_THROTTLE_RATE_ADDRESS", env.str, "30/minute"),
+        "auth_username": _typed("AUTH_THROTTLE_RATE_USERNAME", env.str, "10/minute"),
+    },
+    # The client address is REMOTE_ADDR unless NUM_PROXIES trusted proxies add X-Forwarded-For (else anyone could forge it).
+    "NUM_PROXIES": _typed("NUM_PROXIES", env.int, 0),
 }
+SIMPLE_JWT = {
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "TOKEN_OBTAIN_SERIALIZER": "routing_ml.auth.TokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "routing_ml.auth.TokenRefreshSerializer",
+}
+
+# Login forms (admin, planners) and the token endpoint lock out a username from an address after
+# AXES_FAILURE_LIMIT failures for AXES_COOLOFF_TIME; unlock early with `manage.py axes_reset`.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = _typed("AXES_FAILURE_LIMIT", env.int, 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_typed("AXES_COOLOFF_MINUTES", env.int, 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+
+# Caches: "throttle" counts token requests for every process of a host (Redis when there is one).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "routing_ml"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(BASE_DIR / "var" / "cache" / "throttle")}
+    ),
+}
+
+# Content-Security-Policy (django-csp): scripts only from this site or inline with the request's nonce
+# (the Plotly charts); styles may be inline (Plotly sets them from its script).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+    "midi=(), payment=(), usb=(), serial=(), hid=(), bluetooth=(), publickey-credentials-get=(), screen-wake-lock=(), xr-spatial-tracking=()"
+)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Routing ML API",
     "DESCRIPTION": "Predict manufacturing routings; train, register and monitor the models behind them.",

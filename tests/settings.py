@@ -10,3 +10,6 @@ import os
 os.environ.setdefault("DEBUG", "true")
 
 from routing_ml.settings import *  # noqa: E402, F403
+
+# Throttle counts per test process (the autouse fixture in conftest.py clears them between tests).
+CACHES = {**CACHES, "throttle": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}}  # noqa: F405
