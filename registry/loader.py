@@ -31,6 +31,7 @@ class ModelLoader:
         self._checked_at = float("-inf")
         self._extra: OrderedDict[str, object] = OrderedDict()
         self.last_error: str | None = None
+        self.failed_label: str | None = None  # the active version this process could not load
 
     def _load(self, version):
         """Load a version's bundle: its manifest must be the registered one and every file must match it."""
@@ -54,24 +55,30 @@ class ModelLoader:
             active = ModelVersion.objects.get_active()
             if active is None:
                 self._active_label, self._active_model = None, None
+                self.last_error = self.failed_label = None
                 return
             if active.label == self._active_label:
                 return
             try:
                 model = self._load(active)
             except ArtifactError as exc:
-                self.last_error = exc.message
+                self.last_error, self.failed_label = exc.message, active.label
                 logger.error("Keeping model %s: %s", self._active_label, exc.message)
                 return
             logger.info("Now serving model version %s (was %s)", active.label, self._active_label)
             self._active_label, self._active_model = active.label, model
-            self.last_error = None
+            self.last_error = self.failed_label = None
 
     def active(self):
-        """(label, model) of the version this process serves; NoActiveModel (1002, HTTP 503) when there is none."""
+        """(label, model) of the version this process serves; NoActiveModel (1002, HTTP 503) with the real reason when there is none."""
         self.refresh()
         with self._lock:
             if self._active_model is None:
+                if self.last_error:
+                    # A version is active, but this process could not load it and has nothing older to serve.
+                    raise NoActiveModel(
+                        f"No model can be served: {self.last_error}", details={"active_version": self.failed_label, "reason": self.last_error}
+                    )
                 raise NoActiveModel("No model version is active. Train one and activate it (ML admins: Model versions → Activate).")
             return self._active_label, self._active_model
 
@@ -108,6 +115,7 @@ class ModelLoader:
     def clear(self) -> None:
         with self._lock:
             self._active_label, self._active_model = None, None
+            self.last_error = self.failed_label = None
             self._extra.clear()
             self._checked_at = float("-inf")
 

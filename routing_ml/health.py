@@ -1,6 +1,7 @@
 """Liveness and readiness: /health (all checks) and /health/db.
 
-Overall status: `unhealthy` (HTTP 503) when the database or the ERP source cannot be read;
+Overall status: `unhealthy` (HTTP 503) when the database or the ERP source cannot be read, or
+when a version is active but this process can serve no model;
 `degraded` when something works but needs attention (no active model yet, no worker seen);
 `healthy` otherwise. Anonymous callers from another machine get the status only; signed-in
 users (session or JWT) and callers on this machine get every check's details.
@@ -61,8 +62,15 @@ def check_model() -> dict:
     loader.refresh()
     served = loader.served_label()
     if served != active.label and loader.last_error:
-        # This process cannot load the version the database says is active; it keeps serving what it had.
-        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": loader.last_error}
+        # This process cannot load the version the database says is active: it keeps serving what it
+        # had (degraded), or, having nothing, cannot answer any prediction (unhealthy, 503).
+        return {
+            "status": UNHEALTHY if served is None else DEGRADED,
+            "active_version": active.label,
+            "served_by_this_process": served,
+            "message": loader.last_error if served is None else f"Serving {served} instead: {loader.last_error}",
+            "code": 1002,
+        }
     return {"status": OK, "active_version": active.label, "served_by_this_process": served}
 
 

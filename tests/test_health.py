@@ -51,7 +51,8 @@ def test_silent_worker_degrades_health(client):
     ModelVersion.objects.create(label="v1", status="ready", is_active=True)
     beat_worker(minutes_ago=30)
     body = client.get("/health").json()
-    assert body["status"] == "degraded"
+    # (v1 has no files, so the model check is unhealthy on its own: only the queue check is looked at here.)
+    assert body["checks"]["queue"]["status"] == "degraded"
     assert "qcluster" in body["checks"]["queue"]["message"]
 
 
@@ -93,15 +94,20 @@ def test_prometheus_metrics_are_exposed(client):
 
 
 @pytest.mark.django_db
-def test_an_active_version_this_process_cannot_load_degrades_health(client):
+def test_an_active_version_this_process_cannot_load_and_nothing_to_serve_is_unhealthy_with_the_reason(client, planner_api):
     Item.objects.create(item_cd="ITEM-1", part_type="SLEEVE")
     ModelVersion.objects.create(label="lost", status="ready", is_active=True, artifact_path="/nonexistent/lost")
     beat_worker(minutes_ago=1)
-    body = client.get("/health").json()
+    response = client.get("/health")
+    body = response.json()
     model = body["checks"]["model"]
-    assert body["status"] == "degraded" and model["status"] == "degraded"
+    assert response.status_code == 503 and body["status"] == "unhealthy" and model["status"] == "unhealthy"
     assert model["active_version"] == "lost" and model["served_by_this_process"] is None
-    assert "lost" in model["message"]
+    assert "lost" in model["message"] and "manifest.json is missing" in model["message"]
+    # Predictions say why, not "no model version is active".
+    error = planner_api.post("/api/v1/predictions/", {"item_codes": ["ITEM-1"]}, format="json").json()["error"]
+    assert error["code"] == 1002 and error["message"].startswith("No model can be served: Model version lost cannot be served")
+    assert error["details"]["active_version"] == "lost"
 
 
 # ------------------------------------------------------------------ who sees what
