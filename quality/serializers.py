@@ -24,8 +24,8 @@ class QualitySettingsSerializer(serializers.ModelSerializer):
 
 
 class QualityAlertSerializer(serializers.ModelSerializer):
-    acknowledged_by = serializers.StringRelatedField()
-    resolved_by = serializers.StringRelatedField()
+    acknowledged_by = serializers.StringRelatedField(allow_null=True)
+    resolved_by = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = QualityAlert

@@ -299,6 +299,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Predict manufacturing routings; train, register and monitor the models behind them.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Every operation documents its error responses with the one error body (routing_ml/schema.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "routing_ml.schema.add_error_responses"],
     # Swagger UI's files come from our own static files: a factory network often has no internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -5,7 +5,7 @@ from .models import CANDIDATES, TrainingJob
 
 class TrainingJobSerializer(serializers.ModelSerializer):
     model_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
-    requested_by = serializers.StringRelatedField()
+    requested_by = serializers.StringRelatedField(allow_null=True)
     duration_seconds = serializers.FloatField(read_only=True)
 
     class Meta:
