@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 from django.conf import settings
 
@@ -32,6 +33,9 @@ class ModelLoader:
         self._extra: OrderedDict[str, object] = OrderedDict()
         self.last_error: str | None = None
         self.failed_label: str | None = None  # the active version this process could not load
+        self._stamp: dict | None = None  # (size, mtime) of each file of the served bundle when it was verified
+        self._failed_stamp: dict | None = None  # the same, of the active version that failed (retried only when its files change)
+        self._verified_at = float("-inf")
 
     def _load(self, version):
         """Load a version's bundle: its manifest must be the registered one and every file must match it."""
@@ -58,16 +62,59 @@ class ModelLoader:
                 self.last_error = self.failed_label = None
                 return
             if active.label == self._active_label:
+                self._recheck(active, now)
                 return
+            if active.label == self.failed_label and _stamp(active.artifact_dir) == self._failed_stamp:
+                return  # it failed and its files have not changed since: not worth another full read
             try:
                 model = self._load(active)
             except ArtifactError as exc:
-                self.last_error, self.failed_label = exc.message, active.label
-                logger.error("Keeping model %s: %s", self._active_label, exc.message)
+                self._fail(active, exc.message)
                 return
             logger.info("Now serving model version %s (was %s)", active.label, self._active_label)
-            self._active_label, self._active_model = active.label, model
-            self.last_error = self.failed_label = None
+            self._serve(active, model)
+
+    def _serve(self, version, model) -> None:
+        self._active_label, self._active_model = version.label, model
+        self._stamp, self._verified_at = _stamp(version.artifact_dir), time.monotonic()
+        self.last_error = self.failed_label = self._failed_stamp = None
+
+    def _fail(self, version, reason: str) -> None:
+        self.last_error, self.failed_label, self._failed_stamp = reason, version.label, _stamp(version.artifact_dir)
+        logger.error("Model version %s cannot be served: %s (serving %s)", version.label, reason, self._active_label)
+
+    def _recheck(self, active, now: float) -> None:
+        """Re-verify the served bundle: cheaply (file sizes and times) on every check, fully every MODEL_VERIFY_INTERVAL.
+
+        Its arrays are memory-mapped: a file changed on disk would be served silently. On a
+        mismatch the process falls back to the newest ready version it can verify, or serves none.
+        """
+        interval = getattr(settings, "MODEL_VERIFY_INTERVAL", 0)
+        full = interval > 0 and now - self._verified_at >= interval
+        if not full and _stamp(active.artifact_dir) == self._stamp:
+            return
+        try:
+            active.verify_artifacts()
+        except ArtifactError as exc:
+            logger.critical("The files of the served model version %s changed on disk: %s", active.label, exc.message)
+            self._fall_back(active, exc.message)
+            return
+        self._stamp, self._verified_at = _stamp(active.artifact_dir), now
+
+    def _fall_back(self, broken, reason: str) -> None:
+        from .models import ModelVersion
+
+        self._active_label, self._active_model = None, None
+        self._extra.clear()
+        for candidate in ModelVersion.objects.ready().exclude(pk=broken.pk).order_by("-activated_at", "-created_at")[:5]:
+            try:
+                model = self._load(candidate)
+            except ArtifactError:
+                continue
+            self._active_label, self._active_model = candidate.label, model
+            self._stamp, self._verified_at = _stamp(candidate.artifact_dir), time.monotonic()
+            break
+        self._fail(broken, reason)
 
     def active(self):
         """(label, model) of the version this process serves; NoActiveModel (1002, HTTP 503) with the real reason when there is none."""
@@ -116,8 +163,18 @@ class ModelLoader:
         with self._lock:
             self._active_label, self._active_model = None, None
             self.last_error = self.failed_label = None
+            self._stamp = self._failed_stamp = None
+            self._verified_at = float("-inf")
             self._extra.clear()
             self._checked_at = float("-inf")
+
+
+def _stamp(directory: Path) -> dict | None:
+    """(size, mtime) of every file of a bundle directory: a cheap fingerprint that any rewrite changes."""
+    try:
+        return {p.name: (st.st_size, st.st_mtime_ns) for p in Path(directory).iterdir() if p.is_file() for st in [p.stat()]}
+    except OSError:
+        return None
 
 
 loader = ModelLoader()

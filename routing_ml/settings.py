@@ -125,6 +125,9 @@ if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
 
 # How often a process re-reads which model version is active (seconds).
 MODEL_RELOAD_INTERVAL = _typed("MODEL_RELOAD_INTERVAL", env.float, 2.0)
+# At each reload check the served bundle's file sizes and times are compared; every MODEL_VERIFY_INTERVAL
+# seconds its files are also re-hashed against the manifest (0: never).
+MODEL_VERIFY_INTERVAL = _typed("MODEL_VERIFY_INTERVAL", env.float, 600.0)
 PREDICTION_BATCH_LIMIT = _typed("PREDICTION_BATCH_LIMIT", env.int, 1000)
 TRAINING_TIMEOUT = _typed("TRAINING_TIMEOUT", env.int, 3600)
 TRAINING_HEARTBEAT_TIMEOUT = _typed("TRAINING_HEARTBEAT_TIMEOUT", env.int, 300)

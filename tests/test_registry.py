@@ -328,3 +328,35 @@ def test_concurrent_activations_record_the_version_each_replaced(monkeypatch):
     events = [(e.from_version_id, e.to_version_id) for e in DeploymentEvent.objects.order_by("pk")]
     assert events == [(None, a.pk), (a.pk, b.pk), (b.pk, c.pk)]
     assert ModelVersion.objects.get_active() == c
+
+
+def test_bundle_files_are_read_only_once_written(two_versions):
+    v1, _ = two_versions
+    modes = {p.name: p.stat().st_mode & 0o777 for p in v1.artifact_dir.iterdir()}
+    assert modes and all(mode & 0o222 == 0 for mode in modes.values()), modes
+
+
+def test_a_served_bundle_changed_on_disk_falls_back_to_a_version_that_verifies(two_versions, client):
+    v1, v2 = two_versions
+    v2.activate(reason="newer")
+    assert loader.active()[0] == "v2"
+    victim = corrupt(v2)  # after load: the arrays are memory-mapped, so without a re-check this would be served
+    label, _ = loader.active()
+    assert label == "v1"
+    assert victim.name in loader.last_error and loader.failed_label == "v2"
+    model = client.get("/health").json()["checks"]["model"]
+    assert (model["status"], model["active_version"], model["served_by_this_process"]) == ("degraded", "v2", "v1")
+    assert model["message"].startswith("Serving v1 instead: ") and victim.name in model["message"]
+
+
+def test_a_process_whose_only_bundle_changed_serves_nothing_and_says_why(two_versions, client, planner_api):
+    v1, v2 = two_versions
+    assert loader.active()[0] == "v1"
+    ModelVersion.objects.filter(pk=v2.pk).update(status="archived")
+    victim = corrupt(v1)
+    with pytest.raises(NoActiveModel, match=victim.name):
+        loader.active()
+    response = client.get("/health")
+    assert response.status_code == 503 and response.json()["checks"]["model"]["status"] == "unhealthy"
+    error = planner_api.post("/api/v1/predictions/", {"item_codes": ["X"]}, format="json")
+    assert error.status_code == 503 and error.json()["error"]["code"] == 1002 and victim.name in error.json()["error"]["message"]

@@ -30,7 +30,7 @@ from training.engine import drift
 
 from .models import TrainingJob
 from .signals import version_trained
-from .storage import check_model_root_writable
+from .storage import check_model_root_writable, make_read_only
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +270,7 @@ def _register(job: TrainingJob, result, params: dict, duration: float, items) ->
     _write_json(tmp / "metrics.json", {"selected": result.selected, "selected_setup": result.selected_setup, "metrics": result.metrics, "candidates": result.candidate_scores})
     _write_json(tmp / "training_request.json", {"job": job.pk, "trigger": job.trigger, "parameters": params, "label": job.label})
     result.model.save(tmp)
+    make_read_only(tmp)
     manifest_sha256 = manifest_digest(tmp)
     tmp.rename(target)
     stats = dict(result.dataset_stats)

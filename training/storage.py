@@ -25,3 +25,10 @@ def check_model_root_writable() -> Path:
             "Fix the directory or its permissions (or set MODEL_ROOT) and start the job again."
         ) from exc
     return root
+
+
+def make_read_only(directory: Path) -> None:
+    """Drop the write bits of a finished bundle's files: served arrays are memory-mapped, so an edit in place must not be easy."""
+    for path in Path(directory).iterdir():
+        if path.is_file():
+            path.chmod(path.stat().st_mode & 0o555)
