@@ -132,6 +132,8 @@ class QualityAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="cycle")
     def cycle_link(self, alert):
+        if alert.cycle_id is None:
+            return "—"
         return format_html('<a href="{}">{}</a>', reverse("admin:quality_qualitycycle_change", args=[alert.cycle_id]), alert.cycle_id)
 
     def has_ack_permission(self, request):

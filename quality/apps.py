@@ -12,3 +12,9 @@ class QualityConfig(AppConfig):
         from .gate import on_version_trained
 
         version_trained.connect(on_version_trained, dispatch_uid="quality.gate")
+
+        from registry.signals import bundle_verification_failed
+
+        from .models import on_bundle_verification_failed
+
+        bundle_verification_failed.connect(on_bundle_verification_failed, dispatch_uid="quality.model_files_alert")

@@ -389,7 +389,9 @@ class QualityAlert(models.Model):
 
     UNRESOLVED_STATES = (Status.OPEN, Status.ACKNOWLEDGED)
 
-    cycle = models.ForeignKey(QualityCycle, on_delete=models.CASCADE, related_name="alerts", help_text="The cycle that raised it.")
+    cycle = models.ForeignKey(
+        QualityCycle, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts", help_text="The cycle that raised it (none: a serving process did)."
+    )
     last_cycle = models.ForeignKey(
         QualityCycle, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts_seen", help_text="The latest cycle that found it breached."
     )
@@ -455,3 +457,15 @@ class QualityAlert(models.Model):
         self.save(update_fields=["status", "resolved_by", "resolved_at", "resolution"])
 
     resolve.alters_data = True
+
+
+def on_bundle_verification_failed(sender, version, reason: str, served: str | None, **kwargs) -> None:
+    """A serving process found its model's files changed on disk: one critical alert (updated by every process that finds it)."""
+    QualityAlert.record(
+        cycle=None,
+        level=QualityAlert.Level.CRITICAL,
+        metric="model_files",
+        error_code=1002,
+        message=f"The files of model version {version.label} changed on disk and it is no longer served: {reason} "
+        f"Now serving: {served or 'nothing'}. Re-train or roll back, and find out who changed MODEL_ROOT.",
+    )

@@ -115,6 +115,9 @@ class ModelLoader:
             self._stamp, self._verified_at = _stamp(candidate.artifact_dir), time.monotonic()
             break
         self._fail(broken, reason)
+        from .signals import bundle_verification_failed
+
+        bundle_verification_failed.send_robust(sender=type(broken), version=broken, reason=reason, served=self._active_label)
 
     def active(self):
         """(label, model) of the version this process serves; NoActiveModel (1002, HTTP 503) with the real reason when there is none."""

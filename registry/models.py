@@ -103,6 +103,20 @@ class ModelVersion(models.Model):
         if self.manifest_sha256 and digest != self.manifest_sha256:
             raise ArtifactError(f"Model version {self.label} cannot be served: manifest.json differs from the registered one.", details=details)
 
+    def files_problem(self) -> str | None:
+        """A cheap check for lists (no hashing): None when the manifest is the registered one and every file has its recorded size."""
+        try:
+            self.check_manifest()
+        except ArtifactError as exc:
+            return exc.message
+        for name, entry in (self.read_manifest().get("files") or {}).items():
+            path = self.artifact_dir / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if isinstance(entry, dict) and "bytes" in entry and path.stat().st_size != entry["bytes"]:
+                return f"{name} has changed size"
+        return None
+
     def verify_artifacts(self) -> dict:
         """Check the manifest against the registered one and every file against the manifest; return the manifest or raise ArtifactError (1002)."""
         from training.engine import BundleError, verify_bundle

@@ -347,6 +347,18 @@ def test_a_served_bundle_changed_on_disk_falls_back_to_a_version_that_verifies(t
     model = client.get("/health").json()["checks"]["model"]
     assert (model["status"], model["active_version"], model["served_by_this_process"]) == ("degraded", "v2", "v1")
     assert model["message"].startswith("Serving v1 instead: ") and victim.name in model["message"]
+    from quality.models import QualityAlert
+
+    alert = QualityAlert.objects.get(metric="model_files")
+    assert (alert.level, alert.status, alert.error_code, alert.cycle) == ("critical", "open", 1002, None)
+    assert "v2" in alert.message and victim.name in alert.message and "Now serving: v1" in alert.message
+
+
+def test_the_admin_shows_a_version_whose_files_fail_verification(two_versions, ml_admin_client):
+    v1, v2 = two_versions
+    (v2.artifact_dir / "manifest.json").unlink()
+    page = ml_admin_client.get("/admin/registry/modelversion/").content.decode()
+    assert page.count("fail verification") == 1 and "manifest.json is missing" in page
 
 
 def test_a_process_whose_only_bundle_changed_serves_nothing_and_says_why(two_versions, client, planner_api):
