@@ -1,5 +1,4 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -34,7 +33,7 @@ class QualityAlertSerializer(serializers.ModelSerializer):
 
 
 class QualityCycleSerializer(serializers.ModelSerializer):
-    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
+    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True, allow_null=True)
     alerts = serializers.SerializerMethodField(help_text="Alerts this cycle raised or found still breached.")
     report_url = serializers.SerializerMethodField(help_text="The cycle's JSON report (authenticated download), or null.")
 
@@ -42,7 +41,7 @@ class QualityCycleSerializer(serializers.ModelSerializer):
     def get_alerts(self, cycle):
         return QualityAlertSerializer(cycle.seen_alerts(), many=True).data
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_report_url(self, cycle) -> str | None:
         url = cycle.report_url()
         request = self.context.get("request")

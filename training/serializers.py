@@ -4,9 +4,9 @@ from .models import CANDIDATES, TrainingJob
 
 
 class TrainingJobSerializer(serializers.ModelSerializer):
-    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
+    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True, allow_null=True)
     requested_by = serializers.StringRelatedField(allow_null=True)
-    duration_seconds = serializers.FloatField(read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = TrainingJob
