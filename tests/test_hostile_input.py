@@ -13,6 +13,9 @@ from rest_framework.test import APIClient
 from tests.fixtures_model import *  # noqa: F403
 from tests.test_api_errors import assert_error_body
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 # (method, path, who): every endpoint that reads a request body.
 BODY_ENDPOINTS = [
     ("post", "/api/v1/auth/token/", None),
