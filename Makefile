@@ -7,6 +7,9 @@ DEMO_ITEMS ?= 5000
 DEMO_PROFILE ?= seal
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make run` uses production settings (DEBUG off; SECRET_KEY generated once into var/secret_key;
+# ALLOWED_HOSTS from the environment) over plain HTTP; HTTPS=true behind a TLS proxy, DEBUG=true for development.
+HTTPS ?= false
 
 .PHONY: run test setup deps dev-deps migrate demo bench bench-training bench-predictions bench-quality lint clean
 
@@ -36,7 +39,7 @@ setup: deps
 
 ## run: set up, then serve the web app and the task cluster in the foreground (Ctrl-C stops both)
 run: setup
-	HOST=$(HOST) PORT=$(PORT) PY=$(PY) BIN=$(BIN) bash scripts/serve.sh
+	HTTPS=$(HTTPS) HOST=$(HOST) PORT=$(PORT) PY=$(PY) BIN=$(BIN) bash scripts/serve.sh
 
 ## test: promtool rule tests, the whole suite on SQLite, then the `postgres` tests again on PostgreSQL when TEST_POSTGRES_URL is set,
 ## and the `scaleout` suite (PostgreSQL + Redis + two clusters + gunicorn) when TEST_REDIS_URL is set too

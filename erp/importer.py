@@ -11,6 +11,7 @@ transaction: re-importing a file replaces, never duplicates.
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,17 @@ class _Collector:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig", skipinitialspace=False)
+    """UTF-16 when the file starts with its byte-order mark; else UTF-8 (with or without BOM), then CP949 (EUC-KR's superset)."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    encodings = ("utf-16",) if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else ("utf-8-sig", "cp949")
+    for encoding in encodings:
+        try:
+            return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding=encoding, skipinitialspace=False)
+        except UnicodeDecodeError:
+            if encoding == encodings[-1]:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _parse(spec: TableSpec, path: Path, report: ImportReport) -> tuple[_Parsed | None, list[RowError]]:
@@ -127,7 +138,9 @@ def _parse(spec: TableSpec, path: Path, report: ImportReport) -> tuple[_Parsed |
         raw = _read_csv(path)
     except FileNotFoundError:
         return None, [RowError(name, 0, "file not found")]
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    except UnicodeDecodeError:
+        return None, [RowError(name, 1, "not text in UTF-8, UTF-16 or CP949/EUC-KR: save it as CSV UTF-8")]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         return None, [RowError(name, 1, f"not a readable CSV file: {exc}")]
     except OSError as exc:  # a directory, no permission, …
         return None, [RowError(name, 0, f"cannot be read: {exc.strerror or exc}")]

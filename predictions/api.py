@@ -14,9 +14,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from routing_ml.api import require_perm
+from routing_ml.tokens import JWTAuthentication
 
 from . import metrics
 from .models import RoutingReview

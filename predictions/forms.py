@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -14,10 +15,12 @@ from erp.labels import capitalised
 from erp.models import Item
 from registry.models import ModelVersion
 
-from .service import ITEM_COLUMNS, NUMERIC_COLUMNS, clean_item_attributes, clean_item_codes
+from .service import ITEM_COLUMNS, NUMERIC_BOUNDS, NUMERIC_COLUMNS, clean_item_attributes, clean_item_codes
 
 CSV_MAX_BYTES = 5 * 1024 * 1024
-CSV_ENCODINGS = ("utf-8-sig", "cp949", "latin-1")  # Excel exports from a Korean ERP are often cp949.
+# UTF-16 is recognised by its byte-order mark (Excel's "Unicode text"); otherwise UTF-8 (with or
+# without BOM), then CP949, the superset of EUC-KR that Excel exports from a Korean ERP use.
+CSV_ENCODINGS = ("utf-8-sig", "cp949")
 _CODE_SEPARATORS = re.compile(r"[\s,;]+")
 _CSV_ERRORS_SHOWN = 10
 
@@ -102,18 +105,49 @@ def parse_csv(data: bytes) -> tuple[list[str], list[dict], list[str]]:
     A file whose only known column is ITEM_CD lists codes; a file with other item master columns
     describes new items (one per row). Unknown columns are ignored with a warning.
     """
-    text = None
-    for encoding in CSV_ENCODINGS:
-        try:
-            text = data.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    if not text or not text.strip():
+    text = decode_csv(data)
+    if not text.strip():
         raise forms.ValidationError("The file is empty.")
     first_line = text.splitlines()[0]
     delimiter = max((",", ";", "\t"), key=first_line.count)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        return _parse_rows(reader)
+    except csv.Error as exc:
+        if "field limit" in str(exc):
+            raise forms.ValidationError(f"line {reader.line_num}: a cell is longer than {csv.field_size_limit():,} characters; this is not an item list.")
+        raise forms.ValidationError(f"line {reader.line_num}: not a readable CSV row ({exc}).")
+
+
+def decode_csv(data: bytes) -> str:
+    """The text of an uploaded CSV: UTF-8 (with or without BOM), UTF-16 (with BOM, or plainly so) or CP949/EUC-KR.
+
+    Anything else is refused with a ValidationError naming the encodings read, never guessed
+    into mojibake (a latin-1 fallback would accept any bytes, binary files included).
+    """
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        encodings: tuple[str, ...] = ("utf-16",)
+    elif len(data) >= 4 and data[1:4:2] == b"\0\0" and data[0:4:2] != b"\0\0":
+        encodings = ("utf-16-le",)  # ASCII text in UTF-16 without a BOM: every other byte is 0
+    elif len(data) >= 4 and data[0:4:2] == b"\0\0" and data[1:4:2] != b"\0\0":
+        encodings = ("utf-16-be",)
+    else:
+        encodings = CSV_ENCODINGS
+    for encoding in encodings:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if "\x00" in text:
+            break
+        return text.removeprefix("\ufeff")
+    raise forms.ValidationError(
+        "The file is not text in UTF-8, UTF-16 or CP949/EUC-KR (or it contains NUL characters): "
+        "save it from Excel as \"CSV UTF-8 (comma delimited)\"."
+    )
+
+
+def _parse_rows(reader) -> tuple[list[str], list[dict], list[str]]:
     header = [h.strip() for h in next(reader)]
     by_lower = {c.lower(): c for c in ITEM_COLUMNS}
     columns = [by_lower.get(h.lower()) for h in header]
@@ -193,8 +227,14 @@ class NewItemForm(_PredictionOptions):
         for column, help_text in NEW_ITEM_FIELDS:
             label = capitalised(column)
             if column in NUMERIC_COLUMNS:
+                low, high, _ = NUMERIC_BOUNDS.get(column, (0.0, None, True))
                 field = forms.FloatField(
-                    label=label, required=False, min_value=0, help_text=help_text, widget=forms.NumberInput(attrs={"step": "any"})
+                    label=label,
+                    required=False,
+                    min_value=low,
+                    max_value=high,
+                    help_text=help_text,
+                    widget=forms.NumberInput(attrs={"step": "any", "min": f"{low:g}", **({"max": f"{high:g}"} if high else {})}),
                 )
             else:
                 attrs = {"list": f"suggest-{column}", "autocomplete": "off"} if column in SUGGESTED_COLUMNS else {}

@@ -49,6 +49,15 @@ NUMERIC_COLUMNS: frozenset[str] = frozenset(c for c, f in ITEM_COLUMNS.items() i
 NON_NEGATIVE_COLUMNS: frozenset[str] = frozenset(
     {"OUTDIAMETER", "INDIAMETER", "OUTTHICKNESS", "IN_SEALSIZE", "MID_SEALSIZE", "OUT_SEALSIZE"}
 )
+# The largest size (mm) a part of a mechanical seal can have; anything bigger is a typo (or an attack).
+MAX_SIZE_MM = 10_000.0
+# Physical bounds of each numeric attribute: (lowest, highest, lowest allowed?). Sizes are lengths
+# (> 0 mm, at most MAX_SIZE_MM); the rotation flags are 0 or 1.
+NUMERIC_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    **{c: (0.0, MAX_SIZE_MM, False) for c in NON_NEGATIVE_COLUMNS},
+    "ROTATE_CLOCKWISE": (0.0, 1.0, True),
+    "ROTATE_CTRCLOCKWISE": (0.0, 1.0, True),
+}
 ATTRIBUTE_COLUMNS: tuple[str, ...] = tuple(c for c in ITEM_COLUMNS if c not in ("ITEM_CD", "INSRT_DT"))
 _BY_LOWER_NAME = {c.lower(): c for c in ITEM_COLUMNS}
 # What a planner needs to compare items at a glance: shown for each neighbour, and (with the name)
@@ -92,8 +101,9 @@ def clean_item_attributes(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[
     """Validate one new item's attributes → `(clean, errors)`; `errors` maps a column to what is wrong with it.
 
     Column names are the ERP's (`PART_TYPE`, `OUTDIAMETER`, `SealTypeGrup`…), matched without
-    regard to case. Empty values mean "not known" and are left out; numbers must be finite, sizes
-    not negative; an item must be described by at least one attribute besides ITEM_CD.
+    regard to case. Empty values mean "not known" and are left out; numbers must be finite and
+    inside NUMERIC_BOUNDS (sizes positive, at most MAX_SIZE_MM); text holds no NUL character; an
+    item must be described by at least one attribute besides ITEM_CD.
     """
     clean: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -110,13 +120,20 @@ def clean_item_attributes(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[
                 continue
             try:
                 number = float(str(value).strip()) if isinstance(value, str) else float(value)
+            except OverflowError:  # an integer with hundreds of digits
+                number = math.inf
             except (TypeError, ValueError):
-                errors[column] = f"must be a number, not {value!r}."
+                errors[column] = f"must be a number, not {_shorten(value)}."
                 continue
+            low, high, low_allowed = NUMERIC_BOUNDS.get(column, (-math.inf, math.inf, True))
             if not math.isfinite(number):
-                errors[column] = "must be a finite number."
-            elif column in NON_NEGATIVE_COLUMNS and number < 0:
+                errors[column] = "must be a finite number." if high == math.inf else f"must be a number of at most {high:g}."
+            elif number < 0 and column in NON_NEGATIVE_COLUMNS:
                 errors[column] = "must not be negative."
+            elif number < low or (number == low and not low_allowed):
+                errors[column] = f"must be more than {low:g}." if not low_allowed else f"must be at least {low:g}."
+            elif number > high:
+                errors[column] = f"must be at most {high:g}" + (" mm." if column in NON_NEGATIVE_COLUMNS else ".")
             else:
                 clean[column] = number
             continue
@@ -125,7 +142,9 @@ def clean_item_attributes(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[
             continue
         text = str(value).strip()
         max_length = ITEM_COLUMNS[column].max_length
-        if max_length and len(text) > max_length:
+        if "\x00" in text:
+            errors[column] = "must not contain a NUL character."
+        elif max_length and len(text) > max_length:
             errors[column] = f"is longer than {max_length} characters."
         else:
             clean[column] = text
@@ -135,6 +154,11 @@ def clean_item_attributes(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[
     if not errors and not any(c in clean for c in ATTRIBUTE_COLUMNS):
         errors["__all__"] = "describe the item by at least one attribute (e.g. PART_TYPE, ITEM_MATERIAL, OUTDIAMETER)."
     return clean, errors
+
+
+def _shorten(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --------------------------------------------------------------------------------------------

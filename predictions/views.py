@@ -15,7 +15,6 @@ page links the similar items and the predicted item's own routing there.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import secrets
 from functools import lru_cache
@@ -36,6 +35,7 @@ from erp.codes import known_jobs, known_work_centres
 from erp.labels import label
 from erp.models import Item, WorkResult
 from registry.models import ModelVersion
+from routing_ml.csv_export import SafeDictWriter
 from routing_ml.errors import RoutingMLError
 
 from .forms import SUGGESTED_COLUMNS, ItemCodesForm, NewItemForm, suggestions
@@ -276,7 +276,8 @@ def _download_name(batch: PredictionBatch, extension: str) -> str:
 @predict_permission
 @require_GET
 def download_csv(request, qid: str):
-    """The predicted routings in BI_ROUTING_VIEW's layout (the ERP import format), then the items that failed and why."""
+    """The predicted routings in BI_ROUTING_VIEW's layout (the ERP import format), then the items that failed and why;
+    formula-like text cells neutralised."""
     try:
         batch = _run(request, qid, EXPORT_CHANNEL)
     except RoutingMLError as exc:
@@ -286,7 +287,7 @@ def download_csv(request, qid: str):
     # Items that could not be predicted are listed too, after the routings, with the reason in a last
     # column ERROR (only present when some item failed; ERP imports ignore unknown columns).
     failed = [r for r in batch.results if not r.ok]
-    writer = csv.DictWriter(response, fieldnames=[*ERP_ROUTING_COLUMNS, *(["ERROR"] if failed else [])], lineterminator="\n")
+    writer = SafeDictWriter(response, fieldnames=[*ERP_ROUTING_COLUMNS, *(["ERROR"] if failed else [])], lineterminator="\n")
     writer.writeheader()
     writer.writerows(erp_routing_rows(batch))
     writer.writerows({"ITEM_CD": r.item_cd or "", "ERROR": r.error["message"]} for r in failed)

@@ -6,7 +6,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, fmt
 
-from .models import NotificationChannel, NotificationDelivery, QualityAlert, QualityCycle, QualitySettings
+from .models import CycleInProgress, NotificationChannel, NotificationDelivery, QualityAlert, QualityCycle, QualitySettings
 from .notifications import mask
 
 
@@ -42,7 +42,8 @@ class QualitySettingsAdmin(SimpleHistoryAdmin):
 
 class AlertInline(admin.TabularInline):
     model = QualityAlert
-    fields = ["level", "metric", "value", "threshold", "error_code", "status", "message"]
+    fk_name = "cycle"
+    fields = ["level", "metric", "value", "threshold", "error_code", "status", "count", "last_seen_at", "message"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -61,13 +62,18 @@ class QualityCycleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     inlines = [AlertInline]
     change_list_template = "admin/quality/qualitycycle/change_list.html"
     readonly_fields = ["status", "trigger", "model_version", "sample_strategy", "sample_size", "items_sampled", "items_evaluated", "items_without_actuals",
-                       "items_failed", "metrics_table", "part_type_table", "drift_table", "retraining_job", "retraining_decision", "error", "report_path",
-                       "started_at", "finished_at", "duration_seconds", "requested_by"]
+                       "items_failed", "metrics_table", "part_type_table", "drift_table", "retraining_job", "retraining_decision", "error", "report",
+                       "started_at", "heartbeat_at", "finished_at", "duration_seconds", "requested_by"]
     fields = readonly_fields
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, cycle):
         return badge(cycle.status)
+
+    @admin.display(description="report")
+    def report(self, cycle):
+        url = cycle.report_url()
+        return format_html('<a href="{}">cycle_{}.json</a>', url, cycle.pk) if url else "—"
 
     @admin.display(description="MAE")
     def mae(self, cycle):
@@ -122,10 +128,12 @@ class QualityCycleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.method != "POST" or not request.user.has_perm("quality.run_qualitycycle"):
             self.message_user(request, "You may not run quality cycles.", messages.ERROR)
             return redirect(reverse("admin:quality_qualitycycle_changelist"))
-        from django_q.tasks import async_task
-
-        async_task("quality.tasks.run_cycle_task", "manual", request.user.pk, group="quality")
-        self.message_user(request, "Quality cycle queued; it appears here when the worker has run it.", messages.SUCCESS)
+        try:
+            cycle, _ = QualityCycle.enqueue(trigger=QualityCycle.Trigger.MANUAL, by=request.user)
+        except CycleInProgress as exc:
+            self.message_user(request, exc.message, messages.WARNING)
+            return redirect(reverse("admin:quality_qualitycycle_changelist"))
+        self.message_user(request, f"Quality cycle {cycle.pk} queued; it runs as soon as a worker takes it.", messages.SUCCESS)
         return redirect(reverse("admin:quality_qualitycycle_changelist"))
 
     def changelist_view(self, request, extra_context=None):
@@ -135,13 +143,15 @@ class QualityCycleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(QualityAlert)
 class QualityAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "created_at", "level_badge", "metric", "value_fmt", "threshold", "error_code", "status_badge", "cycle_link", "acknowledged_by", "resolved_at"]
+    list_display = ["id", "created_at", "level_badge", "metric", "value_fmt", "threshold", "error_code", "status_badge", "count", "last_seen_at", "cycle_link",
+                    "acknowledged_by", "resolved_at"]
     list_filter = ["status", "level", "metric", "error_code"]
     list_select_related = ["cycle", "acknowledged_by"]
     date_hierarchy = "created_at"
     search_fields = ["message", "metric"]
     actions = ["acknowledge_alerts", "resolve_alerts"]
-    readonly_fields = ["cycle", "level", "metric", "value", "threshold", "error_code", "message", "status", "created_at", "acknowledged_by",
+    readonly_fields = ["cycle", "last_cycle", "level", "metric", "part_type", "value", "threshold", "error_code", "message", "status", "created_at",
+                       "last_seen_at", "count", "acknowledged_by",
                        "acknowledged_at", "resolved_by", "resolved_at", "resolution"]
 
     @admin.display(description="level", ordering="level")

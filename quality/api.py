@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import ValidationError
@@ -46,21 +46,25 @@ class QualitySettingsView(APIView):
         return Response(QualitySettingsSerializer(cfg).data)
 
 
+# The longest window `?days=` may ask for (ten years); more overflowed the date arithmetic.
+MAX_DAYS = 3650
+
+
 class CycleFilter(filters.FilterSet):
-    days = filters.NumberFilter(method="within_days", help_text="Only cycles started in the last N days.")
+    days = filters.NumberFilter(method="within_days", help_text=f"Only cycles started in the last N days (1 to {MAX_DAYS}).")
 
     class Meta:
         model = QualityCycle
         fields = ["status", "trigger", "days"]
 
     def within_days(self, queryset, name, value):
-        if value is None or value <= 0:
-            raise ValidationError({"days": "days must be a positive number."})
+        if value is None or not 0 < value <= MAX_DAYS:
+            raise ValidationError({"days": f"days must be a number from 1 to {MAX_DAYS}."})
         return queryset.filter(started_at__gte=timezone.now() - timedelta(days=float(value)))
 
 
 class QualityCycleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    queryset = QualityCycle.objects.select_related("model_version").prefetch_related("alerts")
+    queryset = QualityCycle.objects.select_related("model_version").prefetch_related("alerts", "alerts_seen")
     filterset_class = CycleFilter
 
     def get_serializer_class(self):
@@ -71,21 +75,23 @@ class QualityCycleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             return [require_perm("quality.run_qualitycycle")()]
         return [require_perm("quality.view_qualitycycle")()]
 
-    @extend_schema(request=CycleRequestSerializer, responses={201: QualityCycleDetailSerializer, 202: None})
+    @extend_schema(
+        request=CycleRequestSerializer,
+        responses={201: QualityCycleDetailSerializer, 202: None, 409: OpenApiResponse(description="A cycle is already queued or running (named in details).")},
+    )
     def create(self, request):
-        """Run a quality cycle: queued on the cluster (202), or here and now with `"sync": true` (201)."""
+        """Run a quality cycle: queued on the cluster (202), or here and now with `"sync": true` (201); 409 while another is queued or running."""
         body = CycleRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        options = {"trigger": QualityCycle.Trigger.API, "by": request.user, "sample_size": data.get("sample_size"), "strategy": data.get("strategy")}
         if data["sync"]:
             from .cycle import run_cycle
 
-            cycle = run_cycle(trigger=QualityCycle.Trigger.API, by=request.user, sample_size=data.get("sample_size"), strategy=data.get("strategy"))
-            return Response(QualityCycleDetailSerializer(cycle).data, status=status.HTTP_201_CREATED)
-        from django_q.tasks import async_task
-
-        task_id = async_task("quality.tasks.run_cycle_task", "api", request.user.pk, data.get("sample_size"), data.get("strategy"), group="quality")
-        return Response({"task_id": task_id, "status": "queued"}, status=status.HTTP_202_ACCEPTED)
+            cycle = run_cycle(**options)
+            return Response(QualityCycleDetailSerializer(cycle, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        cycle, task_id = QualityCycle.enqueue(**options)
+        return Response({"task_id": task_id, "status": "queued", "cycle": cycle.pk}, status=status.HTTP_202_ACCEPTED)
 
 
 class AlertFilter(filters.FilterSet):

@@ -26,7 +26,7 @@ from training.engine import drift as drift_module
 from training.models import TrainingJob
 
 from .evaluation import evaluate
-from .models import QualityAlert, QualityCycle, QualitySettings
+from .models import CycleReaped, QualityAlert, QualityCycle, QualitySettings
 from .sampling import eligible_items, monitoring_sample
 from .thresholds import Breach, breaches
 
@@ -36,17 +36,18 @@ logger = logging.getLogger(__name__)
 DRIFT_ITEM_LIMIT = 20000
 
 
-def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_size: int | None = None, strategy: str | None = None) -> QualityCycle:
-    """Evaluate the active model on recent items, record the cycle and its alerts, and close the loop."""
+def run_cycle(
+    *, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_size: int | None = None, strategy: str | None = None, cycle: QualityCycle | None = None
+) -> QualityCycle:
+    """Evaluate the active model on recent items, record the cycle and its alerts, and close the loop.
+
+    `cycle`: a queued one (QualityCycle.enqueue); otherwise one is requested here (CycleInProgress, 409, if another is queued or running).
+    """
     cfg = QualitySettings.current()
+    if cycle is None:
+        cycle = QualityCycle.request(trigger=trigger, by=by, sample_size=sample_size, strategy=strategy)
     version = ModelVersion.objects.get_active()
-    cycle = QualityCycle.objects.create(
-        trigger=trigger,
-        model_version=version,
-        sample_strategy=strategy or cfg.sample_strategy,
-        sample_size=sample_size or cfg.sample_size,
-        requested_by=by if getattr(by, "pk", None) else None,
-    )
+    cycle.start(model_version=version)
     started = time.perf_counter()
     try:
         if version is None:
@@ -99,18 +100,21 @@ def run_cycle(*, trigger: str = QualityCycle.Trigger.MANUAL, by=None, sample_siz
     except CycleFailure as exc:
         report = exc.report or {"cycle": cycle.pk}
         with transaction.atomic():
-            cycle.fail(str(exc))
-            QualityAlert.objects.create(
-                cycle=cycle, level=QualityAlert.Level.CRITICAL, metric="items_evaluated", value=cycle.items_evaluated, threshold=1,
-                error_code=exc.code, message=f"Quality cycle {cycle.pk} failed: {exc}",
-            )
+            if cycle.fail(str(exc)):
+                QualityAlert.record(
+                    cycle=cycle, level=QualityAlert.Level.CRITICAL, metric="items_evaluated", value=cycle.items_evaluated, threshold=1,
+                    error_code=exc.code, message=f"Quality cycle {cycle.pk} failed: {exc}",
+                )
+    except CycleReaped as exc:
+        logger.warning("%s", exc)
+        report = {"cycle": cycle.pk, "error": str(exc)}
     except Exception as exc:
         logger.exception("Quality cycle %s crashed", cycle.pk)
         report = {"cycle": cycle.pk, "error": f"{type(exc).__name__}: {exc}"}
-        cycle.fail(f"{type(exc).__name__}: {exc}")
-        QualityAlert.objects.create(
-            cycle=cycle, level=QualityAlert.Level.CRITICAL, metric="cycle", error_code=None, message=f"Quality cycle {cycle.pk} crashed: {type(exc).__name__}: {exc}"
-        )
+        if cycle.fail(f"{type(exc).__name__}: {exc}"):
+            QualityAlert.record(
+                cycle=cycle, level=QualityAlert.Level.CRITICAL, metric="cycle", error_code=None, message=f"Quality cycle {cycle.pk} crashed: {type(exc).__name__}: {exc}"
+            )
     report["duration_seconds"] = round(time.perf_counter() - started, 3)
     cycle.report_path = str(_write_report(cycle, report))
     cycle.save(update_fields=["report_path"])
@@ -152,10 +156,8 @@ def _drift(version: ModelVersion, eligible: pd.DataFrame, seed: int) -> dict[str
 
 
 def _raise_alerts(cycle: QualityCycle, found: list[Breach]) -> None:
-    QualityAlert.objects.bulk_create(
-        QualityAlert(cycle=cycle, level=b.level, metric=b.metric, value=b.value, threshold=b.threshold, error_code=b.error_code, message=b.message)
-        for b in found
-    )
+    for b in found:  # an open alert for the same breach is updated, not repeated
+        QualityAlert.record(cycle=cycle, level=b.level, metric=b.metric, value=b.value, threshold=b.threshold, error_code=b.error_code, message=b.message)
 
 
 def _resolve_recovered(cycle: QualityCycle, found: list[Breach]) -> None:
@@ -170,7 +172,7 @@ def _resolve_recovered(cycle: QualityCycle, found: list[Breach]) -> None:
         worst_now[breach.metric] = max(worst_now.get(breach.metric, 0), severity[breach.level])
     measured = {name for name, value in (cycle.metrics or {}).items() if value is not None} | {f"drift:{f}" for f in cycle.drift or {}}
     measured |= {"items_evaluated", "cycle"}  # a successful cycle answers earlier "cycle failed" alerts
-    for alert in QualityAlert.objects.open().exclude(cycle=cycle).filter(metric__in=measured):
+    for alert in QualityAlert.objects.open().exclude(cycle=cycle).exclude(last_cycle=cycle).filter(metric__in=measured):
         if worst_now.get(alert.metric, 0) < severity[alert.level]:
             alert.resolve(resolution=f"back inside the threshold in cycle {cycle.pk}")
 

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import timedelta
 
 from croniter import croniter
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import connection, models, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from routing_ml.errors import InvalidTransition
+
+logger = logging.getLogger(__name__)
+
+
+class CycleInProgress(InvalidTransition):
+    """A quality cycle is already queued or running: at most one at a time (HTTP 409)."""
+
+
+class CycleReaped(InvalidTransition):
+    """The cycle was failed by the reaper (its heartbeat stopped) before it could finish: its end is not recorded."""
+
+
+# A year: a longer cooldown is "never retrain" (switch auto_retrain off instead), and 4.99e307 hours overflowed the date arithmetic.
+MAX_COOLDOWN_HOURS = 24 * 366
 
 
 class QualitySettings(models.Model):
@@ -23,30 +41,30 @@ class QualitySettings(models.Model):
         RANDOM = "random", "random"
         RECENT = "recent", "most recently produced"
 
-    mae_warning = models.FloatField("MAE warning (minutes)", default=5.0, validators=[MinValueValidator(0)])
-    mae_critical = models.FloatField("MAE critical (minutes)", default=10.0, validators=[MinValueValidator(0)])
+    mae_warning = models.FloatField("MAE warning (minutes)", default=5.0, validators=[MinValueValidator(0), MaxValueValidator(10000)])
+    mae_critical = models.FloatField("MAE critical (minutes)", default=10.0, validators=[MinValueValidator(0), MaxValueValidator(10000)])
     process_match_warning = models.FloatField(default=0.85, validators=[MinValueValidator(0), MaxValueValidator(1)])
     process_match_critical = models.FloatField(default=0.80, validators=[MinValueValidator(0), MaxValueValidator(1)])
-    cv_max = models.FloatField("CV max", default=0.5, validators=[MinValueValidator(0)])
-    sample_count_min = models.FloatField(default=3, validators=[MinValueValidator(0)])
-    drift_psi_threshold = models.FloatField("drift PSI warning", default=0.25, validators=[MinValueValidator(0)])
+    cv_max = models.FloatField("CV max", default=0.5, validators=[MinValueValidator(0), MaxValueValidator(100)])
+    sample_count_min = models.FloatField(default=3, validators=[MinValueValidator(0), MaxValueValidator(10000)])
+    drift_psi_threshold = models.FloatField("drift PSI warning", default=0.25, validators=[MinValueValidator(0), MaxValueValidator(100)])
     planner_agreement_warning = models.FloatField(
         "planner agreement warning", default=0.85, validators=[MinValueValidator(0), MaxValueValidator(1)],
         help_text="Process match between served predictions and the routings planners decided or entered in the ERP.",
     )
     planner_agreement_critical = models.FloatField("planner agreement critical", default=0.75, validators=[MinValueValidator(0), MaxValueValidator(1)])
     planner_agreement_min_items = models.PositiveIntegerField(
-        "min. items for planner agreement", default=20, help_text="Fewer decided items than this: too few to judge, no alert."
+        "min. items for planner agreement", default=20, validators=[MaxValueValidator(100_000)], help_text="Fewer decided items than this: too few to judge, no alert."
     )
 
     sample_size = models.PositiveIntegerField(default=500, validators=[MinValueValidator(10), MaxValueValidator(10000)])
     sample_strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.STRATIFIED)
     recent_window_days = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(3650)])
-    min_work_orders = models.PositiveIntegerField("min. work orders per item", default=1, validators=[MinValueValidator(1)])
-    sample_seed = models.IntegerField(default=42)
+    min_work_orders = models.PositiveIntegerField("min. work orders per item", default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)])
+    sample_seed = models.IntegerField(default=42, validators=[MinValueValidator(0), MaxValueValidator(2**31 - 1)])
 
     auto_retrain = models.BooleanField(default=True)
-    cooldown_hours = models.FloatField(default=24, validators=[MinValueValidator(0)])
+    cooldown_hours = models.FloatField(default=24, validators=[MinValueValidator(0), MaxValueValidator(MAX_COOLDOWN_HOURS)])
     queue_capacity = models.PositiveIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(20)])
     auto_deploy = models.BooleanField(default=True)
     min_improvement_pct = models.FloatField(default=5.0, validators=[MinValueValidator(0), MaxValueValidator(100)])
@@ -87,6 +105,9 @@ class QualitySettings(models.Model):
             errors["planner_agreement_warning"] = "The planner-agreement warning threshold must not be lower than the critical one."
         if self.schedule_cron and not croniter.is_valid(self.schedule_cron):
             errors["schedule_cron"] = f"{self.schedule_cron!r} is not a valid cron expression (e.g. '0 2 * * *')."
+        elif self.schedule_enabled and not (self.schedule_cron or "").strip():
+            errors["schedule_cron"] = "The schedule is enabled: give a cron expression (e.g. '0 2 * * *') or disable it."
+
         if errors:
             raise ValidationError(errors)
 
@@ -105,16 +126,25 @@ class QualityCycleQuerySet(models.QuerySet):
     def latest_finished(self) -> QualityCycle | None:
         return self.finished().order_by("-finished_at", "-pk").first()
 
+    def in_progress(self) -> QualityCycleQuerySet:
+        return self.filter(status__in=(QualityCycle.Status.QUEUED, QualityCycle.Status.RUNNING))
+
     def stale(self, older_than: timedelta | None = None) -> QualityCycleQuerySet:
-        """Cycles still `running` longer than any worker may run a task: their worker was killed or timed out."""
+        """Cycles `running` whose heartbeat stopped `older_than` ago (default QUALITY_CYCLE_HEARTBEAT_TIMEOUT): their process was killed."""
         cutoff = timezone.now() - (older_than if older_than is not None else QualityCycle.stale_after())
-        return self.filter(status=QualityCycle.Status.RUNNING, started_at__lt=cutoff)
+        return self.filter(status=QualityCycle.Status.RUNNING).alias(beat=Coalesce("heartbeat_at", "started_at")).filter(beat__lt=cutoff)
+
+    def stale_queued(self) -> QualityCycleQuerySet:
+        """Cycles `queued` longer than QUALITY_CYCLE_QUEUE_TIMEOUT: no worker took their task (lost, or no cluster running)."""
+        cutoff = timezone.now() - timedelta(seconds=settings.QUALITY_CYCLE_QUEUE_TIMEOUT)
+        return self.filter(status=QualityCycle.Status.QUEUED, started_at__lt=cutoff)
 
 
 class QualityCycle(models.Model):
     """One evaluation of the active model against actual work-order results."""
 
     class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
         RUNNING = "running", "running"
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"
@@ -143,7 +173,8 @@ class QualityCycle(models.Model):
     retraining_decision = models.TextField(blank=True, help_text="Why a retraining job was or was not enqueued.")
     error = models.TextField(blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True, help_text="When it started running (while queued: when it was requested).")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the process running it.")
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
 
@@ -156,53 +187,152 @@ class QualityCycle(models.Model):
     def __str__(self) -> str:
         return f"cycle {self.pk} ({self.status})"
 
-    def _close(self, status: str, **fields) -> None:
-        self.status = status
-        self.finished_at = timezone.now()
-        self.duration_seconds = round((self.finished_at - self.started_at).total_seconds(), 3)
-        for name, value in fields.items():
+    # ---------------------------------------------------------------- lifecycle
+    # queued (request/enqueue) → running (start) → succeeded | failed (succeed/fail, or the reaper).
+    # Every entry point (command, admin, API, schedule) goes through request(): one cycle at a time.
+
+    @classmethod
+    def request(cls, *, trigger: str = Trigger.MANUAL, by=None, sample_size: int | None = None, strategy: str | None = None) -> QualityCycle:
+        """A new `queued` cycle, or CycleInProgress (409) naming the one already queued or running.
+
+        The check and the insert run under a lock on the settings row (SQLite: the IMMEDIATE
+        transaction's write lock), so two requests at the same moment cannot both pass.
+        """
+        cfg = QualitySettings.current()
+        with transaction.atomic():
+            QualitySettings.objects.select_for_update().filter(pk=cfg.pk).first()
+            busy = cls.objects.in_progress().order_by("started_at", "pk").first()
+            if busy is not None:
+                since = "since" if busy.status == cls.Status.RUNNING else "requested"
+                raise CycleInProgress(
+                    f"Quality cycle {busy.pk} is already {busy.status} ({since} {busy.started_at:%Y-%m-%d %H:%M:%S} UTC); "
+                    "only one runs at a time. Wait for it to finish.",
+                    details={"cycle": busy.pk, "status": busy.status, "started_at": busy.started_at.isoformat()},
+                )
+            return cls.objects.create(
+                status=cls.Status.QUEUED,
+                trigger=trigger,
+                sample_strategy=strategy or cfg.sample_strategy,
+                sample_size=sample_size or cfg.sample_size,
+                requested_by=by if getattr(by, "pk", None) else None,
+            )
+
+    @classmethod
+    def enqueue(cls, *, trigger: str = Trigger.MANUAL, by=None, sample_size: int | None = None, strategy: str | None = None) -> tuple[QualityCycle, str]:
+        """Request a cycle and hand it to the task cluster: (the queued cycle, the task id)."""
+        from django_q.tasks import async_task
+
+        cycle = cls.request(trigger=trigger, by=by, sample_size=sample_size, strategy=strategy)
+        try:
+            task_id = async_task("quality.tasks.run_cycle_task", trigger, cycle.requested_by_id, sample_size, strategy, cycle_id=cycle.pk, group="quality")
+        except Exception as exc:  # the broker is down: the cycle must not block every later one
+            cls.objects.filter(pk=cycle.pk, status=cls.Status.QUEUED).update(
+                status=cls.Status.FAILED, error=f"Could not be queued: {type(exc).__name__}: {exc}", finished_at=timezone.now()
+            )
+            raise
+        return cycle, task_id
+
+    def start(self, model_version=None) -> None:
+        """queued → running (refused if the reaper failed it meanwhile); starts the heartbeat."""
+        now = timezone.now()
+        updated = type(self).objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+            status=self.Status.RUNNING, started_at=now, heartbeat_at=now, model_version=model_version
+        )
+        if updated != 1:
+            self.refresh_from_db(fields=["status", "error"])
+            raise InvalidTransition(f"Quality cycle {self.pk} is {self.status}, not queued: it cannot start. {self.error}".strip())
+        self.status, self.started_at, self.heartbeat_at, self.model_version = self.Status.RUNNING, now, now, model_version
+        self._heartbeat = _Heartbeat(self.pk)
+        self._heartbeat.start()
+
+    start.alters_data = True
+
+    def _close(self, status: str, **fields) -> bool:
+        """running → status, as one conditional UPDATE: a cycle the reaper already failed is never overwritten (False)."""
+        heartbeat = getattr(self, "_heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.stop()
+        now = timezone.now()
+        counts = {name: getattr(self, name) for name in ("items_sampled", "items_evaluated", "items_without_actuals", "items_failed")}
+        values = {"status": status, "finished_at": now, "duration_seconds": round((now - self.started_at).total_seconds(), 3), **counts, **fields}
+        closed = type(self).objects.filter(pk=self.pk, status=self.Status.RUNNING).update(**values)
+        if not closed:
+            self.refresh_from_db()
+            return False
+        for name, value in values.items():
             setattr(self, name, value)
-        self.save()
+        return True
 
     def succeed(self, **fields) -> None:
-        self._close(self.Status.SUCCEEDED, **fields)
+        """Record the result; CycleReaped if the reaper failed the cycle meanwhile (its alerts are then not raised either)."""
+        if not self._close(self.Status.SUCCEEDED, **fields):
+            raise CycleReaped(f"Quality cycle {self.pk} was failed by the reaper before it finished: {self.error}")
 
     succeed.alters_data = True
 
-    def fail(self, error: str, **fields) -> None:
-        self._close(self.Status.FAILED, error=error, **fields)
+    def fail(self, error: str, **fields) -> bool:
+        """Record the failure (False when the reaper already did)."""
+        return self._close(self.Status.FAILED, error=error, **fields)
 
     fail.alters_data = True
 
     @staticmethod
     def stale_after() -> timedelta:
-        """How long a cycle may stay running: the cluster's task timeout (django-q2 kills the worker after it).
+        """How long a running cycle may go without a heartbeat before the reaper fails it (QUALITY_CYCLE_HEARTBEAT_TIMEOUT).
 
-        A cycle records no heartbeat: its one long step (predicting the sample) gives nowhere to
-        beat from, so the task timeout is the tightest limit we can prove.
+        Its process beats every QUALITY_CYCLE_HEARTBEAT_INTERVAL seconds from a thread, whatever
+        step it is in; the reaper runs every minute, so a killed cycle is failed within
+        timeout + 1 minute.
         """
-        return timedelta(seconds=int(settings.Q_CLUSTER["timeout"]))
+        return timedelta(seconds=settings.QUALITY_CYCLE_HEARTBEAT_TIMEOUT)
 
     @classmethod
     def reap_stale(cls, older_than: timedelta | None = None) -> list[int]:
-        """Fail cycles stuck in `running` (worker SIGKILLed, task timed out), each with a critical alert saying why."""
+        """Fail cycles whose process died (no heartbeat) and queued cycles no worker took, each with a critical alert saying why."""
         limit = older_than if older_than is not None else cls.stale_after()
         reaped = []
-        for cycle in cls.objects.stale(limit):
-            reason = (
-                f"Reaped: still running {limit.total_seconds():.0f} s after it started at {cycle.started_at:%Y-%m-%d %H:%M:%S} UTC "
-                "(the cluster's task timeout); its worker was killed or timed out."
-            )
+        stale = [(cycle, cls.Status.RUNNING) for cycle in cls.objects.stale(limit)] + [(cycle, cls.Status.QUEUED) for cycle in cls.objects.stale_queued()]
+        for cycle, was in stale:
+            if was == cls.Status.RUNNING:
+                beat = cycle.heartbeat_at or cycle.started_at
+                reason = (
+                    f"Reaped: no heartbeat for {limit.total_seconds():.0f} s (last at {beat:%Y-%m-%d %H:%M:%S} UTC, started "
+                    f"{cycle.started_at:%Y-%m-%d %H:%M:%S} UTC); the process running it was killed or hangs."
+                )
+            else:
+                reason = (
+                    f"Reaped: queued since {cycle.started_at:%Y-%m-%d %H:%M:%S} UTC and not taken by a worker within "
+                    f"{settings.QUALITY_CYCLE_QUEUE_TIMEOUT} s; is `manage.py qcluster` running?"
+                )
             now = timezone.now()
             # Conditional UPDATE: a worker that finishes the cycle at this very moment, or a second reaper, wins or loses cleanly.
-            claimed = cls.objects.filter(pk=cycle.pk, status=cls.Status.RUNNING).update(
+            claimed = cls.objects.filter(pk=cycle.pk, status=was).update(
                 status=cls.Status.FAILED, error=reason, finished_at=now, duration_seconds=round((now - cycle.started_at).total_seconds(), 3)
             )
             if not claimed:
                 continue
-            QualityAlert.objects.create(cycle=cycle, level=QualityAlert.Level.CRITICAL, metric="cycle", message=f"Quality cycle {cycle.pk} failed: {reason}")
+            QualityAlert.record(cycle=cycle, level=QualityAlert.Level.CRITICAL, metric="cycle", message=f"Quality cycle {cycle.pk} failed: {reason}")
             reaped.append(cycle.pk)
         return reaped
+
+    def seen_alerts(self) -> list[QualityAlert]:
+        """The alerts this cycle raised or found still breached (an open alert is updated, not repeated, by later cycles)."""
+        seen = {a.pk: a for a in [*self.alerts.all(), *self.alerts_seen.all()]}
+        return sorted(seen.values(), key=lambda a: (a.created_at, a.pk), reverse=True)
+
+    @property
+    def report_file(self):
+        """The cycle's JSON report on disk (under QUALITY_REPORT_ROOT), or None; never shown, served by report_url."""
+        from pathlib import Path
+
+        path = Path(settings.QUALITY_REPORT_ROOT) / f"cycle_{self.pk}.json"
+        return path if path.is_file() else None
+
+    def report_url(self) -> str | None:
+        from django.urls import reverse
+
+        return reverse("quality:cycle_report", args=[self.pk]) if self.report_file else None
+
 
     def summary(self) -> dict:
         """The figures a caller wants on one line: the metrics plus what was evaluated and how long it took."""
@@ -216,12 +346,40 @@ class QualityCycle(models.Model):
             "items_without_actuals": self.items_without_actuals,
             "items_failed": self.items_failed,
             "duration_seconds": self.duration_seconds,
-            "alerts": [f"{a.level}:{a.metric}" for a in self.alerts.all()],
+            "alerts": [f"{a.level}:{a.metric}" for a in self.seen_alerts()],
             "retraining_job": self.retraining_job_id,
             "retraining_decision": self.retraining_decision,
             "error": self.error or None,
         }
 
+
+class _Heartbeat(threading.Thread):
+    """Marks a running cycle alive every QUALITY_CYCLE_HEARTBEAT_INTERVAL seconds, on its own connection, until stopped.
+
+    It stops by itself when the row is no longer `running` (finished, or reaped).
+    """
+
+    def __init__(self, cycle_pk: int):
+        super().__init__(name=f"quality-cycle-{cycle_pk}-heartbeat", daemon=True)
+        self.cycle_pk = cycle_pk
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        interval = float(settings.QUALITY_CYCLE_HEARTBEAT_INTERVAL)
+        try:
+            while interval > 0 and not self._stop_event.wait(interval):
+                try:
+                    beating = QualityCycle.objects.filter(pk=self.cycle_pk, status=QualityCycle.Status.RUNNING).update(heartbeat_at=timezone.now())
+                except Exception:  # a busy database: try again at the next beat
+                    logger.warning("Quality cycle %s: heartbeat failed", self.cycle_pk, exc_info=True)
+                    continue
+                if not beating:
+                    return
+        finally:
+            connection.close()
 
 class QualityAlertQuerySet(models.QuerySet):
     def open(self) -> QualityAlertQuerySet:
@@ -254,16 +412,23 @@ class QualityAlert(models.Model):
 
     UNRESOLVED_STATES = (Status.OPEN, Status.ACKNOWLEDGED)
 
-    # Empty for alerts about the system itself (disk, memory, the model's files), raised by the housekeeping.
-    cycle = models.ForeignKey(QualityCycle, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    cycle = models.ForeignKey(
+        QualityCycle, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts", help_text="The cycle that raised it (none: a serving process did)."
+    )
+    last_cycle = models.ForeignKey(
+        QualityCycle, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts_seen", help_text="The latest cycle that found it breached."
+    )
     level = models.CharField(max_length=10, choices=Level.choices, db_index=True)
     metric = models.CharField(max_length=50)
+    part_type = models.CharField(max_length=50, blank=True, default="", help_text="Empty: all part types.")
     value = models.FloatField(null=True, blank=True)
     threshold = models.FloatField(null=True, blank=True)
     error_code = models.IntegerField(null=True, blank=True)
     message = models.TextField()
     status = models.CharField(max_length=15, choices=Status.choices, default=Status.OPEN, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="When a cycle last found it breached.")
+    count = models.PositiveIntegerField(default=1, help_text="Cycles that found it breached while it was open.")
     acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -313,6 +478,26 @@ class QualityAlert(models.Model):
         return len(alerts)
 
     clear_condition.alters_data = True
+
+    @classmethod
+    def record(cls, *, cycle, level: str, metric: str, message: str, value=None, threshold=None, error_code=None, part_type: str = "") -> QualityAlert:
+        """Raise an alert, or update the open one for the same metric, level and part type (value, message, last seen, count).
+
+        Each cycle finding the same breach would otherwise open an identical alert.
+        """
+        now = timezone.now()
+        with transaction.atomic():
+            existing = cls.objects.open().select_for_update().filter(metric=metric, level=level, part_type=part_type).order_by("created_at", "pk").first()
+            if existing is None:
+                return cls.objects.create(
+                    cycle=cycle, last_cycle=cycle, level=level, metric=metric, part_type=part_type, value=value, threshold=threshold,
+                    error_code=error_code, message=message, last_seen_at=now, count=1,
+                )
+            cls.objects.filter(pk=existing.pk).update(
+                value=value, threshold=threshold, error_code=error_code, message=message, last_cycle=cycle, last_seen_at=now, count=F("count") + 1
+            )
+            existing.refresh_from_db()
+            return existing
 
     def acknowledge(self, by=None) -> None:
         if self.status != self.Status.OPEN:
@@ -448,3 +633,15 @@ class NotificationDelivery(models.Model):
         self.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
 
     mark_attempt_failed.alters_data = True
+
+
+def on_bundle_verification_failed(sender, version, reason: str, served: str | None, **kwargs) -> None:
+    """A serving process found its model's files changed on disk: one critical alert (updated by every process that finds it)."""
+    QualityAlert.record(
+        cycle=None,
+        level=QualityAlert.Level.CRITICAL,
+        metric="model_files",
+        error_code=1002,
+        message=f"The files of model version {version.label} changed on disk and it is no longer served: {reason} "
+        f"Now serving: {served or 'nothing'}. Re-train or roll back, and find out who changed MODEL_ROOT.",
+    )

@@ -1,4 +1,5 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import QualityAlert, QualityCycle, QualitySettings
@@ -22,24 +23,35 @@ class QualitySettingsSerializer(serializers.ModelSerializer):
 
 
 class QualityAlertSerializer(serializers.ModelSerializer):
-    acknowledged_by = serializers.StringRelatedField()
-    resolved_by = serializers.StringRelatedField()
+    acknowledged_by = serializers.StringRelatedField(allow_null=True)
+    resolved_by = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = QualityAlert
-        fields = ["id", "cycle", "level", "metric", "value", "threshold", "error_code", "message", "status", "created_at",
-                  "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "resolution"]
+        fields = ["id", "cycle", "last_cycle", "level", "metric", "part_type", "value", "threshold", "error_code", "message", "status", "created_at",
+                  "last_seen_at", "count", "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "resolution"]
 
 
 class QualityCycleSerializer(serializers.ModelSerializer):
-    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
-    alerts = QualityAlertSerializer(many=True, read_only=True)
+    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True, allow_null=True)
+    alerts = serializers.SerializerMethodField(help_text="Alerts this cycle raised or found still breached.")
+    report_url = serializers.SerializerMethodField(help_text="The cycle's JSON report (authenticated download), or null.")
+
+    @extend_schema_field(QualityAlertSerializer(many=True))
+    def get_alerts(self, cycle):
+        return QualityAlertSerializer(cycle.seen_alerts(), many=True).data
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_report_url(self, cycle) -> str | None:
+        url = cycle.report_url()
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if url and request is not None else url
 
     class Meta:
         model = QualityCycle
         fields = ["id", "status", "trigger", "model_version", "sample_strategy", "sample_size", "items_sampled", "items_evaluated",
                   "items_without_actuals", "items_failed", "metrics", "metrics_by_part_type", "drift", "retraining_job", "retraining_decision",
-                  "error", "started_at", "finished_at", "duration_seconds", "report_path", "alerts"]
+                  "error", "started_at", "heartbeat_at", "finished_at", "duration_seconds", "report_url", "alerts"]
 
 
 class QualityCycleDetailSerializer(QualityCycleSerializer):

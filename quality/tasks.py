@@ -7,13 +7,23 @@ import logging
 logger = logging.getLogger(__name__)
 
 
-def run_cycle_task(trigger: str = "manual", user_id: int | None = None, sample_size: int | None = None, strategy: str | None = None) -> dict:
+def run_cycle_task(
+    trigger: str = "manual", user_id: int | None = None, sample_size: int | None = None, strategy: str | None = None, cycle_id: int | None = None
+) -> dict:
+    """Run a queued cycle (`cycle_id`, from QualityCycle.enqueue), or request and run one (the schedule)."""
     from django.contrib.auth import get_user_model
 
     from .cycle import run_cycle
+    from .models import CycleInProgress, QualityCycle
 
+    if cycle_id is not None:
+        return run_cycle(cycle=QualityCycle.objects.get(pk=cycle_id)).summary()
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
-    return run_cycle(trigger=trigger, by=user, sample_size=sample_size, strategy=strategy).summary()
+    try:
+        return run_cycle(trigger=trigger, by=user, sample_size=sample_size, strategy=strategy).summary()
+    except CycleInProgress as exc:
+        logger.warning("Quality cycle (%s) skipped: %s", trigger, exc.message)
+        return {"skipped": exc.message, **(exc.details or {})}
 
 
 def scheduled_cycle() -> dict:
@@ -21,8 +31,9 @@ def scheduled_cycle() -> dict:
 
 
 def housekeeping() -> dict:
-    """Every minute on the cluster: fail quality cycles left `running` by a killed or timed-out worker; resend lost
-    notifications; drop served-prediction log entries past PREDICTION_LOG_RETENTION_DAYS; check disk, memory, model."""
+    """Every minute on the cluster: fail quality cycles whose process died (no heartbeat) or whose task no worker
+    took; resend lost notifications; drop served-prediction log entries past PREDICTION_LOG_RETENTION_DAYS; check
+    disk, memory and the active model (2001, 2002, 1005)."""
     from predictions.models import PredictionLog
 
     from .models import QualityCycle

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from datetime import timedelta
 
 import plotly.graph_objects as go
+from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import Count
-from django.http import HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -36,6 +39,15 @@ def _state(value, warning, critical, higher_is_worse: bool) -> str:
 def _figure_html(fig: go.Figure, height: int = 340) -> str:
     fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=height, template="plotly_white", legend={"orientation": "h"})
     return fig.to_html(include_plotlyjs=False, full_html=False, config={"displaylogo": False, "responsive": True})
+
+
+def _with_nonce(chart_html: str, request) -> str:
+    """Plotly's chart HTML carries one inline <script>: give it this response's CSP nonce so the policy lets it run."""
+    if not chart_html:
+        return chart_html
+    if not hasattr(request, "csp_nonce"):
+        return chart_html
+    return chart_html.replace("<script>", f'<script nonce="{request.csp_nonce!s}">')  # reading the nonce puts it in the header
 
 
 @login_required
@@ -67,6 +79,7 @@ def overview(request):
         "chart": _history_chart(list(QualityCycle.objects.finished().select_related("model_version").order_by("-started_at")[:60])[::-1], cfg) if latest else "",
         "plotly_version": plotly_version(),
     }
+    context["chart"] = _with_nonce(context["chart"], request)
     return render(request, "quality/overview.html", context)
 
 
@@ -173,6 +186,7 @@ def history(request):
         "chosen": chosen,
         "plotly_version": plotly_version(),
     }
+    context["chart"] = _with_nonce(context["chart"], request)
     return render(request, "quality/history.html", context)
 
 
@@ -211,10 +225,44 @@ def compare(request):
         v.label: QualityCycle.objects.finished().filter(model_version=v).order_by("-started_at").first() for v in (a, b) if v is not None
     }
     context = {"versions": versions, "a": a, "b": b, "rows": rows, "chart": chart, "cycles": cycles, "plotly_version": plotly_version()}
+    context["chart"] = _with_nonce(context["chart"], request)
     return render(request, "quality/compare.html", context)
+
+
+@login_required
+@permission_required("quality.view_qualitycycle", raise_exception=True)
+@require_GET
+def cycle_report(request, pk: int):
+    """A cycle's JSON report (sample, per-item detail), by its cycle: the file's place on the server is never shown."""
+    cycle = get_object_or_404(QualityCycle, pk=pk)
+    path = cycle.report_file
+    if path is None:
+        raise Http404(f"Quality cycle {pk} has no report file.")
+    return FileResponse(path.open("rb"), content_type="application/json", as_attachment=False, filename=f"quality-cycle-{pk}.json")
+
+
+def _metrics_allowed(request) -> bool:
+    """Open unless METRICS_TOKEN or METRICS_ALLOWED_IPS is set; then the bearer token or a listed client address lets a scrape in."""
+    token, networks = settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS
+    if not token and not networks:
+        return True
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token.encode()):
+        return True
+    try:
+        client = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(client in ipaddress.ip_network(net.strip(), strict=False) for net in networks if net.strip())
 
 
 @require_GET
 def metrics(request):
-    """Prometheus scrape endpoint (no login, like django-prometheus'): all processes' counters plus the quality gauges."""
+    """Prometheus scrape endpoint: all processes' counters plus the quality gauges; restricted by METRICS_TOKEN / METRICS_ALLOWED_IPS when set."""
+    if not _metrics_allowed(request):
+        response = HttpResponse("Forbidden: a bearer token (METRICS_TOKEN) or an allowed address is needed.\n", status=403, content_type="text/plain")
+        if settings.METRICS_TOKEN:
+            response.status_code = 401
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

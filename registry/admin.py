@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from routing_ml.admin_utils import HEADLINE_METRICS, ReadOnlyAdminMixin, badge, candidate_table, fmt, scalar_metrics, search_table
@@ -32,7 +33,7 @@ class DeploymentEventInline(admin.TabularInline):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(SimpleHistoryAdmin):
     # Kept narrow enough for a laptop screen beside the admin's sidebar; the version page has everything.
-    list_display = ["label", "status_badge", "is_active", "m_process_match", "m_exact_match", "m_mae", "m_trim_mae", "selected_estimator", "unique_items", "created_at"]
+    list_display = ["label", "status_badge", "is_active", "files", "m_process_match", "m_exact_match", "m_mae", "m_trim_mae", "selected_estimator", "unique_items", "created_at"]
     list_filter = ["status", "is_active", "selected_estimator"]
     search_fields = ["label", "description"]
     date_hierarchy = "created_at"
@@ -52,6 +53,14 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, version):
         return badge(version.status)
+
+    @admin.display(description="files")
+    def files(self, version):
+        """Whether the bundle on disk is still the registered one (manifest and file sizes; the full hash runs on activation)."""
+        if version.status != version.Status.READY:
+            return "—"
+        problem = version.files_problem()
+        return format_html('<span class="badge failed" title="{}">fail verification</span>', problem) if problem else badge("ok")
 
     def has_add_permission(self, request):
         return False

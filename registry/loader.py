@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 from django.conf import settings
 
@@ -31,6 +32,10 @@ class ModelLoader:
         self._checked_at = float("-inf")
         self._extra: OrderedDict[str, object] = OrderedDict()
         self.last_error: str | None = None
+        self.failed_label: str | None = None  # the active version this process could not load
+        self._stamp: dict | None = None  # (size, mtime) of each file of the served bundle when it was verified
+        self._failed_stamp: dict | None = None  # the same, of the active version that failed (retried only when its files change)
+        self._verified_at = float("-inf")
 
     def _load(self, version):
         """Load a version's bundle: its manifest must be the registered one and every file must match it."""
@@ -54,24 +59,76 @@ class ModelLoader:
             active = ModelVersion.objects.get_active()
             if active is None:
                 self._active_label, self._active_model = None, None
+                self.last_error = self.failed_label = None
                 return
             if active.label == self._active_label:
+                self._recheck(active, now)
                 return
+            if active.label == self.failed_label and _stamp(active.artifact_dir) == self._failed_stamp:
+                return  # it failed and its files have not changed since: not worth another full read
             try:
                 model = self._load(active)
             except ArtifactError as exc:
-                self.last_error = exc.message
-                logger.error("Keeping model %s: %s", self._active_label, exc.message)
+                self._fail(active, exc.message)
                 return
             logger.info("Now serving model version %s (was %s)", active.label, self._active_label)
-            self._active_label, self._active_model = active.label, model
-            self.last_error = None
+            self._serve(active, model)
+
+    def _serve(self, version, model) -> None:
+        self._active_label, self._active_model = version.label, model
+        self._stamp, self._verified_at = _stamp(version.artifact_dir), time.monotonic()
+        self.last_error = self.failed_label = self._failed_stamp = None
+
+    def _fail(self, version, reason: str) -> None:
+        self.last_error, self.failed_label, self._failed_stamp = reason, version.label, _stamp(version.artifact_dir)
+        logger.error("Model version %s cannot be served: %s (serving %s)", version.label, reason, self._active_label)
+
+    def _recheck(self, active, now: float) -> None:
+        """Re-verify the served bundle: cheaply (file sizes and times) on every check, fully every MODEL_VERIFY_INTERVAL.
+
+        Its arrays are memory-mapped: a file changed on disk would be served silently. On a
+        mismatch the process falls back to the newest ready version it can verify, or serves none.
+        """
+        interval = getattr(settings, "MODEL_VERIFY_INTERVAL", 0)
+        full = interval > 0 and now - self._verified_at >= interval
+        if not full and _stamp(active.artifact_dir) == self._stamp:
+            return
+        try:
+            active.verify_artifacts()
+        except ArtifactError as exc:
+            logger.critical("The files of the served model version %s changed on disk: %s", active.label, exc.message)
+            self._fall_back(active, exc.message)
+            return
+        self._stamp, self._verified_at = _stamp(active.artifact_dir), now
+
+    def _fall_back(self, broken, reason: str) -> None:
+        from .models import ModelVersion
+
+        self._active_label, self._active_model = None, None
+        self._extra.clear()
+        for candidate in ModelVersion.objects.ready().exclude(pk=broken.pk).order_by("-activated_at", "-created_at")[:5]:
+            try:
+                model = self._load(candidate)
+            except ArtifactError:
+                continue
+            self._active_label, self._active_model = candidate.label, model
+            self._stamp, self._verified_at = _stamp(candidate.artifact_dir), time.monotonic()
+            break
+        self._fail(broken, reason)
+        from .signals import bundle_verification_failed
+
+        bundle_verification_failed.send_robust(sender=type(broken), version=broken, reason=reason, served=self._active_label)
 
     def active(self):
-        """(label, model) of the version this process serves; NoActiveModel (1002, HTTP 503) when there is none."""
+        """(label, model) of the version this process serves; NoActiveModel (1002, HTTP 503) with the real reason when there is none."""
         self.refresh()
         with self._lock:
             if self._active_model is None:
+                if self.last_error:
+                    # A version is active, but this process could not load it and has nothing older to serve.
+                    raise NoActiveModel(
+                        f"No model can be served: {self.last_error}", details={"active_version": self.failed_label, "reason": self.last_error}
+                    )
                 raise NoActiveModel("No model version is active. Train one and activate it (ML admins: Model versions → Activate).")
             return self._active_label, self._active_model
 
@@ -108,8 +165,19 @@ class ModelLoader:
     def clear(self) -> None:
         with self._lock:
             self._active_label, self._active_model = None, None
+            self.last_error = self.failed_label = None
+            self._stamp = self._failed_stamp = None
+            self._verified_at = float("-inf")
             self._extra.clear()
             self._checked_at = float("-inf")
+
+
+def _stamp(directory: Path) -> dict | None:
+    """(size, mtime) of every file of a bundle directory: a cheap fingerprint that any rewrite changes."""
+    try:
+        return {p.name: (st.st_size, st.st_mtime_ns) for p in Path(directory).iterdir() if p.is_file() for st in [p.stat()]}
+    except OSError:
+        return None
 
 
 loader = ModelLoader()

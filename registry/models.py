@@ -103,6 +103,20 @@ class ModelVersion(models.Model):
         if self.manifest_sha256 and digest != self.manifest_sha256:
             raise ArtifactError(f"Model version {self.label} cannot be served: manifest.json differs from the registered one.", details=details)
 
+    def files_problem(self) -> str | None:
+        """A cheap check for lists (no hashing): None when the manifest is the registered one and every file has its recorded size."""
+        try:
+            self.check_manifest()
+        except ArtifactError as exc:
+            return exc.message
+        for name, entry in (self.read_manifest().get("files") or {}).items():
+            path = self.artifact_dir / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if isinstance(entry, dict) and "bytes" in entry and path.stat().st_size != entry["bytes"]:
+                return f"{name} has changed size"
+        return None
+
     def verify_artifacts(self) -> dict:
         """Check the manifest against the registered one and every file against the manifest; return the manifest or raise ArtifactError (1002)."""
         from training.engine import BundleError, verify_bundle
@@ -122,7 +136,7 @@ class ModelVersion(models.Model):
         self.verify_artifacts()
         try:
             with transaction.atomic():
-                previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+                previous = self._lock_active()
                 if previous is not None and previous.pk == self.pk:
                     raise InvalidTransition(f"Model version {self.label} is already active.")
                 ModelVersion.objects.filter(is_active=True).update(is_active=False)
@@ -140,6 +154,22 @@ class ModelVersion(models.Model):
             raise InvalidTransition("Another activation happened at the same moment; nothing was changed. Try again.") from exc
 
     activate.alters_data = True
+
+    @staticmethod
+    def _lock_active() -> ModelVersion | None:
+        """The active version, row-locked, as committed now (call inside a transaction).
+
+        On PostgreSQL a locking read that waited for a concurrent activation re-checks the row it
+        waited for, finds it no longer active and returns nothing, although another version is
+        active now. Reading again (a new snapshot) until two reads agree gives the real one, so the
+        deployment event records the version this activation replaced.
+        """
+        previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+        while True:
+            current = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+            if current == previous:
+                return current
+            previous = current
 
     @classmethod
     def rollback_target(cls, current: ModelVersion | None = None) -> ModelVersion | None:

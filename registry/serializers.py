@@ -6,7 +6,7 @@ from .models import DeploymentEvent, ModelVersion
 class DeploymentEventSerializer(serializers.ModelSerializer):
     from_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
     to_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
-    performed_by = serializers.StringRelatedField()
+    performed_by = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = DeploymentEvent

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.decorators import api_view, permission_classes
@@ -25,6 +27,7 @@ _DRF_MESSAGES = {
     status.HTTP_403_FORBIDDEN: "You do not have permission to perform this action.",
     status.HTTP_404_NOT_FOUND: "Not found.",
     status.HTTP_405_METHOD_NOT_ALLOWED: "Method not allowed.",
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "The request body is too large.",
     status.HTTP_429_TOO_MANY_REQUESTS: "Too many requests.",
 }
 
@@ -33,10 +36,27 @@ def error_body(code: int, message: str, details=None) -> dict:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+def lockout_response() -> Response:
+    """django-axes locked this username out from this address (AXES_FAILURE_LIMIT failures): 429 until the cool-off ends."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    message = f"Too many failed logins for this username from this address: locked for {seconds // 60} minutes."
+    return Response(error_body(429, message, {"retry_after_seconds": seconds}), status=429, headers={"Retry-After": str(seconds)})
+
+
+def too_large_body() -> dict:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_body(413, f"The request body is larger than {limit:,} bytes; split the request.", {"limit_bytes": limit})
+
+
 def exception_handler(exc, context):
     """Every API error, whatever raised it, leaves as `{"error": {"code", "message", "details"}}`."""
     if isinstance(exc, RoutingMLError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(too_large_body(), status=413)
+
+    if isinstance(exc, TooManyFieldsSent):
+        return Response(error_body(400, str(exc), None), status=400)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -59,20 +79,40 @@ def exception_handler(exc, context):
 
 
 def json_error_view(status_code: int, message: str):
-    """Django-level handlers (handler404/500) so API paths never answer with an HTML page."""
+    """Django-level handlers (handler400/404/500) so API paths never answer with an HTML page."""
 
     def view(request, exception=None):
+        if isinstance(exception, RequestDataTooBig):
+            # Raised while reading the body (e.g. by the CSRF check), before any view: still a 413.
+            body = too_large_body()
+            if request.path.startswith("/api/"):
+                return JsonResponse(body, status=413)
+            from django.http import HttpResponse
+
+            return HttpResponse(body["error"]["message"], status=413, content_type="text/plain; charset=utf-8")
         if request.path.startswith("/api/"):
             return JsonResponse(error_body(status_code, message), status=status_code)
         from django.views import defaults
 
         if status_code == 404:
             return defaults.page_not_found(request, exception)
+        if status_code == 400:
+            return defaults.bad_request(request, exception)
         return defaults.server_error(request)
 
     return view
 
 
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a JSON 403 under /api/ (a browser session without the token), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(403, f"CSRF check failed: {reason}", None), status=403)
+    from django.views.csrf import csrf_failure as default
+
+    return default(request, reason=reason)
+
+
+@csrf_exempt  # an unsafe method on an unknown path is a 404, not a CSRF failure page
 def api_not_found(request, rest: str = ""):
     """Any path under /api/ that matches no endpoint: the JSON error body, whatever DEBUG says.
 

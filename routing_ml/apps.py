@@ -7,7 +7,7 @@ class RoutingMLConfig(AppConfig):
     verbose_name = "Routing ML"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers system checks)
+        from . import checks, schema  # noqa: F401  (registers system checks and the OpenAPI auth extension)
         from .roles import sync_role_permissions
         from .schedules import ensure_schedules
 

@@ -1,13 +1,16 @@
 """Liveness and readiness: /health (all checks) and /health/db.
 
-Overall status: `unhealthy` (HTTP 503) when the database or the ERP source cannot be read;
+Overall status: `unhealthy` (HTTP 503) when the database or the ERP source cannot be read, or
+when a version is active but this process can serve no model;
 `degraded` when something works but needs attention (no active model yet, no worker seen, no
-recent backup);
-`healthy` otherwise.
+recent backup, the active model's files fail the housekeeping's check);
+`healthy` otherwise. Anonymous callers from another machine get the status only; signed-in
+users (session or JWT) and callers on this machine get every check's details.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from datetime import timedelta
 
@@ -62,9 +65,15 @@ def check_model() -> dict:
     loader.refresh()
     served = loader.served_label()
     if served != active.label and loader.last_error:
-        # This process cannot load the version the database says is active; it keeps serving what it had.
-        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": loader.last_error,
-                "code": int(ErrorCode.MODEL_LOAD_FAILED)}
+        # This process cannot load the version the database says is active: it keeps serving what it
+        # had (degraded), or, having nothing, cannot answer any prediction (unhealthy, 503).
+        return {
+            "status": UNHEALTHY if served is None else DEGRADED,
+            "active_version": active.label,
+            "served_by_this_process": served,
+            "message": loader.last_error if served is None else f"Serving {served} instead: {loader.last_error}",
+            "code": 1002,
+        }
     # The housekeeping verifies the active bundle's every checksum each minute; too slow for a probe, so read its verdict.
     from quality.models import QualityAlert
 
@@ -149,9 +158,40 @@ def _overall(checks: dict) -> str:
     return DEGRADED if DEGRADED in statuses else OK
 
 
+def is_loopback(request) -> bool:
+    """A caller on this machine, not relayed by a proxy (a local reverse proxy would make every caller look local)."""
+    if request.META.get("HTTP_X_FORWARDED_FOR") or request.META.get("HTTP_FORWARDED"):
+        return False
+    try:
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        return False
+
+
+def _authenticated(request) -> bool:
+    if getattr(request, "user", None) is not None and request.user.is_authenticated:
+        return True
+    if request.headers.get("Authorization", "").startswith("Bearer "):
+        from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+
+        from routing_ml.tokens import JWTAuthentication
+
+        try:
+            return JWTAuthentication().authenticate(request) is not None
+        except (InvalidToken, TokenError, Exception):
+            return False
+    return False
+
+
+def may_see_details(request) -> bool:
+    """Check details (versions, queue sizes, error messages) are for signed-in users and callers on this machine."""
+    return is_loopback(request) or _authenticated(request)
+
+
 @never_cache
 @require_GET
 def health(request):
+    """Anonymous callers from elsewhere get {"status"} only; the HTTP status (503 when unhealthy) is the same for all."""
     checks = {"database": _timed(check_database)}
     if checks["database"]["status"] == OK:
         checks["erp"] = _timed(check_erp)
@@ -160,7 +200,9 @@ def health(request):
     checks["backup"] = _timed(check_backup)
     checks["resources"] = _timed(check_resources)
     status = _overall(checks)
-    body = {"status": status, "version": settings.VERSION, "timestamp": timezone.now().isoformat(), "checks": checks}
+    body = {"status": status}
+    if may_see_details(request):
+        body.update({"version": settings.VERSION, "timestamp": timezone.now().isoformat(), "checks": checks})
     return JsonResponse(body, status=503 if status == UNHEALTHY else 200)
 
 
@@ -168,5 +210,7 @@ def health(request):
 @require_GET
 def health_db(request):
     result = _timed(check_database)
-    body = {"status": result["status"], "database": result, "timestamp": timezone.now().isoformat()}
+    body = {"status": result["status"]}
+    if may_see_details(request):
+        body.update({"database": result, "timestamp": timezone.now().isoformat()})
     return JsonResponse(body, status=503 if result["status"] == UNHEALTHY else 200)

@@ -6,11 +6,14 @@ Every variable that is set but malformed fails at start-up with ImproperlyConfig
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -26,6 +29,19 @@ def _typed(name: str, cast, default):
         return cast(name, default=default)
     except (ValueError, TypeError, environ.ImproperlyConfigured) as exc:
         raise ImproperlyConfigured(f"Environment variable {name} has an invalid value {os.environ.get(name)!r}: {exc}") from exc
+
+
+def _strict_bool(name: str, default: bool) -> bool:
+    """A boolean variable that must say so (true/false, yes/no, on/off, 1/0): django-environ reads any other word as false."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"true", "yes", "on", "1", "y"}:
+        return True
+    if value in {"false", "no", "off", "0", "n"}:
+        return False
+    raise ImproperlyConfigured(f"Environment variable {name} has an invalid value {raw!r}: use true or false.")
 
 
 def _database(name: str, url: str) -> dict:
@@ -56,13 +72,40 @@ def _database(name: str, url: str) -> dict:
     return config
 
 
-DEBUG = _typed("DEBUG", env.bool, True)
-SECRET_KEY = env.str("SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("Environment variable SECRET_KEY must be set when DEBUG is false.")
-    SECRET_KEY = "dev-insecure-routing-ml-key-do-not-use-in-production"
-ALLOWED_HOSTS = _typed("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]", "testserver"])
+def _secret_key_from_file(path: Path) -> str:
+    """The key kept in `path`, generated there (mode 0600) on first use; every process (gunicorn workers, qcluster) reads the same one."""
+    try:
+        key = path.read_text().strip()
+        if key:
+            return key
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ImproperlyConfigured(f"SECRET_KEY is not set and {path} cannot be read: {exc}") from exc
+    from django.core.management.utils import get_random_secret_key
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(get_random_secret_key() + "\n")
+        try:
+            os.link(tmp, path)  # atomic, and refuses to replace a key another process wrote first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"SECRET_KEY is not set and a key cannot be written to {path}: {exc}. Set SECRET_KEY or SECRET_KEY_FILE.") from exc
+
+
+# Production by default (`make run` included); DEBUG=true is for development only.
+DEBUG = _strict_bool("DEBUG", False)
+# SECRET_KEY from the environment, else generated once into SECRET_KEY_FILE (var/secret_key) and reused.
+SECRET_KEY = env.str("SECRET_KEY", default="") or _secret_key_from_file(Path(env.str("SECRET_KEY_FILE", default=str(BASE_DIR / "var" / "secret_key"))))
+ALLOWED_HOSTS = _typed("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]"] + (["testserver"] if DEBUG else []))
 CSRF_TRUSTED_ORIGINS = _typed("CSRF_TRUSTED_ORIGINS", env.list, [])
 
 DATABASES = {"default": _database("DATABASE_URL", env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"))}
@@ -95,12 +138,21 @@ if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
 
 # How often a process re-reads which model version is active (seconds).
 MODEL_RELOAD_INTERVAL = _typed("MODEL_RELOAD_INTERVAL", env.float, 2.0)
+# At each reload check the served bundle's file sizes and times are compared; every MODEL_VERIFY_INTERVAL
+# seconds its files are also re-hashed against the manifest (0: never).
+MODEL_VERIFY_INTERVAL = _typed("MODEL_VERIFY_INTERVAL", env.float, 600.0)
 PREDICTION_BATCH_LIMIT = _typed("PREDICTION_BATCH_LIMIT", env.int, 1000)
 # Served predictions logged for planner agreement (predictions.PredictionLog): by which channels, kept how long (0 = forever).
 PREDICTION_LOG_CHANNELS = _typed("PREDICTION_LOG_CHANNELS", env.list, ["api", "page"])
 PREDICTION_LOG_RETENTION_DAYS = _typed("PREDICTION_LOG_RETENTION_DAYS", env.int, 180)
 TRAINING_TIMEOUT = _typed("TRAINING_TIMEOUT", env.int, 3600)
 TRAINING_HEARTBEAT_TIMEOUT = _typed("TRAINING_HEARTBEAT_TIMEOUT", env.int, 300)
+# A running quality cycle beats every INTERVAL seconds; one silent for TIMEOUT seconds is failed by the
+# every-minute housekeeping (so a killed cycle is failed within TIMEOUT + 60 s). A cycle queued for
+# QUEUE_TIMEOUT seconds without a worker taking it is failed too, so it never blocks the next one.
+QUALITY_CYCLE_HEARTBEAT_INTERVAL = _typed("QUALITY_CYCLE_HEARTBEAT_INTERVAL", env.float, 10.0)
+QUALITY_CYCLE_HEARTBEAT_TIMEOUT = _typed("QUALITY_CYCLE_HEARTBEAT_TIMEOUT", env.int, 45)
+QUALITY_CYCLE_QUEUE_TIMEOUT = _typed("QUALITY_CYCLE_QUEUE_TIMEOUT", env.int, 1800)
 
 INSTALLED_APPS = [
     "django_prometheus",
@@ -113,6 +165,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -127,8 +181,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "routing_ml.middleware.HostileInputMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "routing_ml.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -137,6 +194,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -162,6 +221,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+CSRF_FAILURE_VIEW = "routing_ml.api.csrf_failure"
+# Request bodies: JSON and form fields up to DATA_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MB; a
+# 1,000-item prediction request is some 300 kB); a multipart upload (the planner's CSV file) up to
+# UPLOAD_MAX_BYTES. Larger bodies are refused with 413 before they are read.
+UPLOAD_MAX_BYTES = 10 * 1024 * 1024
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -183,23 +247,79 @@ STORAGES = {
 REST_FRAMEWORK = {
     # JWT first: its WWW-Authenticate header makes a missing credential a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "routing_ml.tokens.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "routing_ml.drf.BoundedLimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": ["routing_ml.drf.SafeJSONParser", "rest_framework.parsers.FormParser", "rest_framework.parsers.MultiPartParser"],
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "routing_ml.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": _typed("API_THROTTLE_RATE", env.str, "100000/hour")},
+    "DEFAULT_THROTTLE_RATES": {
+        "user": _typed("API_THROTTLE_RATE", env.str, "100000/hour"),
+        # The token endpoints (routing_ml.auth): per client address, and per username on obtain.
+        "auth_address": _typed("AUTH_THROTTLE_RATE_ADDRESS", env.str, "30/minute"),
+        "auth_username": _typed("AUTH_THROTTLE_RATE_USERNAME", env.str, "10/minute"),
+    },
+    # The client address is REMOTE_ADDR unless NUM_PROXIES trusted proxies add X-Forwarded-For (else anyone could forge it).
+    "NUM_PROXIES": _typed("NUM_PROXIES", env.int, 0),
 }
+SIMPLE_JWT = {
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "TOKEN_OBTAIN_SERIALIZER": "routing_ml.auth.TokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "routing_ml.auth.TokenRefreshSerializer",
+}
+
+# Login forms (admin, planners) and the token endpoint lock out a username from an address after
+# AXES_FAILURE_LIMIT failures for AXES_COOLOFF_TIME; unlock early with `manage.py axes_reset`.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = _typed("AXES_FAILURE_LIMIT", env.int, 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_typed("AXES_COOLOFF_MINUTES", env.int, 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+
+# Caches: "throttle" counts token requests for every process of a host (Redis when there is one).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "routing_ml"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(BASE_DIR / "var" / "cache" / "throttle")}
+    ),
+}
+
+# Content-Security-Policy (django-csp): scripts only from this site or inline with the request's nonce
+# (the Plotly charts); styles may be inline (Plotly sets them from its script).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+    "midi=(), payment=(), usb=(), serial=(), hid=(), bluetooth=(), publickey-credentials-get=(), screen-wake-lock=(), xr-spatial-tracking=()"
+)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Routing ML API",
     "DESCRIPTION": "Predict manufacturing routings; train, register and monitor the models behind them.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Every operation documents its error responses with the one error body (routing_ml/schema.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "routing_ml.schema.add_error_responses"],
     # Swagger UI's files come from our own static files: a factory network often has no internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -278,12 +398,24 @@ LOGGING = {
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
+# /health details: anonymous callers get the status only, unless they come from this machine (no proxy in between).
+# /metrics: open unless METRICS_TOKEN (a bearer token) or METRICS_ALLOWED_IPS (addresses or networks) is set.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = _typed("METRICS_ALLOWED_IPS", env.list, [])
+for _net in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_net.strip(), strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"Environment variable METRICS_ALLOWED_IPS has an invalid address or network {_net!r}: {exc}") from exc
+
 if not DEBUG:
+    # HTTPS=false serves plain HTTP (`make run` on a trusted LAN or loopback): no redirect, no secure-only cookies, no HSTS.
+    HTTPS = _strict_bool("HTTPS", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = _typed("SECURE_SSL_REDIRECT", env.bool, True)
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = _typed("SECURE_HSTS_SECONDS", env.int, 31536000)
+    SECURE_SSL_REDIRECT = _strict_bool("SECURE_SSL_REDIRECT", HTTPS)
+    SESSION_COOKIE_SECURE = HTTPS
+    CSRF_COOKIE_SECURE = HTTPS
+    SECURE_HSTS_SECONDS = _typed("SECURE_HSTS_SECONDS", env.int, 31536000 if HTTPS else 0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True

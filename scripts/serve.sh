@@ -44,12 +44,13 @@ fi
 
 cat <<MSG
 
-  Routing ML is running.
+  Routing ML is running ($([ "${DEBUG:-false}" = "true" ] && echo "DEBUG mode: development only" || echo "production settings, DEBUG off")).
     Planner pages   http://$HOST:$PORT/predict/
     Dashboards      http://$HOST:$PORT/quality/
     Admin           http://$HOST:$PORT/admin/
     API docs        http://$HOST:$PORT/api/docs/
     Health          http://$HOST:$PORT/health
+  Another machine of the LAN: make run HOST=0.0.0.0 ALLOWED_HOSTS=<this host's name or address>.
   Press Ctrl-C to stop the web server and the task cluster.
 
 MSG

@@ -74,3 +74,13 @@ def admin_api(ml_admin):
     client = APIClient()
     client.force_authenticate(ml_admin)
     return client
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle_counts():
+    """Token-endpoint throttle counts start at zero in every test."""
+    from django.core.cache import caches
+
+    caches["throttle"].clear()
+    yield
+    caches["throttle"].clear()

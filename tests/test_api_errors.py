@@ -100,3 +100,21 @@ def test_unknown_api_path_is_a_json_404_even_with_debug_on(client, settings, deb
 def test_api_path_missing_its_slash_names_the_right_one(client):
     body = client.get("/api/v1/models").json()
     assert body["error"]["code"] == 404 and body["error"]["details"]["did_you_mean"] == "/api/v1/models/"
+
+
+@pytest.mark.django_db
+def test_schema_documents_the_error_responses_of_every_operation_and_nullable_users(client):
+    schema = client.get("/api/schema/?format=json").json()
+    operations = [(path, method, op) for path, ops in schema["paths"].items() for method, op in ops.items()]
+    assert len(operations) >= 20
+    for path, method, op in operations:
+        for code in ("400", "401", "429"):
+            assert code in op["responses"], (path, method, code)
+        error = op["responses"]["401"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/RoutingMLError"} or "$ref" in error, (path, method)
+        if "{" in path:
+            assert "404" in op["responses"], (path, method)
+    assert set(schema["components"]["schemas"]["RoutingMLError"]["properties"]["error"]["required"]) == {"code", "message", "details"}
+    components = schema["components"]["schemas"]
+    for component, field in (("QualityAlert", "acknowledged_by"), ("QualityAlert", "resolved_by"), ("TrainingJob", "requested_by"), ("DeploymentEvent", "performed_by")):
+        assert components[component]["properties"][field].get("nullable") is True, (component, field)

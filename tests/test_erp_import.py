@@ -246,3 +246,20 @@ def test_bench_import_refuses_a_database_with_erp_data(db):
     Item.objects.create(item_cd="X-1")
     with pytest.raises(CommandError, match="not empty"):
         call_command("bench_import", items=10, stdout=StringIO())
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp949", "euc-kr"])
+def test_item_files_in_each_excel_encoding_are_read(db, tmp_path, factory, encoding):
+    items = factory[0].head(5).copy()
+    items["ITEM_NM"] = "슬리브 부품"
+    path = tmp_path / "items.csv"
+    items.to_csv(path, index=False, encoding=encoding, date_format="%Y-%m-%d %H:%M:%S")
+    run_import(items=path)
+    assert set(Item.objects.filter(item_cd__in=list(items["ITEM_CD"])).values_list("item_nm", flat=True)) == {"슬리브 부품"}
+
+
+def test_a_file_in_another_encoding_is_refused_naming_the_encodings_read(db, tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_bytes(b"ITEM_CD,ITEM_NM\nA1,\xff\xfe\xfa\xfb\x80\n")
+    _, err = rejected(items=path)
+    assert f"{path}:1: not text in UTF-8, UTF-16 or CP949/EUC-KR" in err

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from erp.models import WorkResult
 from quality.cycle import run_cycle
-from quality.models import QualityAlert, QualityCycle, QualitySettings
+from quality.models import CycleInProgress, QualityAlert, QualityCycle, QualitySettings
 from training.models import TrainingJob
 
 # Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
@@ -204,8 +204,8 @@ def test_drift_is_measured_on_a_seeded_random_sample_not_the_first_codes(trained
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_cycles_finishing_together_enqueue_one_retraining_job(trained, monkeypatch):
-    """Both cycles breach; the second must see the first's job (cooldown) even when they check at the same moment."""
+def test_two_cycles_requested_together_run_one_and_enqueue_one_retraining_job(trained, monkeypatch):
+    """Two requests at the same moment: one cycle runs, the other gets CycleInProgress; the next one cools down."""
     import threading
 
     from django.db import connection
@@ -241,10 +241,10 @@ def test_two_cycles_finishing_together_enqueue_one_retraining_job(trained, monke
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert not errors and len(cycles) == 2
+    # At most one cycle runs at a time: the second request is refused naming the first; one retraining job.
+    assert len(cycles) == 1 and len(errors) == 1 and isinstance(errors[0], CycleInProgress)
+    assert f"Quality cycle {cycles[0].pk} is already" in errors[0].message and errors[0].details["cycle"] == cycles[0].pk
     assert TrainingJob.objects.filter(trigger="quality_alert").count() == 1
-    job = TrainingJob.objects.get(trigger="quality_alert")
-    enqueued = [c for c in cycles if c.retraining_job_id == job.pk]
-    cooled = [c for c in cycles if c.retraining_job_id is None]
-    assert len(enqueued) == 1 and len(cooled) == 1
-    assert f"retraining job {job.pk} was started" in cooled[0].retraining_decision and "cooldown" in cooled[0].retraining_decision
+    assert cycles[0].retraining_job == TrainingJob.objects.get(trigger="quality_alert")
+    second = run_cycle(sample_size=30)
+    assert second.retraining_job is None and "cooldown" in second.retraining_decision

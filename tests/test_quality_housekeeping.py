@@ -1,4 +1,4 @@
-"""Quality housekeeping: a cycle left `running` by a killed or timed-out worker is failed by the every-minute task."""
+"""Quality housekeeping: a cycle whose process died (no heartbeat) or that no worker took is failed by the every-minute task."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from quality.models import QualityAlert, QualityCycle
 from routing_ml.schedules import ensure_schedules
 
 
-def _running_cycle(age: timedelta) -> QualityCycle:
-    """A cycle row as a worker leaves it when SIGKILLed mid-cycle: status running, no finish."""
-    return QualityCycle.objects.create(sample_strategy="stratified", sample_size=500, started_at=timezone.now() - age)
+def _running_cycle(age: timedelta, beat_age: timedelta | None = None) -> QualityCycle:
+    """A cycle row as a worker leaves it when SIGKILLed mid-cycle: status running, no finish, its last heartbeat `beat_age` ago."""
+    now = timezone.now()
+    return QualityCycle.objects.create(
+        sample_strategy="stratified", sample_size=500, started_at=now - age, heartbeat_at=None if beat_age is None else now - beat_age
+    )
 
 
 def _run_scheduled(name: str):
@@ -26,18 +29,19 @@ def _run_scheduled(name: str):
 
 
 @pytest.mark.django_db
-def test_housekeeping_reaps_a_cycle_running_longer_than_the_cluster_timeout_and_leaves_a_fresh_one():
-    timeout = timedelta(seconds=settings.Q_CLUSTER["timeout"])
-    stuck = _running_cycle(timeout + timedelta(minutes=1))
-    fresh = _running_cycle(timedelta(minutes=5))
+def test_housekeeping_reaps_a_cycle_whose_heartbeat_stopped_and_leaves_a_beating_one():
+    timeout = timedelta(seconds=settings.QUALITY_CYCLE_HEARTBEAT_TIMEOUT)
+    assert timeout + timedelta(minutes=1) <= timedelta(minutes=2)  # a killed cycle is failed within 2 minutes
+    stuck = _running_cycle(timedelta(minutes=10), beat_age=timeout + timedelta(seconds=5))
+    fresh = _running_cycle(timedelta(minutes=50), beat_age=timedelta(seconds=5))  # long, but alive
     finished = _running_cycle(timeout * 2)
     finished.succeed(metrics={"mae": 1.0})
 
     _run_scheduled("quality-housekeeping")
 
     stuck.refresh_from_db()
-    assert stuck.status == "failed" and "Reaped" in stuck.error and f"{timeout.total_seconds():.0f} s" in stuck.error
-    assert stuck.finished_at is not None and stuck.duration_seconds == pytest.approx((timeout + timedelta(minutes=1)).total_seconds(), abs=5)
+    assert stuck.status == "failed" and "Reaped" in stuck.error and f"no heartbeat for {timeout.total_seconds():.0f} s" in stuck.error
+    assert stuck.finished_at is not None and stuck.duration_seconds == pytest.approx(600, abs=5)
     alert = QualityAlert.objects.get(cycle=stuck)
     assert (alert.level, alert.metric, alert.status) == ("critical", "cycle", "open") and "Reaped" in alert.message
     fresh.refresh_from_db()
@@ -48,19 +52,31 @@ def test_housekeeping_reaps_a_cycle_running_longer_than_the_cluster_timeout_and_
 
 @pytest.mark.django_db
 def test_reaping_twice_fails_a_stuck_cycle_once_with_one_alert():
-    stuck = _running_cycle(timedelta(seconds=settings.Q_CLUSTER["timeout"] + 60))
+    stuck = _running_cycle(timedelta(seconds=settings.QUALITY_CYCLE_HEARTBEAT_TIMEOUT + 60))
     assert QualityCycle.reap_stale() == [stuck.pk]
     assert QualityCycle.reap_stale() == []
     assert QualityAlert.objects.filter(cycle=stuck).count() == 1
 
 
 @pytest.mark.django_db
-def test_stale_uses_the_cluster_timeout_unless_told_otherwise(settings):
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 600}
-    ten_minutes_old = _running_cycle(timedelta(minutes=11))
-    five_minutes_old = _running_cycle(timedelta(minutes=5))
-    assert list(QualityCycle.objects.stale()) == [ten_minutes_old]
-    assert set(QualityCycle.objects.stale(timedelta(minutes=1))) == {ten_minutes_old, five_minutes_old}
+def test_stale_uses_the_cycle_heartbeat_timeout_not_the_training_timeout(settings):
+    settings.QUALITY_CYCLE_HEARTBEAT_TIMEOUT = 600
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 3600}
+    ten_minutes_silent = _running_cycle(timedelta(hours=2), beat_age=timedelta(minutes=11))
+    five_minutes_silent = _running_cycle(timedelta(minutes=5))
+    assert list(QualityCycle.objects.stale()) == [ten_minutes_silent]
+    assert set(QualityCycle.objects.stale(timedelta(minutes=1))) == {ten_minutes_silent, five_minutes_silent}
+
+
+@pytest.mark.django_db
+def test_a_cycle_queued_longer_than_the_queue_timeout_is_failed_so_it_blocks_nothing(settings):
+    settings.QUALITY_CYCLE_QUEUE_TIMEOUT = 600
+    lost = QualityCycle.request()
+    QualityCycle.objects.filter(pk=lost.pk).update(started_at=timezone.now() - timedelta(minutes=11))
+    assert QualityCycle.reap_stale() == [lost.pk]
+    lost.refresh_from_db()
+    assert lost.status == "failed" and "not taken by a worker within 600 s" in lost.error
+    assert QualityCycle.request().status == "queued"  # the next one may be requested
 
 
 @pytest.mark.django_db

@@ -37,10 +37,13 @@ def test_admin_run_button_queues_a_cycle_run_as_the_ml_admin(client, ml_admin, t
 
     response = client.post(reverse("admin:quality_qualitycycle_run"), follow=True)
     assert response.redirect_chain == [(changelist, 302)]
-    assert "Quality cycle queued" in response.content.decode()
+    queued = QualityCycle.objects.get()
+    assert f"Quality cycle {queued.pk} queued" in response.content.decode()
     (task,) = queued_tasks()
-    assert (task["func"], task["args"], task["group"]) == ("quality.tasks.run_cycle_task", ("manual", ml_admin.pk), "quality")
-    assert not QualityCycle.objects.exists()
+    assert (task["func"], task["args"], task["kwargs"], task["group"]) == (
+        "quality.tasks.run_cycle_task", ("manual", ml_admin.pk, None, None), {"cycle_id": queued.pk}, "quality"
+    )
+    assert (queued.status, queued.requested_by) == ("queued", ml_admin)
 
     summary = work_off(task)
     cycle = QualityCycle.objects.get()
@@ -65,8 +68,8 @@ def test_api_without_sync_answers_202_and_queues_the_cycle(admin_api, ml_admin, 
     assert body["status"] == "queued" and body["task_id"]
     (task,) = queued_tasks()
     assert task["id"] == body["task_id"]
-    assert (task["func"], task["args"]) == ("quality.tasks.run_cycle_task", ("api", ml_admin.pk, 20, "random"))
-    assert not QualityCycle.objects.exists()
+    assert (task["func"], task["args"], task["kwargs"]) == ("quality.tasks.run_cycle_task", ("api", ml_admin.pk, 20, "random"), {"cycle_id": body["cycle"]})
+    assert QualityCycle.objects.get().status == "queued"
 
     work_off(task)
     cycle = QualityCycle.objects.get()
@@ -79,9 +82,10 @@ def test_command_without_sync_enqueues_and_runs_nothing_itself(trained_model):
     out = io.StringIO()
     call_command("run_quality_cycle", sample_size=20, stdout=out)
     (task,) = queued_tasks()
-    assert out.getvalue().strip() == f"Quality cycle queued as task {task['id']}."
-    assert (task["func"], task["args"]) == ("quality.tasks.run_cycle_task", ("manual", None, 20, None))
-    assert not QualityCycle.objects.exists()
+    queued = QualityCycle.objects.get()
+    assert out.getvalue().strip() == f"Quality cycle {queued.pk} queued as task {task['id']}."
+    assert (task["func"], task["args"], task["kwargs"]) == ("quality.tasks.run_cycle_task", ("manual", None, 20, None), {"cycle_id": queued.pk})
+    assert queued.status == "queued"
 
     work_off(task)
     cycle = QualityCycle.objects.get()

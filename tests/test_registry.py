@@ -286,3 +286,89 @@ def test_a_compared_version_archived_since_it_was_cached_is_no_longer_served(two
     with pytest.raises(ModelNotFound) as caught:
         loader.get("v2")
     assert caught.value.http_status == 409 and "archived" in caught.value.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_activations_record_the_version_each_replaced(monkeypatch):
+    """Two connections activate at once; the second waits for the first's lock and must record *its* version as from_version.
+
+    On PostgreSQL the second's locking read, woken by the first's commit, re-checks the old active
+    row, finds it no longer active and returns nothing: without a fresh read it recorded no from_version.
+    """
+    call_command("seed_demo_erp", items=300, seed=33, stdout=io.StringIO())
+    a, b, c = train("p-a", activate=True), train("p-b"), train("p-c")
+    holding = threading.Event()
+    real_create = DeploymentEvent.objects.create
+
+    def create_slowly(**fields):
+        if threading.current_thread().name == "first":
+            holding.set()  # inside the transaction, after its locking read of the active row
+            threading.Event().wait(1.0)
+        return real_create(**fields)
+
+    monkeypatch.setattr(DeploymentEvent.objects, "create", create_slowly)
+    errors = []
+
+    def activate(version):
+        try:
+            version.activate(reason="concurrent")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            close_old_connections()
+
+    first = threading.Thread(target=activate, args=(b,), name="first")
+    second = threading.Thread(target=activate, args=(c,), name="second")
+    first.start()
+    assert holding.wait(30)
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert errors == []
+    events = [(e.from_version_id, e.to_version_id) for e in DeploymentEvent.objects.order_by("pk")]
+    assert events == [(None, a.pk), (a.pk, b.pk), (b.pk, c.pk)]
+    assert ModelVersion.objects.get_active() == c
+
+
+def test_bundle_files_are_read_only_once_written(two_versions):
+    v1, _ = two_versions
+    modes = {p.name: p.stat().st_mode & 0o777 for p in v1.artifact_dir.iterdir()}
+    assert modes and all(mode & 0o222 == 0 for mode in modes.values()), modes
+
+
+def test_a_served_bundle_changed_on_disk_falls_back_to_a_version_that_verifies(two_versions, client):
+    v1, v2 = two_versions
+    v2.activate(reason="newer")
+    assert loader.active()[0] == "v2"
+    victim = corrupt(v2)  # after load: the arrays are memory-mapped, so without a re-check this would be served
+    label, _ = loader.active()
+    assert label == "v1"
+    assert victim.name in loader.last_error and loader.failed_label == "v2"
+    model = client.get("/health").json()["checks"]["model"]
+    assert (model["status"], model["active_version"], model["served_by_this_process"]) == ("degraded", "v2", "v1")
+    assert model["message"].startswith("Serving v1 instead: ") and victim.name in model["message"]
+    from quality.models import QualityAlert
+
+    alert = QualityAlert.objects.get(metric="model_files")
+    assert (alert.level, alert.status, alert.error_code, alert.cycle) == ("critical", "open", 1002, None)
+    assert "v2" in alert.message and victim.name in alert.message and "Now serving: v1" in alert.message
+
+
+def test_the_admin_shows_a_version_whose_files_fail_verification(two_versions, ml_admin_client):
+    v1, v2 = two_versions
+    (v2.artifact_dir / "manifest.json").unlink()
+    page = ml_admin_client.get("/admin/registry/modelversion/").content.decode()
+    assert page.count("fail verification") == 1 and "manifest.json is missing" in page
+
+
+def test_a_process_whose_only_bundle_changed_serves_nothing_and_says_why(two_versions, client, planner_api):
+    v1, v2 = two_versions
+    assert loader.active()[0] == "v1"
+    ModelVersion.objects.filter(pk=v2.pk).update(status="archived")
+    victim = corrupt(v1)
+    with pytest.raises(NoActiveModel, match=victim.name):
+        loader.active()
+    response = client.get("/health")
+    assert response.status_code == 503 and response.json()["checks"]["model"]["status"] == "unhealthy"
+    error = planner_api.post("/api/v1/predictions/", {"item_codes": ["X"]}, format="json")
+    assert error.status_code == 503 and error.json()["error"]["code"] == 1002 and victim.name in error.json()["error"]["message"]

@@ -27,6 +27,8 @@ def run_django(env_overrides: dict, code: str = "import django; django.setup(); 
         ("REDIS_URL", "http://localhost:6379"),
         ("MODEL_RELOAD_INTERVAL", "soon"),
         ("PREDICTION_BATCH_LIMIT", "many"),
+        ("METRICS_ALLOWED_IPS", "10.0.0.0/8,not-an-address"),
+        ("HTTPS", "maybe"),
     ],
 )
 def test_bad_environment_value_fails_start_naming_the_variable(variable, value, tmp_path):
@@ -37,10 +39,42 @@ def test_bad_environment_value_fails_start_naming_the_variable(variable, value, 
     assert variable in result.stderr
 
 
-def test_production_mode_without_secret_key_refuses_to_start(tmp_path):
-    result = run_django({"DEBUG": "false", "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"})
-    assert result.returncode != 0
-    assert "SECRET_KEY" in result.stderr
+def test_production_is_the_default_and_its_secret_key_is_generated_once_and_kept(tmp_path):
+    key_file = tmp_path / "var" / "secret_key"
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", "SECRET_KEY_FILE": str(key_file)}
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG, settings.SECRET_KEY)"
+    first, second = run_django(env, code), run_django(env, code)
+    assert first.returncode == 0, first.stderr
+    debug, key = first.stdout.split()
+    assert debug == "False" and len(key) >= 50 and len(set(key)) >= 5
+    assert second.stdout.split() == [debug, key]  # reused, not regenerated
+    assert key_file.read_text().strip() == key and (key_file.stat().st_mode & 0o777) == 0o600
+
+
+def test_secret_key_file_that_cannot_be_written_stops_the_start_naming_it(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = run_django({"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", "SECRET_KEY_FILE": str(blocker / "secret_key")})
+    assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr and "SECRET_KEY" in result.stderr
+
+
+def test_make_run_settings_answer_an_unknown_page_without_the_debug_listing(tmp_path):
+    """What `make run` serves with (no DEBUG, no SECRET_KEY, HTTPS=false): a plain 404, not Django's list of every URL."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", "SECRET_KEY_FILE": str(tmp_path / "secret_key"), "HTTPS": "false"}
+    code = (
+        "import django; django.setup(); from django.core.management import call_command; call_command('migrate', verbosity=0); "
+        "from django.test import Client; r = Client().get('/no-such-page/', HTTP_HOST='localhost'); "
+        "print(r.status_code, b'URLconf' in r.content, Client().get('/health', HTTP_HOST='evil.example').status_code)"
+    )
+    result = run_django(env, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-3:] == ["404", "False", "400"]  # plain 404; unknown hosts refused (ALLOWED_HOSTS)
+
+
+def test_make_run_passes_production_settings_to_the_servers():
+    dry = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    serve = next(line for line in dry.splitlines() if "scripts/serve.sh" in line)
+    assert "HTTPS=false" in serve and "DEBUG" not in dry
 
 
 def test_check_deploy_is_clean_in_production_mode(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -375,3 +376,17 @@ def test_api_and_admin_take_feature_weights_and_name_a_bad_one(db, admin_api, cl
     client.post(start, {"label": "admin-weights", "candidates": ["baseline"], "feature_weights": '{"SealTypeGrup": 0.5}'})
     job = TrainingJob.objects.get(label="admin-weights")
     assert job.parameters["feature_weights"] == {"SealTypeGrup": 0.5} and "min_improvement_pct" not in job.parameters
+
+
+def test_training_with_an_unwritable_model_root_fails_at_once_without_computing(small_erp, settings, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where MODEL_ROOT's parent should be")
+    settings.MODEL_ROOT = blocker / "models"
+    started = time.monotonic()
+    with pytest.raises(CommandError, match="MODEL_ROOT .* is not writable"):
+        train_sync(label="nowhere", candidates="baseline,mlp,stacking")
+    elapsed = time.monotonic() - started
+    job = TrainingJob.objects.get(label="nowhere")
+    assert job.status == "failed" and job.error_code == 1004 and "nothing was computed" in job.error
+    assert "loading ERP data" not in job.log and elapsed < 5
+    assert not ModelVersion.objects.exists()

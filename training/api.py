@@ -47,7 +47,7 @@ class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         job.cancel(by=request.user)
         return Response(TrainingJobSerializer(job).data)
 
-    @extend_schema(responses=TrainingJobSerializer)
+    @extend_schema(responses={200: TrainingJobSerializer})
     def destroy(self, request, pk=None):
         """Same as cancel: jobs are records and are never deleted."""
         return self.cancel(request, pk)

@@ -30,6 +30,7 @@ from training.engine import drift
 
 from .models import TrainingJob, summarize_value
 from .signals import version_trained
+from .storage import check_model_root_writable, make_read_only
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ def run_job(job: TrainingJob) -> str:
 
     version = result = None
     try:
+        check_model_root_writable()  # fail in a second, not after minutes of computing
         job.beat(1, "loading ERP data")
         job.append_log(f"loading ERP data (parameters: {'; '.join(f'{k}={summarize_value(v)}' for k, v in sorted(params.items()))})")
         items, routings, actuals = load_frames(params)
@@ -293,6 +295,7 @@ def _register(job: TrainingJob, result, params: dict, duration: float, drift_ite
     _write_json(tmp / "metrics.json", {"selected": result.selected, "selected_setup": result.selected_setup, "metrics": result.metrics, "candidates": result.candidate_scores})
     _write_json(tmp / "training_request.json", {"job": job.pk, "trigger": job.trigger, "parameters": params, "label": job.label})
     result.model.save(tmp)
+    make_read_only(tmp)
     manifest_sha256 = manifest_digest(tmp)
     tmp.rename(target)
     stats = dict(result.dataset_stats)

@@ -4,9 +4,9 @@ from .models import CANDIDATES, TrainingJob
 
 
 class TrainingJobSerializer(serializers.ModelSerializer):
-    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True)
-    requested_by = serializers.StringRelatedField()
-    duration_seconds = serializers.FloatField(read_only=True)
+    model_version = serializers.SlugRelatedField(slug_field="label", read_only=True, allow_null=True)
+    requested_by = serializers.StringRelatedField(allow_null=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = TrainingJob
@@ -23,8 +23,8 @@ class TrainingRequestSerializer(serializers.Serializer):
 
     label = serializers.SlugField(required=False, max_length=100)
     candidates = serializers.ListField(child=serializers.ChoiceField(choices=CANDIDATES), required=False, allow_empty=False)
-    sample_size = serializers.IntegerField(required=False, min_value=20)
-    seed = serializers.IntegerField(required=False, default=0)
+    sample_size = serializers.IntegerField(required=False, min_value=20, max_value=10_000_000)
+    seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**32 - 1)
     min_improvement_pct = serializers.FloatField(required=False, min_value=0, max_value=100)
     until = serializers.DateField(required=False)
     activate = serializers.BooleanField(required=False, default=False)

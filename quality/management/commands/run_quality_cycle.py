@@ -4,7 +4,7 @@ from json import dumps
 
 from django.core.management.base import BaseCommand, CommandError
 
-from quality.models import QualityCycle, QualitySettings
+from quality.models import CycleInProgress, QualityCycle, QualitySettings
 
 
 def _figure(value, digits: int = 3) -> str:
@@ -52,18 +52,19 @@ class Command(BaseCommand):
             return
         if sample_size is not None and not 10 <= sample_size <= 10000:
             raise CommandError("--sample-size must be between 10 and 10,000.")
-        if not sync:
-            from django_q.tasks import async_task
+        try:
+            if not sync:
+                cycle, task_id = QualityCycle.enqueue(trigger=QualityCycle.Trigger.MANUAL, sample_size=sample_size, strategy=strategy)
+                self.stdout.write(f"Quality cycle {cycle.pk} queued as task {task_id}.")
+                return
+            from quality.cycle import run_cycle
+            from quality.notifications import deliver_inline
 
-            task_id = async_task("quality.tasks.run_cycle_task", "manual", None, sample_size, strategy, group="quality")
-            self.stdout.write(f"Quality cycle queued as task {task_id}.")
-            return
-        from quality.cycle import run_cycle
-        from quality.notifications import deliver_inline
-
-        # Its alerts' mails and webhooks are sent before the command returns (a failed one is logged, not raised).
-        with deliver_inline():
-            cycle = run_cycle(trigger=QualityCycle.Trigger.MANUAL, sample_size=sample_size, strategy=strategy)
+            # Its alerts' mails and webhooks are sent before the command returns (a failed one is logged, not raised).
+            with deliver_inline():
+                cycle = run_cycle(trigger=QualityCycle.Trigger.MANUAL, sample_size=sample_size, strategy=strategy)
+        except CycleInProgress as exc:
+            raise CommandError(exc.message)
         summary = cycle.summary()
         self.stdout.write(dumps(summary, default=str) if json else cycle_summary(summary))
         if cycle.status != QualityCycle.Status.SUCCEEDED:
