@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
@@ -16,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from routing_ml.api import require_perm
+from routing_ml.csv_export import SafeDictWriter
 from routing_ml.tokens import JWTAuthentication
 
 from . import metrics
@@ -251,7 +250,7 @@ class ReviewExportView(APIView):
             reviews = reviews.since(since)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="decided-routings-{timezone.localtime():%Y%m%d-%H%M}.csv"'
-        writer = csv.DictWriter(response, fieldnames=ERP_ROUTING_COLUMNS, lineterminator="\n")
+        writer = SafeDictWriter(response, fieldnames=ERP_ROUTING_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(decided_routing_rows(reviews))
         return response

@@ -69,7 +69,12 @@ class ModelLoader:
             try:
                 model = self._load(active)
             except ArtifactError as exc:
-                self._fail(active, exc.message)
+                if self._active_model is None:
+                    # Nothing to keep serving (a fresh worker, or one that just dropped a broken bundle):
+                    # the newest ready version that verifies, rather than answering 503 to everyone.
+                    self._fall_back(active, exc.message)
+                else:
+                    self._fail(active, exc.message)
                 return
             logger.info("Now serving model version %s (was %s)", active.label, self._active_label)
             self._serve(active, model)
