@@ -1,11 +1,9 @@
-"""Faults injected with real processes: a bundle corrupted under a running gunicorn, a quality cycle SIGKILLed.
-
-(A training worker SIGKILLed mid-job: tests/test_training.py::test_killed_worker_leaves_no_running_job_after_the_reaper.
- A quality cycle SIGKILLed mid-cycle: tests/test_quality_hardening.py::test_a_cycle_killed_with_sigkill_is_reaped_by_the_housekeeping_schedule.)
-"""
+"""Faults injected with real processes (issue 13 point 8): a training worker SIGKILLed mid-job, a quality cycle
+SIGKILLed mid-cycle, a bundle corrupted under a running gunicorn."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -24,6 +22,72 @@ from tests.fixtures_model import *  # noqa: F403
 from tests.fixtures_model import _trained_bundle, register_bundle
 
 pytestmark = pytest.mark.postgres
+
+
+@pytest.mark.cluster
+@pytest.mark.django_db(transaction=True)
+def test_a_training_worker_killed_mid_job_is_failed_within_the_heartbeat_timeout_leaving_nothing(tmp_path, settings):
+    from pathlib import Path
+
+    from django.core.management import call_command
+
+    from registry.models import ModelVersion
+    from tests.cluster import qcluster
+    from training.models import TrainingJob
+
+    call_command("seed_demo_erp", items=3000, seed=23, stdout=io.StringIO())
+    job = TrainingJob.enqueue(label="killed", parameters={"candidates": ["baseline", "mlp", "stacking"]})
+    with qcluster(tmp_path / "qcluster.log") as process:
+        wait_for(lambda: TrainingJob.objects.get(pk=job.pk).status == "running", timeout=120, message="the job to start")
+        os.killpg(process.pid, signal.SIGKILL)  # the machine dies mid-training
+        process.wait()
+    killed_at = time.monotonic()
+    stuck = TrainingJob.objects.get(pk=job.pk)
+    assert stuck.status == "running", stuck.log
+    # The worker beats every 10 s: with a 15 s timeout its last beat is still fresh right after the kill.
+    settings.TRAINING_HEARTBEAT_TIMEOUT = 15
+    assert TrainingJob.reap_stale() == []
+    wait_for(lambda: TrainingJob.reap_stale() == [job.pk], timeout=40, interval=0.5, message="the reaper to fail the job")
+    assert time.monotonic() - killed_at <= settings.TRAINING_HEARTBEAT_TIMEOUT + 1  # failed within the heartbeat timeout
+    job.refresh_from_db()
+    assert job.status == "failed" and "no heartbeat" in job.error
+    assert not ModelVersion.objects.exists()
+    assert not any(Path(settings.MODEL_ROOT).iterdir())  # no version directory, no temporary one
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cycle_killed_with_sigkill_is_reaped_by_the_housekeeping_schedule(trained_model, settings):
+    """A real `run_quality_cycle --sync` process, SIGKILLed mid-cycle: its row stays running until the heartbeat timeout, then is failed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from django_q.models import Schedule
+    from django_q.tasks import async_task
+
+    from quality.models import QualityCycle
+
+    env = {**cluster_env(), "QUALITY_CYCLE_HEARTBEAT_INTERVAL": "0.2"}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_quality_cycle", "--sync", "--sample-size", "10000"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        running = wait_for(lambda: QualityCycle.objects.filter(status="running").first(), timeout=90, interval=0.02, message="a running cycle")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert QualityCycle.objects.get(pk=running.pk).status == "running"  # killed: nobody closed it
+
+    settings.QUALITY_CYCLE_HEARTBEAT_TIMEOUT = 1
+    time.sleep(1.5)
+    schedule = Schedule.objects.get(name="quality-housekeeping")
+    async_task(schedule.func, sync=True)  # as the cluster runs it every minute
+    reaped = QualityCycle.objects.get(pk=running.pk)
+    assert reaped.status == "failed" and reaped.error.startswith("Reaped: no heartbeat for 1 s")
+    assert QualityCycle.request().status == "queued"  # it no longer blocks the next cycle
+
 
 
 def _free_port() -> int:

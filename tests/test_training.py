@@ -323,27 +323,6 @@ def test_job_enqueued_over_http_runs_on_a_real_qcluster(admin_api, tmp_path):
     assert ModelVersion.objects.get_active().label == "from-cluster"
 
 
-@pytest.mark.cluster
-@pytest.mark.django_db(transaction=True)
-def test_killed_worker_leaves_no_running_job_after_the_reaper(tmp_path, settings):
-    call_command("seed_demo_erp", items=3000, seed=23, stdout=io.StringIO())
-    job = TrainingJob.enqueue(label="killed", parameters={"candidates": ["baseline", "mlp", "stacking"]})
-    with qcluster(tmp_path / "qcluster.log") as process:
-        wait_for(lambda: TrainingJob.objects.get(pk=job.pk).status == "running", timeout=120, message="the job to start")
-        import os
-        import signal
-
-        os.killpg(process.pid, signal.SIGKILL)  # the machine dies mid-training
-        process.wait()
-    stuck = TrainingJob.objects.get(pk=job.pk)
-    assert stuck.status == "running", stuck.log
-    assert TrainingJob.reap_stale(older_than=timedelta(seconds=0)) == [job.pk]
-    job.refresh_from_db()
-    assert job.status == "failed" and "no heartbeat" in job.error
-    assert not ModelVersion.objects.exists()
-    assert not any(Path(settings.MODEL_ROOT).iterdir())
-
-
 def test_feature_weights_from_the_command_are_used_and_saved_with_the_model(small_erp):
     result = train_sync(label="weighted", candidates="baseline", feature_weights='{"OUTDIAMETER": 3, "ITEM_MATERIAL": 0}')
     version = ModelVersion.objects.get(label=result["label"])
