@@ -144,7 +144,7 @@ class EngineConfig:
     max_monitoring_items: int = 50_000
     routing_candidates: tuple[str, ...] = ROUTING_CANDIDATES
     # Items whose neighbours' votes train the routing classifier.
-    max_classifier_items: int = 8_000
+    max_classifier_items: int = 6_000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

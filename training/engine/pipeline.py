@@ -282,18 +282,39 @@ def select_work_centre(scores: dict[str, dict[str, Any]], min_improvement_pct: f
     return "classifier" if 1.0 - learned <= (1.0 - vote) * (1.0 - min_improvement_pct / 100.0) else "vote"
 
 
-def fit_work_centre_ranker(model: RoutingModel, rows: np.ndarray, rng: np.random.Generator) -> tuple[WorkCentreRanker | None, np.ndarray]:
-    """Fit the work-centre classifier on (a sample of) index rows `rows`, each predicted without itself.
+@dataclass
+class ClassifierSample:
+    """Index rows the routing classifiers learn from, each with its neighbours found without itself.
+
+    One neighbour search serves both classifiers (it is most of their cost at scale).
+    """
+
+    rows: np.ndarray
+    emb: np.ndarray
+    nbr: np.ndarray
+    sims: np.ndarray
+
+    @classmethod
+    def draw(cls, model: RoutingModel, rows: np.ndarray, rng: np.random.Generator) -> ClassifierSample | None:
+        """Up to `max_classifier_items` of index rows `rows`; None when there are too few to learn from."""
+        if rows.size < 20:
+            return None
+        chosen = np.sort(rng.choice(rows, size=min(model.config.max_classifier_items, rows.size), replace=False))
+        emb = model.neighbors.vectors(chosen)
+        nbr, sims = model.neighbors.search(emb, model.config.top_k, exclude=chosen)
+        return cls(chosen, emb, nbr, sims)
+
+
+def fit_work_centre_ranker(model: RoutingModel, sample: ClassifierSample | None) -> tuple[WorkCentreRanker | None, np.ndarray]:
+    """Fit the work-centre classifier on a sample of index rows, each predicted without itself.
 
     Only items whose predicted signature is their own teach it (their operations line up one to one).
     """
     cfg, idx = model.config, model.index
-    if rows.size < 20:
+    if sample is None:
         return None, np.zeros(0, dtype=np.int64)
-    chosen = np.sort(rng.choice(rows, size=min(cfg.max_classifier_items, rows.size), replace=False))
-    emb = model.neighbors.vectors(chosen)
-    nbr, sims = model.neighbors.search(emb, cfg.top_k, exclude=chosen)
-    core = model.route_neighbors(emb, nbr, sims, model.routing_ranker, None)
+    chosen, emb = sample.rows, sample.emb
+    core = model.route_neighbors(emb, sample.nbr, sample.sims, model.routing_ranker, None)
     if core.res_cand is None:
         return None, np.zeros(0, dtype=np.int64)
     right = core.win_sig == idx.item_sig[chosen]
@@ -306,17 +327,15 @@ def fit_work_centre_ranker(model: RoutingModel, rows: np.ndarray, rng: np.random
     return ranker, (chosen[right] if ranker is not None else np.zeros(0, dtype=np.int64))
 
 
-def fit_routing_ranker(model: RoutingModel, rows: np.ndarray, rng: np.random.Generator) -> tuple[SignatureRanker | None, np.ndarray]:
-    """Fit the routing classifier on (a sample of) index rows `rows`, each predicted without itself.
+def fit_routing_ranker(model: RoutingModel, sample: ClassifierSample | None) -> tuple[SignatureRanker | None, np.ndarray]:
+    """Fit the routing classifier on a sample of index rows, each predicted without itself.
 
     Returns the ranker (None if there is nothing to learn) and the rows it was fitted on.
     """
     cfg = model.config
-    if rows.size < 20:
+    if sample is None:
         return None, np.zeros(0, dtype=np.int64)
-    chosen = np.sort(rng.choice(rows, size=min(cfg.max_classifier_items, rows.size), replace=False))
-    emb = model.neighbors.vectors(chosen)
-    nbr, sims = model.neighbors.search(emb, cfg.top_k, exclude=chosen)
+    chosen, emb, nbr, sims = sample.rows, sample.emb, sample.nbr, sample.sims
     core = model.route_neighbors(emb, nbr, sims, None)
     cand, support = proposals(core.win_sig, core.confidence, core.alt_sig, core.alt_support)
     sig_length = np.diff(model.vocab.sig_offsets)
@@ -429,9 +448,10 @@ def train(
         if "classifier" in cfg.routing_candidates:
             stage(52, "fitting and scoring the routing classifier")
             allowed_local = np.flatnonzero(fit_allowed[train_rows])
-            ranker, _ = fit_routing_ranker(scoring_model, allowed_local, rng)
+            sample = ClassifierSample.draw(scoring_model, allowed_local, rng)
+            ranker, _ = fit_routing_ranker(scoring_model, sample)
             if ranker is not None:
-                ranked_core = scoring_model.route(query_emb, None, cfg.top_k, ranker=ranker)
+                ranked_core = scoring_model.route_neighbors(query_emb, vote_core.nbr, vote_core.sims, ranker)
                 ranked = score(ranked_core, None, None)
                 routing_scores["classifier"] = {k: ranked.get(k) for k in ROUTING_METRICS}
                 if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier":
@@ -441,9 +461,9 @@ def train(
         if "classifier" in cfg.routing_candidates:
             stage(54, "fitting and scoring the work-centre classifier")
             scoring_model.routing_ranker = ranker if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier" else None
-            res_ranker, _ = fit_work_centre_ranker(scoring_model, np.flatnonzero(fit_allowed[train_rows]), rng)
+            res_ranker, _ = fit_work_centre_ranker(scoring_model, sample)
             if res_ranker is not None:
-                centred_core = scoring_model.route(query_emb, None, cfg.top_k, ranker=scoring_model.routing_ranker, res_ranker=res_ranker)
+                centred_core = scoring_model.route_neighbors(query_emb, vote_core.nbr, vote_core.sims, scoring_model.routing_ranker, res_ranker)
                 centred = score(centred_core, None, None)
                 centre_scores["classifier"] = {"res_match": centred.get("res_match")}
                 if select_work_centre(centre_scores, cfg.min_improvement_pct) == "classifier":
@@ -472,15 +492,19 @@ def train(
     stage(82, "fitting the final index on all items")
     model = build_model(cfg, encoder, vocab, full, full_neighbors, known_codes, known_emb, known_numeric)
     fit_rows: set[int] = set()
+    final_sample: ClassifierSample | None = None
     if selected_routing == "classifier":
         stage(84, "refitting the routing classifier on all items")
-        model.routing_ranker, rows = fit_routing_ranker(model, np.flatnonzero(fit_allowed), rng)
+        final_sample = ClassifierSample.draw(model, np.flatnonzero(fit_allowed), rng)
+        model.routing_ranker, rows = fit_routing_ranker(model, final_sample)
         fit_rows.update(rows.tolist())
         if model.routing_ranker is None:
             selected_routing = "vote"
     if selected_centre == "classifier":
         stage(86, "refitting the work-centre classifier on all items")
-        model.res_ranker, rows = fit_work_centre_ranker(model, np.flatnonzero(fit_allowed), rng)
+        if final_sample is None:
+            final_sample = ClassifierSample.draw(model, np.flatnonzero(fit_allowed), rng)
+        model.res_ranker, rows = fit_work_centre_ranker(model, final_sample)
         fit_rows.update(rows.tolist())
     chosen = {"run": selected, "setup": selected_setup}
     for name in sorted({n for n in chosen.values() if n != "baseline"}):
