@@ -618,7 +618,8 @@ class RoutingModel:
             meta = json.loads((directory / "model.json").read_text())
             # occ_count is absent from bundles made before operations were keyed by their place.
             vocab = Vocab(**{f.name: arrays[f"vocab_{f.name}"] for f in fields(Vocab) if f"vocab_{f.name}" in arrays or f.name != "occ_count"})
-            index = IndexData(**{f.name: arrays[f"index_{f.name}"] for f in fields(IndexData)})
+            # The per-operation means are absent from bundles made before the estimators learned them.
+            index = IndexData(**{f.name: arrays[f"index_{f.name}"] for f in fields(IndexData) if f"index_{f.name}" in arrays or not f.name.endswith("_mean")})
         except (KeyError, ValueError, OSError, EOFError) as exc:
             raise BundleError(f"model bundle {directory}: cannot be read ({exc})")
         return cls(

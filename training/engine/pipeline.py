@@ -136,7 +136,12 @@ def fit_time_models(
     allowed = np.ones(idx.n_items, dtype=bool)
     if exclude_codes:
         allowed &= ~np.isin(idx.item_codes, np.array(sorted(exclude_codes), dtype=idx.item_codes.dtype))
-    medians = {"run": idx.pair_run_med, "setup": idx.pair_setup_med}
+    # The target is the mean of the item's work orders per operation (what the metrics compare with);
+    # older tables without means fall back to the medians.
+    medians = {
+        "run": idx.pair_run_mean if idx.pair_run_mean is not None else idx.pair_run_med,
+        "setup": idx.pair_setup_mean if idx.pair_setup_mean is not None else idx.pair_setup_med,
+    }
     usable_any = np.zeros(idx.pair_key.size, dtype=bool)
     usable = {}
     for target in targets:

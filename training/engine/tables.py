@@ -164,6 +164,15 @@ def weighted_trimmed_mean(groups: np.ndarray, values: np.ndarray, weights: np.nd
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+def _group_mean(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group mean of the finite, non-negative values (NaN where a group has none), float32."""
+    ok = np.isfinite(values) & (values >= 0)
+    total = np.bincount(groups[ok], weights=values[ok], minlength=n_groups)
+    count = np.bincount(groups[ok], minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+
+
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of `arange(s, s + l)` for every (s, l), without a Python loop."""
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -233,13 +242,17 @@ class IndexData:
     pair_setup_med: np.ndarray
     pair_setup_p10: np.ndarray
     pair_setup_p90: np.ndarray
+    # Means of the item's work orders per operation: what the time estimators learn (the metrics compare
+    # with the mean of an item's orders). Bundles made before have none: the medians stand in.
+    pair_run_mean: np.ndarray | None = None
+    pair_setup_mean: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:
         return len(self.item_codes)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     def subset(self, rows: np.ndarray, stride: int) -> IndexData:
         """The same tables restricted to `rows` (ascending), renumbered 0..len(rows)-1 (`stride`: `Vocab.stride`)."""
@@ -261,7 +274,7 @@ class IndexData:
         for f in fields(self):
             if f.name.startswith("op_") and f.name != "op_offsets":
                 data[f.name] = getattr(self, f.name)[op_take]
-            elif f.name.startswith("pair_") and f.name != "pair_key":
+            elif f.name.startswith("pair_") and f.name != "pair_key" and getattr(self, f.name) is not None:
                 data[f.name] = getattr(self, f.name)[keep]
         return IndexData(**data)
 
@@ -404,6 +417,8 @@ def build_tables(item_codes: np.ndarray, routings: pd.DataFrame, actuals: pd.Dat
         pair_setup_med=s50.astype(np.float32),
         pair_setup_p10=s10.astype(np.float32),
         pair_setup_p90=s90.astype(np.float32),
+        pair_run_mean=_group_mean(a_pair, run, n_pairs),
+        pair_setup_mean=_group_mean(a_pair, setup, n_pairs),
     )
     vocab = Vocab(
         job_codes=job_codes,
