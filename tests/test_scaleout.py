@@ -147,15 +147,17 @@ class PredictionLoad(threading.Thread):
         super().__init__(daemon=True)
         self.api, self.codes = api, codes
         self.answers: list[tuple[int, str | None]] = []
+        self.times: list[float] = []  # when each answer came (monotonic seconds)
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             try:
                 status, body = self.api.call("POST", "/api/v1/predictions/", {"item_codes": self.codes})
-                self.answers.append((status, body.get("model_version")))
+                self.answers.append((status, body.get("model_version") if status == 200 else str(body.get("error"))))
             except OSError as exc:  # a refused connection is an outage too: recorded as status 0
                 self.answers.append((0, str(exc)))
+            self.times.append(time.monotonic())
             time.sleep(0.1)
 
 
@@ -236,8 +238,13 @@ def test_closed_loop_on_postgresql_and_redis_with_a_training_cluster_and_no_task
         assert web.process.poll() is None
     assert set(TrainingJob.objects.values_list("label", "status")) == {("s1", "succeeded"), ("s2", "succeeded")}
     statuses = [s for s, _ in load.answers]
-    # Predictions were served all along: 503 only before the first model was active, never a server error or a refused connection.
+    # Predictions were served all along: 503 only before the first model was active, never a server error or a refused
+    # connection. Each gunicorn worker notices the first activation on its own reload check (MODEL_RELOAD_INTERVAL, 0.5 s
+    # here), so the other worker may still answer 503 "no model is active" for that long after the first 200.
     first_ok = statuses.index(200)
-    assert len(statuses) > 50 and set(statuses[first_ok:]) == {200}, statuses
+    settled = load.times[first_ok] + 0.5 + 1.5  # the reload interval plus a margin for a busy machine
+    late = [(s, detail) for (s, detail), t in zip(load.answers, load.times, strict=True) if t > settled and s != 200]
+    assert len(statuses) > 50 and not late, late
+    assert set(statuses[first_ok:]) <= {200, 503}, load.answers
     assert set(statuses[:first_ok]) <= {503}
     assert {v for s, v in load.answers if s == 200} == {"s1", "s2"}
