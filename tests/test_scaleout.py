@@ -78,9 +78,17 @@ class Process:
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill(self) -> None:
-        """As if the machine died: no graceful shutdown."""
-        os.killpg(self.process.pid, signal.SIGKILL)
+        """As if the machine died: no graceful shutdown. Returns once no process of the group is left.
+
+        The parent is reaped at once, but its children (django-q2's pusher blocked in BLPOP, the workers) exit on
+        their own time, up to a few hundred ms on a busy machine. Until the pusher's socket is closed Redis still
+        hands it the next task, which dies with it (the Redis broker has no ack): the cluster is down only when
+        all of them are gone.
+        """
+        group = self.process.pid
+        os.killpg(group, signal.SIGKILL)
         self.process.wait()
+        wait_for(lambda: not _living_members(group), 60, interval=0.05, message=f"every process of group {group} to exit")
         self.log.close()
 
     def stop(self) -> None:
@@ -93,6 +101,30 @@ class Process:
                 self.process.wait()
         if not self.log.closed:
             self.log.close()
+
+
+def _living_members(group: int) -> list[int]:
+    """The processes of a process group that still hold their files (sockets): those with a thread that has not exited.
+
+    Not the process's own state only: a multi-threaded process whose main thread has exited shows as a zombie while
+    its other threads, and its open files, are still there.
+    """
+    members = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) != group:
+                continue
+            states = [_proc_state(f"/proc/{pid}/task/{tid}/stat") for tid in os.listdir(f"/proc/{pid}/task")]
+        except OSError:  # exited meanwhile
+            continue
+        if any(state not in ("Z", "X") for state in states):
+            members.append(int(pid))
+    return members
+
+
+def _proc_state(stat_path: str) -> str:
+    with open(stat_path) as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]  # the field after "(command)", which may itself hold spaces
 
 
 @contextmanager
