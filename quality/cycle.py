@@ -23,7 +23,7 @@ from registry.loader import loader
 from registry.models import ModelVersion
 from routing_ml.errors import ErrorCode, QueueFull
 from training.engine import drift as drift_module
-from training.models import TrainingJob
+from training.models import DEFAULT_CANDIDATES, TrainingJob
 
 from .evaluation import evaluate
 from .models import CycleReaped, QualityAlert, QualityCycle, QualitySettings
@@ -211,7 +211,7 @@ def _retrain_unless_cooling_down(cycle: QualityCycle, cfg: QualitySettings, crit
             f"within the {cfg.cooldown_hours:g} h cooldown: nothing enqueued."
         )
     parameters = {
-        "candidates": ["baseline", "mlp", "stacking"],
+        "candidates": list(DEFAULT_CANDIDATES),
         "min_improvement_pct": cfg.min_improvement_pct,
         "gate": True,
         "gate_items": sample,

@@ -202,3 +202,36 @@ def test_monitoring_items_are_stratified_and_never_in_a_learned_fit():
     assert model.selected == "mlp" and len(model.fit_codes) > 0 and len(model.monitoring_codes) == result.dataset_stats["monitoring_items"]
     assert not set(model.fit_codes.tolist()) & set(model.monitoring_codes.tolist())
     assert set(result.holdout_items) <= set(model.monitoring_codes.tolist())
+
+
+# --- the "boost" time estimator learns per-operation size laws --------------------------------------
+
+
+def test_boost_learns_each_operations_size_law_that_the_neighbours_miss():
+    """Run time = a_op x length^b_op, with its own slope per operation; the neighbour baseline is blurred.
+
+    The per-operation linear stage recovers each law in log space; a few boosting rounds on the residual
+    of one shared slope do not: forcing the shared fit (shrink=1e9) turns this red (median error 0.12).
+    """
+    from training.engine.times import ResidualBoost, TimeFeatures, TimeModel, numeric_attributes
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    features = TimeFeatures(dim=2, job_counts=np.array([n // 2, n // 2]), res_counts=np.array([n]), n_numeric=1)
+    job = rng.integers(0, 2, n)
+    length = rng.uniform(10, 2000, n)
+    slope, scale = np.array([1.0, 0.3]), np.array([0.002, 0.5])
+    minutes = scale[job] * length ** slope[job]
+    # The neighbours' answer: the right operation, a size two to five times off.
+    blurred = scale[job] * (length * rng.uniform(0.2, 5.0, n)) ** slope[job]
+    numeric = numeric_attributes(pd.DataFrame({"L": length}), ("L",))
+    x = features.build(rng.standard_normal((n, 2)).astype(np.float32), job, np.zeros(n, np.int64), blurred, blurred, numeric)
+    y = np.log1p(minutes)
+    train_rows, test_rows = np.arange(2000), np.arange(2000, n)
+    boost = ResidualBoost(features.code_columns[0], tuple(range(features.baseline_column, features.width)), max_iter=10).fit(x[train_rows], y[train_rows])
+    model = TimeModel("boost", features, boost)
+    predicted = np.expm1(model.predict_log(x[test_rows]))
+    error = np.abs(predicted - minutes[test_rows]) / minutes[test_rows]
+    baseline_error = np.abs(blurred[test_rows] - minutes[test_rows]) / minutes[test_rows]
+    assert np.median(error) < 0.05 < 0.5 < np.median(baseline_error)
+    assert boost.coef_.shape[0] == 2  # one linear model per JOB_CD code

@@ -16,6 +16,7 @@ from django.utils import timezone
 from registry.models import ModelVersion
 from routing_ml.errors import QueueFull
 from training import pipeline
+from training.engine.config import CANDIDATES
 from training.models import TrainingJob
 from training.signals import version_trained
 from training.tasks import housekeeping
@@ -44,15 +45,15 @@ def leftover_dirs() -> list[str]:
 
 
 def test_train_sync_registers_a_ready_version_with_held_out_scores_of_every_candidate(small_erp):
-    result = train_sync(label="first", candidates="baseline,mlp,stacking", activate=True)
+    result = train_sync(label="first", candidates=",".join(CANDIDATES), activate=True)
     version = ModelVersion.objects.get(label="first")
     assert result["label"] == "first" and result["active"] is True
     assert version.status == "ready" and version.is_active
-    assert set(version.candidate_scores) == {"baseline", "mlp", "stacking"}
+    assert set(version.candidate_scores) == set(CANDIDATES)
     for name, scores in version.candidate_scores.items():
         assert scores["items_evaluated"] > 0, name
         assert scores["trim_mae"] is not None and scores["trim_mae"] >= 0, name
-    assert version.selected_estimator in {"baseline", "mlp", "stacking"}
+    assert version.selected_estimator in CANDIDATES
     assert 0 < version.metrics["process_match"] <= 1
     # Dataset statistics describe what the model learned from.
     from erp.data import load_current_routings

@@ -10,6 +10,7 @@ from routing_ml.errors import RoutingMLError
 
 from .models import (
     CANDIDATES,
+    DEFAULT_CANDIDATES,
     TrainingJob,
     summarize_value,  # noqa: F401 - used by the admin columns below
 )
@@ -26,7 +27,7 @@ class OptionalJSONField(forms.JSONField):
 class StartTrainingForm(forms.Form):
     label = forms.SlugField(required=False, help_text="Leave empty for a timestamp label.")
     candidates = forms.MultipleChoiceField(
-        choices=[(c, c) for c in CANDIDATES], initial=list(CANDIDATES), widget=forms.CheckboxSelectMultiple,
+        choices=[(c, c) for c in CANDIDATES], initial=list(DEFAULT_CANDIDATES), widget=forms.CheckboxSelectMultiple,
         help_text="baseline is always trained; a candidate replaces it only if it is clearly better on held-out items.",
     )
     sample_size = forms.IntegerField(required=False, min_value=20, help_text="Train on a sample of items (empty: all items).")

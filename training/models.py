@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from routing_ml.errors import ErrorCode, InvalidTransition, QueueFull
 
-# The time-estimator candidates the engine knows; baseline is always fitted, the others must beat it.
-CANDIDATES = ("baseline", "mlp", "stacking")
+# The time-estimator candidates the engine knows (baseline is always fitted, the others must beat
+# it) and those a training tries unless told otherwise.
+from training.engine.config import CANDIDATES, DEFAULT_CANDIDATES  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from .models import CANDIDATES, TrainingJob
+from .models import CANDIDATES, DEFAULT_CANDIDATES, TrainingJob
 
 
 class TrainingJobSerializer(serializers.ModelSerializer):
@@ -51,5 +51,5 @@ class TrainingRequestSerializer(serializers.Serializer):
         data.pop("label", None)
         if "until" in data:
             data["until"] = data["until"].isoformat()
-        data.setdefault("candidates", list(CANDIDATES))
+        data.setdefault("candidates", list(DEFAULT_CANDIDATES))
         return data

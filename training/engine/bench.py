@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CANDIDATES, EngineConfig
+from .config import DEFAULT_CANDIDATES, EngineConfig
 from .model import RoutingModel
 from .pipeline import train
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000, help="number of generated items")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated time candidates")
+    parser.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES), help="comma-separated time candidates")
     parser.add_argument("--max-time-rows", type=int, default=None)
     parser.add_argument(
         "--min-improvement", type=float, default=None, help="override min_improvement_pct (e.g. -100 forces a learned candidate)"

@@ -31,7 +31,7 @@ from .neighbors import NeighborIndex
 from .routing import SignatureRanker, WorkCentreRanker, proposals
 from .search import search as search_settings
 from .tables import OCC_COLUMN, IndexData, Vocab, as_code_array, assign_occurrences, build_tables, occurrence_rank, ranges
-from .times import TARGETS, TimeFeatures, TimeModel, lookup_times, make_estimator, numeric_attributes, single_thread
+from .times import TARGETS, TimeFeatures, TimeModel, lookup_times, main_directions, make_estimator, numeric_attributes, single_thread
 
 ProgressFn = Callable[[float, str], None]
 ROUTING_METRICS = ("process_match", "exact_match", "op_f1", "res_match")
@@ -152,7 +152,8 @@ def fit_time_models(
     if candidates.size < 2:
         return {}, np.zeros(0, dtype=np.int64)
     shuffled = rng.permutation(candidates)
-    n_take = int(np.searchsorted(np.cumsum(per_item[shuffled]), cfg.max_time_rows)) + 1
+    max_rows = cfg.max_boost_rows if name == "boost" else cfg.max_time_rows
+    n_take = int(np.searchsorted(np.cumsum(per_item[shuffled]), max_rows)) + 1
     chosen = np.sort(shuffled[:n_take])
     local = np.full(idx.n_items, -1, dtype=np.int64)
     local[chosen] = np.arange(chosen.size)
@@ -161,6 +162,7 @@ def fit_time_models(
     numeric = model.known_numeric[np.searchsorted(model.known_codes, idx.item_codes[chosen])] if model.known_numeric is not None else None
     features = TimeFeatures(
         dim=emb.shape[1],
+        projection=main_directions(emb[:: max(1, len(emb) // 5000)], cfg.time_embedding_dims),
         job_counts=np.bincount(idx.op_job, minlength=n_jobs),
         res_counts=np.bincount(idx.op_res, minlength=len(model.vocab.res_codes)),
         n_numeric=0 if numeric is None else numeric.shape[1],
@@ -430,6 +432,9 @@ def train(
     routing_scores: dict[str, dict[str, Any]] = {}
     centre_scores: dict[str, dict[str, Any]] = {}
     fitted: dict[str, dict[str, TimeModel]] = {"baseline": {}}
+    time_fit_codes: dict[str, list[str]] = {}
+    # (fitted ranker, codes of the items it learned from) of the routing and work-centre classifiers.
+    learned_parts: dict[str, tuple[Any, list[str]] | None] = {}
     ranker = None
     if n_hold:
         stage(45, "fitting the index without held-out items")
@@ -454,8 +459,9 @@ def train(
             stage(52, "fitting and scoring the routing classifier")
             allowed_local = np.flatnonzero(fit_allowed[train_rows])
             sample = ClassifierSample.draw(scoring_model, allowed_local, rng)
-            ranker, _ = fit_routing_ranker(scoring_model, sample)
+            ranker, rows = fit_routing_ranker(scoring_model, sample)
             if ranker is not None:
+                learned_parts["routing"] = (ranker, scoring_model.index.item_codes[rows].tolist())
                 ranked_core = scoring_model.route_neighbors(query_emb, vote_core.nbr, vote_core.sims, ranker)
                 ranked = score(ranked_core, None, None)
                 routing_scores["classifier"] = {k: ranked.get(k) for k in ROUTING_METRICS}
@@ -466,8 +472,9 @@ def train(
         if "classifier" in cfg.routing_candidates:
             stage(54, "fitting and scoring the work-centre classifier")
             scoring_model.routing_ranker = ranker if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier" else None
-            res_ranker, _ = fit_work_centre_ranker(scoring_model, sample)
+            res_ranker, rows = fit_work_centre_ranker(scoring_model, sample)
             if res_ranker is not None:
+                learned_parts["centre"] = (res_ranker, scoring_model.index.item_codes[rows].tolist())
                 centred_core = scoring_model.route_neighbors(query_emb, vote_core.nbr, vote_core.sims, scoring_model.routing_ranker, res_ranker)
                 centred = score(centred_core, None, None)
                 centre_scores["classifier"] = {"res_match": centred.get("res_match")}
@@ -478,7 +485,8 @@ def train(
         excluded_local = frozenset(scoring_model.index.item_codes[~fit_allowed[train_rows]].tolist())
         for i, name in enumerate(learned):
             stage(55 + 25 * i / max(len(learned), 1), f"fitting and scoring {name}")
-            fitted[name], _ = fit_time_models(scoring_model, name, rng, exclude_codes=excluded_local)
+            fitted[name], rows = fit_time_models(scoring_model, name, rng, exclude_codes=excluded_local)
+            time_fit_codes[name] = scoring_model.index.item_codes[rows].tolist()
             if fitted[name]:
                 scores[name] = score(core, fitted[name].get("run"), fitted[name].get("setup"))
 
@@ -490,39 +498,35 @@ def train(
         # The held-out metrics of the combination actually shipped (run and setup may come from different candidates).
         run_model, setup_model = fitted.get(selected, {}).get("run"), fitted.get(selected_setup, {}).get("setup")
         selected_metrics = scores[selected] if selected == selected_setup else score(core, run_model, setup_model)
-        del scoring_model, core, vote_core, fitted
+        del scoring_model, core, vote_core
     else:
         selected_metrics = {}
 
     stage(82, "fitting the final index on all items")
+    # The learned parts ship as they were scored: fitted without the monitoring (and held-out) items,
+    # so no refit on more items could be graded honestly, and the held-out metrics describe exactly
+    # what ships. Only the neighbour index grows to every item.
     model = build_model(cfg, encoder, vocab, full, full_neighbors, known_codes, known_emb, known_numeric)
-    fit_rows: set[int] = set()
-    final_sample: ClassifierSample | None = None
-    if selected_routing == "classifier":
-        stage(84, "refitting the routing classifier on all items")
-        final_sample = ClassifierSample.draw(model, np.flatnonzero(fit_allowed), rng)
-        model.routing_ranker, rows = fit_routing_ranker(model, final_sample)
-        fit_rows.update(rows.tolist())
-        if model.routing_ranker is None:
-            selected_routing = "vote"
-    if selected_centre == "classifier":
-        stage(86, "refitting the work-centre classifier on all items")
-        if final_sample is None:
-            final_sample = ClassifierSample.draw(model, np.flatnonzero(fit_allowed), rng)
-        model.res_ranker, rows = fit_work_centre_ranker(model, final_sample)
-        fit_rows.update(rows.tolist())
-    chosen = {"run": selected, "setup": selected_setup}
-    for name in sorted({n for n in chosen.values() if n != "baseline"}):
-        targets = tuple(t for t in TARGETS if chosen[t] == name)
-        stage(88, f"refitting {name} ({' and '.join(targets)} times) on all items")
-        refit, rows = fit_time_models(model, name, rng, targets=targets, exclude_codes=excluded)
-        fit_rows.update(rows.tolist())
-        if "run" in targets:
-            model.time_model, model.selected = refit.get("run"), (name if "run" in refit else "baseline")
-        if "setup" in targets:
-            model.setup_model, model.selected_setup = refit.get("setup"), (name if "setup" in refit else "baseline")
+    fit_codes: set[str] = set()
+    if selected_routing == "classifier" and learned_parts.get("routing") is not None:
+        model.routing_ranker, codes = learned_parts["routing"]
+        fit_codes.update(codes)
+    else:
+        selected_routing = "vote"
+    if selected_centre == "classifier" and learned_parts.get("centre") is not None:
+        model.res_ranker, codes = learned_parts["centre"]
+        fit_codes.update(codes)
+    for target, name in (("run", selected), ("setup", selected_setup)):
+        time_model = fitted.get(name, {}).get(target)
+        if name == "baseline" or time_model is None:
+            continue
+        if target == "run":
+            model.time_model, model.selected = time_model, name
+        else:
+            model.setup_model, model.selected_setup = time_model, name
+        fit_codes.update(time_fit_codes[name])
     model.monitoring_codes = monitoring_codes
-    model.fit_codes = full.item_codes[np.array(sorted(fit_rows), dtype=np.int64)] if fit_rows else np.zeros(0, dtype=full.item_codes.dtype)
+    model.fit_codes = np.array(sorted(fit_codes), dtype=full.item_codes.dtype) if fit_codes else np.zeros(0, dtype=full.item_codes.dtype)
 
     stage(97, "summarising")
     cutoff = None

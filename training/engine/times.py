@@ -61,6 +61,16 @@ def _weighted_mean(groups: np.ndarray, values: np.ndarray, weights: np.ndarray, 
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+def main_directions(emb: np.ndarray, dims: int) -> np.ndarray | None:
+    """(d, dims) the first `dims` right singular vectors of `emb` (n, d); None when d <= dims already."""
+    if emb.shape[1] <= dims or emb.shape[0] == 0:
+        return None
+    _, _, vt = np.linalg.svd(np.asarray(emb, dtype=np.float64), full_matrices=False)
+    directions = np.zeros((emb.shape[1], dims))
+    directions[:, : min(dims, vt.shape[0])] = vt[:dims].T
+    return directions
+
+
 def lookup_times(index: IndexData, stride: int, nbr: np.ndarray, sims: np.ndarray, op_query: np.ndarray, op_token: np.ndarray) -> TimeLookup:
     """Times of the predicted operations `(op_query[p], op_token[p])` from the query's neighbours.
 
@@ -120,6 +130,64 @@ class BaselineColumn(RegressorMixin, BaseEstimator):
         return np.asarray(X[:, self.column], dtype=np.float64)
 
 
+class ResidualBoost(RegressorMixin, BaseEstimator):
+    """Per-operation linear model in log space, then gradient-boosted trees on what it leaves.
+
+    Operation times often follow power laws of the item's sizes (run time ~ length^a x thickness^b,
+    per operation): in log space that is linear, with slopes of its own per JOB_CD. Stage one fits,
+    for each JOB_CD code, a ridge regression of log1p(minutes) on the neighbour baseline, the standard
+    time and the item's numeric attributes (each with a missing-value indicator), shrunk towards one
+    regression over all operations so that a rare JOB_CD borrows from the others. Stage two fits
+    boosted trees on the residual with every feature (embedding, codes, ...): what is not linear.
+    One fit each, no cross-validation: cheap enough to learn from several times the network's rows.
+    """
+
+    def __init__(
+        self, job_column: int = 0, linear_columns: tuple[int, ...] = (), shrink: float = 20.0,
+        max_iter: int = 100, learning_rate: float = 0.2, max_leaf_nodes: int = 31, seed: int = 0,
+    ) -> None:
+        self.job_column = job_column
+        self.linear_columns = linear_columns
+        self.shrink = shrink
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.seed = seed
+
+    def _design(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        values = np.asarray(X[:, list(self.linear_columns)], dtype=np.float64)
+        missing = values == MISSING_NUMERIC
+        return np.hstack([np.ones((len(values), 1)), np.where(missing, 0.0, values), missing])
+
+    def _linear(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        jobs = np.clip(X[:, self.job_column].astype(np.int64), 0, self.coef_.shape[0] - 1)
+        return np.einsum("ij,ij->i", self._design(X), self.coef_[jobs])
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ResidualBoost:  # noqa: N803 - sklearn naming
+        y = np.asarray(y, dtype=np.float64)
+        z = self._design(X)
+        q = z.shape[1]
+        ridge = np.eye(q) * 1e-3
+        ridge[0, 0] = 0.0
+        shared = np.linalg.lstsq(z.T @ z + ridge * len(y), z.T @ y, rcond=None)[0]
+        jobs = X[:, self.job_column].astype(np.int64)
+        self.coef_ = np.tile(shared, (int(jobs.max(initial=0)) + 1, 1))
+        prior = np.eye(q) * self.shrink
+        for job in np.unique(jobs):
+            rows = jobs == job
+            zj = z[rows]
+            self.coef_[job] = np.linalg.lstsq(zj.T @ zj + prior, zj.T @ y[rows] + prior @ shared, rcond=None)[0]
+        self.tree_ = HistGradientBoostingRegressor(
+            max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
+            early_stopping=False, random_state=self.seed,
+        ).fit(X, y - self._linear(X))
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        return self._linear(X) + self.tree_.predict(X)
+
+
 class TimeFeatures:
     """Builds the estimator input: item embedding, JOB_CD / RES_CD codes, log baseline, log standard.
 
@@ -128,8 +196,11 @@ class TimeFeatures:
     ~300 one-hot columns to the tree instead made it several times slower.
     """
 
-    def __init__(self, dim: int, job_counts: np.ndarray, res_counts: np.ndarray, n_numeric: int = 0) -> None:
-        self.dim = dim
+    def __init__(self, dim: int, job_counts: np.ndarray, res_counts: np.ndarray, n_numeric: int = 0, projection: np.ndarray | None = None) -> None:
+        # A wide item embedding (one-hot, no SVD) enters the estimators through its main directions:
+        # `projection` (embedding dim, dim) keeps their cost bounded by `dim`, not by the encoding.
+        self.projection = None if projection is None else np.ascontiguousarray(projection, dtype=np.float32)
+        self.dim = dim if projection is None else int(projection.shape[1])
         self.job_col, self.n_job_cols = self._columns(job_counts)
         self.res_col, self.n_res_cols = self._columns(res_counts)
         # The item's numeric attributes as such (see `numeric_attributes`): the embedding mixes and
@@ -167,7 +238,8 @@ class TimeFeatures:
         """
         n = emb.shape[0]
         x = np.empty((n, self.width), dtype=np.float32)
-        x[:, : self.dim] = emb
+        projection = getattr(self, "projection", None)
+        x[:, : self.dim] = emb if projection is None else emb @ projection
         x[:, self.dim] = self.job_col[op_job]
         x[:, self.dim + 1] = self.res_col[op_res]
         std_missing = ~np.isfinite(std)
@@ -246,6 +318,9 @@ def make_estimator(name: str, features: TimeFeatures, seed: int, n_rows: int = 2
 
     if name == "mlp":
         return mlp()
+    if name == "boost":
+        c = features.baseline_column
+        return ResidualBoost(features.code_columns[0], tuple(range(c, features.width)), seed=seed)
     if name == "stacking":
         # Codes go to the tree as plain ordinal numbers: its native categorical support wraps
         # every predict in a ColumnTransformer (~3 ms per call); the baseline feature already
@@ -323,6 +398,9 @@ def _fast_predictor(estimator: BaseEstimator):
         network = estimator.steps[-1][1]
         if isinstance(network, MLPRegressor) and network.activation == "relu" and len(estimator.steps) == 2:
             return _FastMLP(estimator).predict
+    if isinstance(estimator, ResidualBoost):
+        trees = _fast_predictor(estimator.tree_)
+        return None if trees is None else (lambda x: estimator._linear(x) + trees(x))
     if isinstance(estimator, StackingRegressor) and not estimator.passthrough and isinstance(estimator.final_estimator_, RidgeCV):
         parts = [_fast_predictor(e) if not isinstance(e, BaselineColumn) else e.predict for e in estimator.estimators_]
         if all(p is not None for p in parts):

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from erp.data import table_counts
 from registry.models import ModelVersion
-from training.models import CANDIDATES, TrainingJob
+from training.models import DEFAULT_CANDIDATES, TrainingJob
 from training.pipeline import run_job
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
     help = "Train once through the pipeline and print wall time per stage, peak memory, bundle size and load time."
 
     def add_arguments(self, parser):
-        parser.add_argument("--candidates", default=",".join(CANDIDATES))
+        parser.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES))
         parser.add_argument("--label", default=None)
         parser.add_argument("--activate", action="store_true", help="Activate the version (the prediction and quality benchmarks need one).")
         parser.add_argument("--min-improvement-pct", type=float, default=None, help="e.g. -100 to force a learned candidate")

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from registry.models import ModelVersion
 from routing_ml.errors import RoutingMLError
-from training.models import CANDIDATES, TrainingJob
+from training.models import CANDIDATES, DEFAULT_CANDIDATES, TrainingJob
 from training.pipeline import run_job
 
 
@@ -71,7 +71,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--label", help="Label of the new version (default: a timestamp).")
-        parser.add_argument("--candidates", default=",".join(CANDIDATES), help="Comma-separated: baseline,mlp,stacking.")
+        parser.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES), help=f"Comma-separated, from {','.join(CANDIDATES)}.")
         parser.add_argument("--sample-size", type=int, help="Train on a seeded sample of this many items.")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--min-improvement-pct", type=float, help="A candidate must beat baseline's trimmed MAE by this much.")
