@@ -33,12 +33,14 @@ def eligible_items(window_days: int, min_rows: int = 1, end: datetime | None = N
         return pd.DataFrame(columns=["ITEM_CD", "PART_TYPE", "rows", "last_report"]), None, None
     start = end - timedelta(days=window_days)
     wr, it, ro = WorkResult._meta.db_table, Item._meta.db_table, RoutingOperation._meta.db_table
+    # Count the window's rows per item first, then join the item master and test for a routing once
+    # per item, not once per work-result row (~3 rows an item; 230,000 rows in 30 days at 325k items).
     sql = (
-        f'SELECT w."ITEM_CD", i."PART_TYPE", COUNT(*), MAX(w."REPORT_DT") FROM "{wr}" w '
+        f'SELECT w."ITEM_CD", i."PART_TYPE", w.n, w.last_report FROM ('
+        f'SELECT "ITEM_CD", COUNT(*) AS n, MAX("REPORT_DT") AS last_report FROM "{wr}" '
+        f'WHERE "REPORT_DT" >= %s AND "REPORT_DT" <= %s GROUP BY "ITEM_CD" HAVING COUNT(*) >= %s) w '
         f'JOIN "{it}" i ON i."ITEM_CD" = w."ITEM_CD" '
-        f'WHERE w."REPORT_DT" >= %s AND w."REPORT_DT" <= %s '
-        f'AND EXISTS (SELECT 1 FROM "{ro}" r WHERE r."ITEM_CD" = w."ITEM_CD") '
-        f'GROUP BY w."ITEM_CD", i."PART_TYPE" HAVING COUNT(*) >= %s'
+        f'WHERE EXISTS (SELECT 1 FROM "{ro}" r WHERE r."ITEM_CD" = w."ITEM_CD")'
     )
     with connections[_alias()].cursor() as cursor:
         cursor.execute(sql, [start, end, min_rows])
