@@ -53,7 +53,9 @@ def run_cycle(
     try:
         if version is None:
             raise CycleFailure("No model version is active: there is nothing to evaluate.", code=ErrorCode.MODEL_NOT_FOUND)
-        eligible, window_start, window_end = eligible_items(cfg.recent_window_days, cfg.min_work_orders)
+        eligible, window_start, window_end = eligible_items(
+            cfg.recent_window_days, cfg.min_work_orders, last_report=cycle.sample_strategy == QualitySettings.Strategy.RECENT
+        )
         _, model = loader.get(version.label)
         # Graded on items no learned part of the version was fitted on (its monitoring set first).
         codes, population = monitoring_sample(eligible, model, cycle.sample_size, cycle.sample_strategy, cfg.sample_seed)

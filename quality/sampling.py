@@ -26,8 +26,14 @@ def newest_report_date() -> datetime | None:
     return WorkResult.objects.using(_alias()).aggregate(newest=Max("report_dt"))["newest"]
 
 
-def eligible_items(window_days: int, min_rows: int = 1, end: datetime | None = None) -> tuple[pd.DataFrame, datetime | None, datetime | None]:
-    """Items produced in the window: DataFrame[ITEM_CD, PART_TYPE, rows, last_report] plus the window bounds."""
+def eligible_items(
+    window_days: int, min_rows: int = 1, end: datetime | None = None, *, last_report: bool = True
+) -> tuple[pd.DataFrame, datetime | None, datetime | None]:
+    """Items produced in the window: DataFrame[ITEM_CD, PART_TYPE, rows, last_report] plus the window bounds.
+
+    `last_report=False` leaves that column empty (None): only the "recent" strategy reads it, and the
+    maximum over every window row's date is ~15 % of the query at 325k items.
+    """
     end = end or newest_report_date()
     if end is None:
         return pd.DataFrame(columns=["ITEM_CD", "PART_TYPE", "rows", "last_report"]), None, None
@@ -35,9 +41,10 @@ def eligible_items(window_days: int, min_rows: int = 1, end: datetime | None = N
     wr, it, ro = WorkResult._meta.db_table, Item._meta.db_table, RoutingOperation._meta.db_table
     # Count the window's rows per item first, then join the item master and test for a routing once
     # per item, not once per work-result row (~3 rows an item; 230,000 rows in 30 days at 325k items).
+    newest = 'MAX("REPORT_DT")' if last_report else "NULL"
     sql = (
         f'SELECT w."ITEM_CD", i."PART_TYPE", w.n, w.last_report FROM ('
-        f'SELECT "ITEM_CD", COUNT(*) AS n, MAX("REPORT_DT") AS last_report FROM "{wr}" '
+        f'SELECT "ITEM_CD", COUNT(*) AS n, {newest} AS last_report FROM "{wr}" '
         f'WHERE "REPORT_DT" >= %s AND "REPORT_DT" <= %s GROUP BY "ITEM_CD" HAVING COUNT(*) >= %s) w '
         f'JOIN "{it}" i ON i."ITEM_CD" = w."ITEM_CD" '
         f'WHERE EXISTS (SELECT 1 FROM "{ro}" r WHERE r."ITEM_CD" = w."ITEM_CD")'
