@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
 
-from erp.data import load_actuals, load_current_routings, load_items
+from erp.data import load_actuals, load_current_routings, select_frame
+from erp.models import Item
 from predictions.service import predict_items
 from training.engine import metrics as routing_metrics
 from training.engine.tables import assign_occurrences
@@ -57,6 +59,18 @@ def prefer_unseen(actuals: pd.DataFrame, after: datetime | None) -> tuple[pd.Dat
     return kept, info
 
 
+def _job_sequences(routings: pd.DataFrame) -> dict[str, list[str]]:
+    """{item: its JOB_CD in PROC_SEQ order}: the groups of the sorted frame, split with numpy rather
+    than a pandas groupby that builds a frame per item."""
+    ordered = routings.sort_values(["ITEM_CD", "PROC_SEQ"])
+    items, jobs = ordered["ITEM_CD"].to_numpy(), ordered["JOB_CD"].tolist()
+    if not len(items):
+        return {}
+    starts = np.flatnonzero(np.r_[True, items[1:] != items[:-1]])
+    ends = np.r_[starts[1:], len(items)]
+    return {items[a]: jobs[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)}
+
+
 def evaluate(item_codes: list[str], model_version: str, *, after: datetime | None = None, since: datetime | None = None) -> Evaluation:
     """Predict `item_codes` with `model_version` and score the predictions.
 
@@ -77,14 +91,15 @@ def evaluate(item_codes: list[str], model_version: str, *, after: datetime | Non
             failed.append({"item_cd": result.item_cd, "error": result.error})
     codes = [p["item_cd"] for p in predictions]
     routings = load_current_routings(codes)
-    actual_routings = {code: list(group["JOB_CD"]) for code, group in routings.sort_values(["ITEM_CD", "PROC_SEQ"]).groupby("ITEM_CD", sort=False)}
+    actual_routings = _job_sequences(routings)
     actuals, source = prefer_unseen(assign_occurrences(load_actuals(codes, since=since), routings), after)
     source["since"] = since.isoformat() if since else None
     overall = routing_metrics.evaluate(predictions, actual_routings, actuals)
     with_actuals = set(actuals["ITEM_CD"]) if not actuals.empty else set()
     without = sorted(set(codes) - with_actuals)
 
-    part_types = load_items(codes)[["ITEM_CD", "PART_TYPE"]] if codes else pd.DataFrame(columns=["ITEM_CD", "PART_TYPE"])
+    # Only the two columns it needs (not the whole item master row of each item).
+    part_types = select_frame(Item, ["ITEM_CD", "PART_TYPE"], codes) if codes else pd.DataFrame(columns=["ITEM_CD", "PART_TYPE"])
     part_of = dict(zip(part_types["ITEM_CD"], part_types["PART_TYPE"].fillna("(none)"), strict=False))
     by_part: dict[str, dict] = {}
     for part_type in sorted(set(part_of.values())):
