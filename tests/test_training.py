@@ -332,6 +332,19 @@ def test_feature_weights_from_the_command_are_used_and_saved_with_the_model(smal
     assert TrainingJob.objects.get(model_version=version).parameters["feature_weights"] == {"OUTDIAMETER": 3.0, "ITEM_MATERIAL": 0.0}
 
 
+def test_max_embedding_width_bounds_what_the_settings_search_may_choose(small_erp, admin_api):
+    result = train_sync(label="narrow", candidates="baseline", max_embedding_width=32)
+    version = ModelVersion.objects.get(label=result["label"])
+    search = version.metrics["search"]
+    assert search["chosen"]["embedding"] in (16, 32)
+    assert all(t["embedding"] in (16, 32) for t in search["trials"])  # "none" and 64 were never tried
+    assert TrainingJob.objects.get(model_version=version).parameters["max_embedding_width"] == 32
+    with pytest.raises(CommandError, match="at least 16"):
+        call_command("train", max_embedding_width=8, stdout=io.StringIO())
+    refused = admin_api.post("/api/v1/training/jobs/", {"max_embedding_width": 4}, format="json")
+    assert refused.status_code == 400 and "max_embedding_width" in refused.content.decode()
+
+
 @pytest.mark.parametrize(
     "text, reason",
     [("{not json", "JSON object"), ('{"NO_SUCH_COLUMN": 1}', "unknown feature 'NO_SUCH_COLUMN'"), ('{"OUTDIAMETER": -1}', "number >= 0")],

@@ -45,7 +45,7 @@ def engine_config(parameters: dict):
     fields = {}
     if parameters.get("candidates"):
         fields["candidates"] = tuple(parameters["candidates"])
-    for name in ("min_improvement_pct", "seed", "top_k", "n_components", "holdout_share"):
+    for name in ("min_improvement_pct", "seed", "top_k", "n_components", "holdout_share", "max_embedding_width"):
         if parameters.get(name) is not None:
             fields[name] = parameters[name]
     if "min_improvement_pct" not in fields:

@@ -26,6 +26,10 @@ class TrainingRequestSerializer(serializers.Serializer):
     sample_size = serializers.IntegerField(required=False, min_value=20, max_value=10_000_000)
     seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**32 - 1)
     min_improvement_pct = serializers.FloatField(required=False, min_value=0, max_value=100)
+    max_embedding_width = serializers.IntegerField(
+        required=False, min_value=16, max_value=4096,
+        help_text="Widest item embedding the settings search may choose (default 256): 32 for the fastest answers.",
+    )
     until = serializers.DateField(required=False)
     activate = serializers.BooleanField(required=False, default=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)

@@ -133,6 +133,10 @@ class EngineConfig:
     max_time_rows: int = 30_000
     # The same for "boost": one tree fit, no cross-validation, so it can afford more rows.
     max_boost_rows: int = 60_000
+    # The widest item embedding the search may choose ("none" counts as the encoded width). A wide
+    # embedding can route better but every neighbour search costs in proportion (and prunes worse
+    # above ~32 dimensions): a factory that needs faster answers sets 32.
+    max_embedding_width: int = 256
     # The time estimators see the item embedding through at most this many main directions.
     time_embedding_dims: int = 32
     # How numeric attributes are compared: "log" (sizes spanning decades) or "linear".

@@ -162,7 +162,7 @@ class _Trials:
         from .pipeline import build_model  # the pipeline imports this module
 
         encoder = ItemEncoder(config).fit(pd.concat([self.frame_index, self.frame_query], ignore_index=True))
-        if config.n_components == 0 and encoder.n_columns > MAX_IDENTITY_WIDTH:
+        if config.n_components == 0 and encoder.n_columns > min(MAX_IDENTITY_WIDTH, config.max_embedding_width):
             return []
         emb_index = encoder.fit_embedding(encoder.encode(self.frame_index))
         emb_query = encoder.embed_matrix(encoder.encode(self.frame_query))
@@ -263,7 +263,7 @@ def search(
                 best = results[0]
                 current = current.replace(size_transform=transform)
     # 4. the embedding width (or none).
-    for width in (*WIDTH_GRID, 0):
+    for width in (*(w for w in WIDTH_GRID if w <= config.max_embedding_width), 0):
         if width != current.n_components:
             results = trials.run(current.replace(n_components=width), best_weighting, (best["k"],))
             if results and results[0]["objective"] > best["objective"]:

@@ -82,6 +82,10 @@ class Command(BaseCommand):
             "--feature-weights",
             help='JSON object of similarity weights per item attribute, e.g. \'{"OUTDIAMETER": 2, "DRAW_NO": 0.5}\' (0 switches one off).',
         )
+        parser.add_argument(
+            "--max-embedding-width", type=int,
+            help="Widest item embedding the settings search may choose (default 256; 32 for the fastest answers).",
+        )
         parser.add_argument("--activate", action="store_true", help="Activate the version when training succeeds.")
         parser.add_argument("--sync", action="store_true", help="Run in this process and print a short summary of the new version.")
         parser.add_argument("--json", action="store_true", help="With --sync: print the full record as JSON on the last line instead.")
@@ -93,12 +97,14 @@ class Command(BaseCommand):
             return
         if opts["sample_size"] is not None and opts["sample_size"] < 20:
             raise CommandError("--sample-size must be at least 20 items.")
+        if opts["max_embedding_width"] is not None and opts["max_embedding_width"] < 16:
+            raise CommandError("--max-embedding-width must be at least 16 (the narrowest embedding the search tries).")
         if opts["until"] is not None:
             opts["until"] = parse_until(opts["until"])
         parameters = {"candidates": parse_candidates(opts["candidates"]), "seed": opts["seed"], "activate": opts["activate"]}
         if opts["feature_weights"]:
             parameters["feature_weights"] = parse_feature_weights(opts["feature_weights"])
-        for name in ("sample_size", "min_improvement_pct", "until"):
+        for name in ("sample_size", "min_improvement_pct", "until", "max_embedding_width"):
             if opts[name] is not None:
                 parameters[name] = opts[name]
         try:
