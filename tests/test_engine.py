@@ -237,6 +237,21 @@ def test_clustered_index_returns_exactly_the_brute_force_neighbours(n_queries):
     assert np.allclose(sims, -np.sort(-brute, axis=1)[:, :5], atol=1e-6)
 
 
+def test_a_large_batch_searched_in_blocks_answers_exactly_as_in_one_go(monkeypatch):
+    from training.engine import neighbors
+
+    rng = np.random.default_rng(4)
+    centres = _unit(rng, 30, 24)
+    points = centres[rng.integers(0, 30, 20_000)] + 0.3 * rng.standard_normal((20_000, 24)).astype(np.float32)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    index = NeighborIndex.build(points, seed=0)
+    queries, exclude = points[:700], np.arange(700)
+    whole = index.search(queries, 10, exclude=exclude)
+    monkeypatch.setattr(neighbors, "SEARCH_BLOCK_BYTES", 1)  # blocks of 64 queries, the last one shorter
+    blocked = index.search(queries, 10, exclude=exclude)
+    assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])
+
+
 def test_top_k_handles_many_identical_items():
     index = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (20_000, 1))
     rows, sims = top_k(index, index[:3], 5, exclude=np.array([0, 1, 2]))

@@ -132,6 +132,8 @@ FIRST_CLUSTERS = 4
 REPRESENTATIVES_PER_K = 8
 # Rounding margin (radians) on cluster radii so the pruning bound stays safe in float32.
 ANGLE_MARGIN = 1e-3
+# Memory for one block of a batch search's first top-k (see NeighborIndex.search).
+SEARCH_BLOCK_BYTES = 256 * 2**20
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -265,6 +267,16 @@ class NeighborIndex:
         kk = max(0, min(k, n - (1 if (exclude >= 0).any() else 0)))
         if m == 0 or kk == 0:
             return np.empty((m, kk), dtype=np.int64), np.empty((m, kk), dtype=np.float32)
+        # Each query's answer depends on that query alone, so large batches go in blocks: the first
+        # top-k gathers (queries x representatives x dim) floats, gigabytes for thousands of wide queries.
+        gathered = FIRST_CLUSTERS * REPRESENTATIVES_PER_K * kk * queries.shape[1] * 4
+        block = max(64, SEARCH_BLOCK_BYTES // max(gathered, 1))
+        if m > block:
+            parts = [self._search_block(queries[s : s + block], kk, exclude[s : s + block]) for s in range(0, m, block)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return self._search_block(queries, kk, exclude)
+
+    def _search_block(self, queries: np.ndarray, kk: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_clusters = len(self.offsets) - 1
         if n_clusters == 1:
             ex_pos = np.where(exclude >= 0, self.pos[np.maximum(exclude, 0)], -1)
