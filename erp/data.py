@@ -143,12 +143,14 @@ def select_frame(
     where: str = "",
     params: Sequence = (),
     expressions: dict[str, str] | None = None,
+    integer_columns: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """`SELECT columns FROM <ERP table> [WHERE ITEM_CD IN … AND where]` as a DataFrame.
 
     `where` is SQL over quoted ERP column names with `%s` placeholders. Long item-code lists
     are sent in chunks of `IN_CHUNK` (one `= ANY(%s)` array on PostgreSQL). `expressions`
-    replaces the SQL selected for some columns.
+    replaces the SQL selected for some columns; `integer_columns` ({name: SQL}) adds computed
+    int64 columns after them.
     """
     alias = erp_alias(model)
     connection = connections[alias]
@@ -158,6 +160,8 @@ def select_frame(
     fields = [by_column[c] for c in columns]
     expressions = expressions or {}
     selected = [expressions.get(c) or _select_expr(connection, c, f) for c, f in zip(columns, fields, strict=True)]
+    integer_columns = integer_columns or {}
+    selected += list(integer_columns.values())
     base = f"SELECT {', '.join(selected)} FROM {qn(model._meta.db_table)}"
     codes = _unique_codes(item_codes)
     # Always through Django's connection. A second SQLite library in the same process (the ADBC
@@ -179,7 +183,7 @@ def select_frame(
                     marks = ", ".join(["%s"] * len(chunk))
                     cursor.execute(f"{base} WHERE {qn('ITEM_CD')} IN ({marks}){extra}", [*chunk, *params])
                     rows.extend(cursor.fetchall())
-        return _frame(rows, columns, fields)
+        return _frame(rows, [*columns, *integer_columns], [*fields, *[models.BigIntegerField()] * len(integer_columns)])
 
 
 def load_items(item_codes: Iterable[str] | None = None) -> pd.DataFrame:
@@ -250,15 +254,31 @@ def load_actuals(
 
 
 def load_training_frames(
-    until: date | datetime | str | None = None, when: date | datetime | str | None = None
+    until: date | datetime | str | None = None,
+    when: date | datetime | str | None = None,
+    snapshot: bool | None = None,
+    on_read=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(items, current routings, actuals) — everything the training engine needs, in bulk.
 
     `until` trains "as of" a moment: only work results reported before it, and the routings
     current at it (unless `when` names another moment for the routings).
+
+    Through the incremental snapshot (`erp.snapshot`: only what changed since the last read
+    travels) when `snapshot` is True, or None and the `ERP_SNAPSHOT` setting is on; a full read
+    otherwise. Both give the same frames, items sorted by ITEM_CD and actuals in
+    `frames.canonical_actuals` order. `on_read(stats)` hears what the snapshot read.
     """
+    from . import snapshot as erp_snapshot
+
     routing_moment = when if when is not None else until
-    return load_items(), load_current_routings(when=routing_moment), load_actuals(until=until)
+    if snapshot if snapshot is not None else erp_snapshot.enabled():
+        items, routings, actuals, stats = erp_snapshot.training_frames(until=until, when=routing_moment)
+        if on_read is not None:
+            on_read(stats)
+    else:
+        items, routings, actuals = load_items(), load_current_routings(when=routing_moment), load_actuals(until=until)
+    return frames.canonical_items(items), routings, frames.canonical_actuals(actuals)
 
 
 def routing_history(item_cd: str, when: date | datetime | None = None) -> pd.DataFrame:

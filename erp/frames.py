@@ -252,3 +252,33 @@ def latest_per_operation(actuals: pd.DataFrame, keep: int) -> pd.DataFrame:
     ordered = actuals.sort_values([*operation, "REPORT_DT"], ascending=[True] * len(operation) + [False], kind="stable")
     rank = ordered.groupby(operation, sort=False, dropna=False).cumcount()
     return ordered[rank.to_numpy() < keep].sort_index(kind="stable")
+
+
+def _sort_codes(values: pd.Series | np.ndarray) -> np.ndarray:
+    """int64 codes that sort like the values (missing first), for np.lexsort."""
+    codes, _ = pd.factorize(pd.Series(values), sort=True, use_na_sentinel=True)
+    return codes.astype(np.int64)
+
+
+def canonical_items(items: pd.DataFrame) -> pd.DataFrame:
+    """The item master sorted by ITEM_CD: the same frame whatever order the rows were read in."""
+    order = np.argsort(_sort_codes(items["ITEM_CD"]), kind="stable")
+    return items.iloc[order].reset_index(drop=True)
+
+
+def canonical_actuals(actuals: pd.DataFrame) -> pd.DataFrame:
+    """Actuals in one order defined by their content (item, report time, sequence, job, values).
+
+    A database returns rows in no defined order, and a snapshot merged from partitions in yet
+    another; the engine keeps input order on ties and sums floats in it, so both are put in this
+    order before training, and the same rows give the same model to the last bit.
+    """
+    if actuals.empty:
+        return actuals.reset_index(drop=True)
+    keys = [
+        actuals[c].to_numpy(dtype=float, na_value=np.nan) if c in ("ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT") else _sort_codes(actuals[c])
+        for c in reversed(["ITEM_CD", "REPORT_DT", "PROC_SEQ", "JOB_CD", "RES_CD", "ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT"])
+        if c in actuals.columns
+    ]
+    order = np.lexsort(keys)
+    return actuals.iloc[order].reset_index(drop=True)
