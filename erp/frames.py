@@ -267,18 +267,33 @@ def canonical_items(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def canonical_actuals(actuals: pd.DataFrame) -> pd.DataFrame:
-    """Actuals in one order defined by their content (item, report time, sequence, job, values).
+    """Actuals in one order defined by their content: item, report time, then every other column.
 
     A database returns rows in no defined order, and a snapshot merged from partitions in yet
     another; the engine keeps input order on ties and sums floats in it, so both are put in this
-    order before training, and the same rows give the same model to the last bit.
+    order before training, and the same rows give the same model to the last bit. One int64
+    sort on (item, report time); only rows that tie on both are sorted by the other columns.
     """
     if actuals.empty:
         return actuals.reset_index(drop=True)
-    keys = [
-        actuals[c].to_numpy(dtype=float, na_value=np.nan) if c in ("ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT") else _sort_codes(actuals[c])
-        for c in reversed(["ITEM_CD", "REPORT_DT", "PROC_SEQ", "JOB_CD", "RES_CD", "ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT"])
-        if c in actuals.columns
-    ]
-    order = np.lexsort(keys)
+    item = _sort_codes(actuals["ITEM_CD"])
+    reported = _datetimes(actuals["REPORT_DT"])
+    when_uniques, when_rank = np.unique(reported, return_inverse=True)
+    key = (item + 1) * np.int64(len(when_uniques)) + when_rank.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    ordered_key = key[order]
+    tie = np.zeros(len(order), dtype=bool)
+    same = ordered_key[1:] == ordered_key[:-1]
+    tie[1:] |= same
+    tie[:-1] |= same
+    if tie.any():
+        positions = np.flatnonzero(tie)
+        rows = order[positions]
+        rest = actuals.iloc[rows]
+        keys = [
+            rest[c].to_numpy(dtype=float, na_value=np.nan) if c in ("PROC_SEQ", "ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT") else _sort_codes(rest[c])
+            for c in reversed(["PROC_SEQ", "JOB_CD", "RES_CD", "ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT"])
+            if c in rest.columns
+        ]
+        order[positions] = rows[np.lexsort([*keys, key[rows]])]
     return actuals.iloc[order].reset_index(drop=True)

@@ -71,6 +71,10 @@ class TableSpec:
     columns: list[str]
     where: Callable[[Callable[[str], str]], str] = lambda qn: ""
     expressions: Callable[[Callable[[str], str]], dict[str, str]] = lambda qn: {}
+    # Text as pandas Categoricals over Python-object categories: a column of 3 M work-order rows
+    # then costs one string object per distinct value, not per row, and `to_numpy()` downstream is
+    # a take of references. The items stay `str` (the engine gets them as they are).
+    categorical: bool = True
 
     @property
     def table(self) -> str:
@@ -79,7 +83,7 @@ class TableSpec:
 
 ROUTING_COLUMNS = [*_CURRENT_INPUT, "VALID_FROM_DT", "VALID_TO_DT"]
 SPECS = (
-    TableSpec("items", Item, columns_of(Item)),
+    TableSpec("items", Item, columns_of(Item), categorical=False),
     TableSpec(
         "routings",
         RoutingOperation,
@@ -181,8 +185,34 @@ def _read_rows(spec: TableSpec, alias: str, parts: set[int] | None) -> pd.DataFr
     return frame
 
 
+def _is_text(field_: models.Field) -> bool:
+    return not isinstance(field_, models.DateTimeField | models.DateField | models.IntegerField | models.FloatField | models.DecimalField)
+
+
+def _object_categorical(values) -> pd.Categorical:
+    """A Categorical whose categories are Python objects (see TableSpec.categorical)."""
+    if isinstance(values, pd.Series | pd.Index) and isinstance(values.dtype, pd.CategoricalDtype) and values.cat.categories.dtype == object:
+        return values.array
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(np.asarray(uniques, dtype=object), dtype=object))
+
+
+def _arrow_categorical(column) -> pd.Categorical:
+    """A dictionary-encoded Arrow column as an object-category Categorical, without a string object per row."""
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(column.type):
+        return _object_categorical(column.to_pandas())
+    column = column.unify_dictionaries()
+    if column.num_chunks == 0:
+        return pd.Categorical.from_codes(np.zeros(0, dtype=np.int32), categories=pd.Index([], dtype=object))
+    dictionary = column.chunk(0).dictionary
+    codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32) for c in column.chunks])
+    return pd.Categorical.from_codes(codes, categories=pd.Index(np.array(dictionary.to_pylist(), dtype=object), dtype=object))
+
+
 def _normalise(spec: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
-    """The dtypes `erp.data.select_frame` gives each column, whatever Parquet gave back."""
+    """The dtypes `erp.data.select_frame` gives each column (text: see TableSpec.categorical)."""
     by_column = _field_by_column(spec.model)
     out = {}
     for column in spec.columns:
@@ -194,10 +224,30 @@ def _normalise(spec: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
             out[column] = values.astype(np.int64) if not values.isna().any() else values.astype("Int64")
         elif isinstance(field_, models.FloatField | models.DecimalField):
             out[column] = values.to_numpy(dtype=float)
+        elif spec.categorical:
+            out[column] = _object_categorical(values)
         else:
-            out[column] = values.astype("str") if values.dtype != "str" else values
+            out[column] = values if values.dtype == "str" else values.astype("str")
     out[PART] = frame[PART].to_numpy(dtype=np.int32)
     return pd.DataFrame(out, columns=[*spec.columns, PART])
+
+
+def _concat(spec: TableSpec, kept: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+    """Kept snapshot rows + re-read rows, categorical text staying categorical (one union of categories)."""
+    from pandas.api.types import union_categoricals
+
+    if not len(fresh):
+        return kept.reset_index(drop=True)
+    out = {}
+    for column in kept.columns:
+        left, right = kept[column], fresh[column]
+        if isinstance(left.dtype, pd.CategoricalDtype):
+            out[column] = union_categoricals([left.array, _object_categorical(right)])
+        else:
+            out[column] = np.concatenate([left.to_numpy(), right.to_numpy()]) if left.dtype == right.dtype and left.dtype != "str" else None
+            if out[column] is None:
+                out[column] = pd.concat([left, right], ignore_index=True)
+    return pd.DataFrame(out, columns=kept.columns)
 
 
 # ------------------------------------------------------------------------------------------ storage
@@ -233,14 +283,20 @@ def _read_table(generation: Path, entry: dict, spec: TableSpec) -> pd.DataFrame:
     try:
         if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
             raise SnapshotCorrupt(f"{generation.name}/{entry['file']}: size or sha256 does not match the manifest")
-        table = pq.read_table(path)
+        by_column = _field_by_column(spec.model)
+        text = [c for c in spec.columns if _is_text(by_column[c])] if spec.categorical else []
+        table = pq.read_table(path, read_dictionary=text)
+        if table.num_rows != entry["rows"] or table.column_names != [*spec.columns, PART]:
+            raise SnapshotCorrupt(f"{generation.name}/{entry['file']}: {table.num_rows} rows of {table.column_names}, not what the manifest says")
+        frame = pd.DataFrame(
+            {c: _arrow_categorical(table.column(c)) if c in text else table.column(c).to_pandas() for c in table.column_names},
+            columns=table.column_names,
+        )
     except SnapshotCorrupt:
         raise
     except Exception as exc:  # missing file, truncated Parquet, …
         raise SnapshotCorrupt(f"{generation.name}/{entry['file']}: {type(exc).__name__}: {exc}")
-    if table.num_rows != entry["rows"]:
-        raise SnapshotCorrupt(f"{generation.name}/{entry['file']}: {table.num_rows} rows, the manifest says {entry['rows']}")
-    return _normalise(spec, table.to_pandas())
+    return _normalise(spec, frame)
 
 
 def _write_generation(base: Path, tables: dict[str, pd.DataFrame], reuse: dict[str, tuple[Path, dict]], manifest: dict) -> Path:
@@ -333,7 +389,7 @@ def read_raw(rebuild: bool = False, write: bool = True) -> tuple[dict[str, pd.Da
                 logger.warning("ERP snapshot unusable, re-reading %s in full: %s", spec.name, exc)
                 stats.reason = f"rebuilt {spec.name}: {exc}"
         if old is None:
-            fresh = _read_rows(spec, alias, None)
+            fresh = _normalise(spec, _read_rows(spec, alias, None))
             tables[spec.name] = fresh
             stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "full", len(fresh), len(markers)
         elif not parts:
@@ -343,7 +399,7 @@ def read_raw(rebuild: bool = False, write: bool = True) -> tuple[dict[str, pd.Da
         else:
             fresh = _read_rows(spec, alias, parts)
             kept = old[~old[PART].isin(list(parts)).to_numpy()]
-            tables[spec.name] = pd.concat([kept, fresh], ignore_index=True) if len(fresh) else kept.reset_index(drop=True)
+            tables[spec.name] = _concat(spec, kept, fresh)
             stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "partial", len(fresh), len(parts)
     if write and len(reuse) < len(SPECS):
         try:
