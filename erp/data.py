@@ -107,7 +107,17 @@ def to_datetime64(values: Sequence) -> np.ndarray:
     return parsed[codes]  # code -1 (None) picks the trailing NaT
 
 
-def _column(values: Sequence, field: models.Field):
+def _categorical(values: Sequence) -> pd.Categorical:
+    """Text as a Categorical over Python-object categories: one hash per value, no Arrow conversion per row.
+
+    The frames built from it (`erp.frames`) take the text back out through Arrow in one cast,
+    instead of turning every value into an Arrow string, back into a Python object and again.
+    """
+    codes, uniques = pd.factorize(np.array(values, dtype=object), use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype=object))
+
+
+def _column(values: Sequence, field: models.Field, categorical: bool = False):
     if isinstance(field, models.DateTimeField | models.DateField):
         return to_datetime64(values)
     if isinstance(field, models.IntegerField):
@@ -115,15 +125,17 @@ def _column(values: Sequence, field: models.Field):
         return numbers.astype(np.int64) if not np.isnan(numbers).any() else pd.array(numbers, dtype="Int64")
     if isinstance(field, models.FloatField | models.DecimalField):
         return np.array(values, dtype=float)
+    if categorical:
+        return _categorical(values)
     return pd.array(np.array(values, dtype=object), dtype="str")
 
 
-def _frame(rows: list[tuple], columns: list[str], fields: list[models.Field]) -> pd.DataFrame:
+def _frame(rows: list[tuple], columns: list[str], fields: list[models.Field], categorical: bool = False) -> pd.DataFrame:
     if rows:
         by_column = list(zip(*rows, strict=True))
     else:
         by_column = [()] * len(columns)
-    return pd.DataFrame({c: _column(v, f) for c, v, f in zip(columns, by_column, fields, strict=True)}, columns=columns)
+    return pd.DataFrame({c: _column(v, f, categorical) for c, v, f in zip(columns, by_column, fields, strict=True)}, columns=columns)
 
 
 def _select_expr(connection, column: str, field: models.Field) -> str:
@@ -144,13 +156,14 @@ def select_frame(
     params: Sequence = (),
     expressions: dict[str, str] | None = None,
     integer_columns: dict[str, str] | None = None,
+    categorical: bool = False,
 ) -> pd.DataFrame:
     """`SELECT columns FROM <ERP table> [WHERE ITEM_CD IN … AND where]` as a DataFrame.
 
     `where` is SQL over quoted ERP column names with `%s` placeholders. Long item-code lists
     are sent in chunks of `IN_CHUNK` (one `= ANY(%s)` array on PostgreSQL). `expressions`
     replaces the SQL selected for some columns; `integer_columns` ({name: SQL}) adds computed
-    int64 columns after them.
+    int64 columns after them. `categorical` returns text as Categoricals (see `_categorical`).
     """
     alias = erp_alias(model)
     connection = connections[alias]
@@ -183,7 +196,7 @@ def select_frame(
                     marks = ", ".join(["%s"] * len(chunk))
                     cursor.execute(f"{base} WHERE {qn('ITEM_CD')} IN ({marks}){extra}", [*chunk, *params])
                     rows.extend(cursor.fetchall())
-        return _frame(rows, [*columns, *integer_columns], [*fields, *[models.BigIntegerField()] * len(integer_columns)])
+        return _frame(rows, [*columns, *integer_columns], [*fields, *[models.BigIntegerField()] * len(integer_columns)], categorical)
 
 
 def load_items(item_codes: Iterable[str] | None = None) -> pd.DataFrame:
@@ -212,7 +225,7 @@ def load_current_routings(item_codes: Iterable[str] | None = None, when: date | 
     where = f"({qn('VALID_FROM_DT')} IS NULL OR {qn('VALID_FROM_DT')} <= %s) AND ({qn('VALID_TO_DT')} IS NULL OR {qn('VALID_TO_DT')} >= %s)"
     # TIME_UNIT is nearly always minutes: NULL costs no string object per row, and frames read NULL as minutes
     expressions = {"TIME_UNIT": f"NULLIF({qn('TIME_UNIT')}, 'MIN')"}
-    raw = select_frame(RoutingOperation, _CURRENT_INPUT, item_codes, where, [at, at], expressions)
+    raw = select_frame(RoutingOperation, _CURRENT_INPUT, item_codes, where, [at, at], expressions, categorical=True)
     return frames.current_routings(raw, when)
 
 
@@ -225,6 +238,7 @@ def load_work_results(
     until: date | datetime | None = None,
     columns: list[str] | None = None,
     usable_only: bool = False,
+    categorical: bool = False,
 ) -> pd.DataFrame:
     """Raw work-order results (`BI_WORK_ORDER_RESULTS`, hours), `since <= REPORT_DT < until`.
 
@@ -241,7 +255,7 @@ def load_work_results(
     if until is not None:
         conditions.append(f"{qn('REPORT_DT')} < %s")
         params.append(_db_datetime(until, alias))
-    return select_frame(WorkResult, columns, item_codes, " AND ".join(conditions), params)
+    return select_frame(WorkResult, columns, item_codes, " AND ".join(conditions), params, categorical=categorical)
 
 
 def load_actuals(
@@ -250,7 +264,7 @@ def load_actuals(
     until: date | datetime | None = None,
 ) -> pd.DataFrame:
     """Actual times per work-order operation in minutes (`erp.frames.ACTUAL_COLUMNS`), `since <= REPORT_DT < until`."""
-    return frames.actuals_from_work_results(load_work_results(item_codes, since, until, _ACTUAL_INPUT, usable_only=True))
+    return frames.actuals_from_work_results(load_work_results(item_codes, since, until, _ACTUAL_INPUT, usable_only=True, categorical=True))
 
 
 def load_training_frames(

@@ -167,7 +167,7 @@ def current_routings(routings: pd.DataFrame, when: date | datetime | pd.Timestam
     final = rows[np.lexsort((seq, item_rank[item_code]))]
 
     def column(name: str):
-        return routings[name].to_numpy()[final] if name in routings else None
+        return _text_take(routings[name], final) if name in routings else None
 
     def numbers(name: str) -> np.ndarray:
         if name not in routings:
@@ -190,6 +190,22 @@ def current_routings(routings: pd.DataFrame, when: date | datetime | pd.Timestam
         },
         columns=CURRENT_ROUTING_COLUMNS,
     )
+
+
+def _text_take(column: pd.Series, rows: np.ndarray):
+    """`column`'s values at `rows`, for a text column of a new frame.
+
+    A Categorical (the ERP snapshot's text) becomes the `str` array through Arrow, without a
+    Python string object per row; anything else is taken as an array, as before.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        import pyarrow as pa
+
+        codes = column.cat.codes.to_numpy()[rows]
+        dictionary = pa.array(column.cat.categories.to_numpy(dtype=object), type=pa.large_string())
+        text = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary).cast(pa.large_string())
+        return pd.array(text, dtype="str")
+    return column.to_numpy()[rows]
 
 
 def _empty_current() -> pd.DataFrame:
@@ -216,19 +232,18 @@ def actuals_from_work_results(work_results: pd.DataFrame) -> pd.DataFrame:
     """
     qty = pd.to_numeric(work_results["ORDER_QTY"], errors="coerce").to_numpy(dtype=float)
     hours = pd.to_numeric(work_results["MACH_WORKED_HOURS"], errors="coerce").to_numpy(dtype=float)
-    keep = (qty > 0) & ~np.isnan(hours)
-    wr = work_results.loc[keep]
+    keep = np.flatnonzero((qty > 0) & ~np.isnan(hours))
     qty, hours = qty[keep], hours[keep]
-    setup = pd.to_numeric(wr["SETUP_HOURS"], errors="coerce").to_numpy(dtype=float)
-    seq = pd.to_numeric(wr["PROC_SEQ"], errors="coerce")
+    setup = pd.to_numeric(work_results["SETUP_HOURS"], errors="coerce").to_numpy(dtype=float)[keep]
+    seq = pd.to_numeric(work_results["PROC_SEQ"], errors="coerce").iloc[keep]
     seq = seq.astype(np.int64) if not seq.isna().any() else seq.astype("Int64")
     return pd.DataFrame(
         {
-            "ITEM_CD": wr["ITEM_CD"].to_numpy(),
+            "ITEM_CD": _text_take(work_results["ITEM_CD"], keep),
             "PROC_SEQ": seq.array,
-            "JOB_CD": wr["JOB_CD"].to_numpy(),
-            "RES_CD": wr["RES_CD"].to_numpy(),
-            "REPORT_DT": pd.to_datetime(wr["REPORT_DT"]).to_numpy(dtype="datetime64[us]"),
+            "JOB_CD": _text_take(work_results["JOB_CD"], keep),
+            "RES_CD": _text_take(work_results["RES_CD"], keep),
+            "REPORT_DT": pd.to_datetime(work_results["REPORT_DT"]).to_numpy(dtype="datetime64[us]")[keep],
             "ORDER_QTY": qty,
             "SETUP_MINUTES": setup * 60.0,
             "RUN_MINUTES_PER_UNIT": hours * 60.0 / qty,

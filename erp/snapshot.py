@@ -180,7 +180,7 @@ def _read_rows(spec: TableSpec, alias: str, parts: set[int] | None) -> pd.DataFr
         else:
             conditions.append(f"{part_sql} IN ({', '.join(['%s'] * len(wanted))})")
             params.extend(wanted)
-    frame = select_frame(spec.model, spec.columns, None, " AND ".join(conditions), params, spec.expressions(qn), {PART: part_sql})
+    frame = select_frame(spec.model, spec.columns, None, " AND ".join(conditions), params, spec.expressions(qn), {PART: part_sql}, spec.categorical)
     frame[PART] = frame[PART].astype(np.int32)
     return frame
 
@@ -320,7 +320,12 @@ def _write_generation(base: Path, tables: dict[str, pd.DataFrame], reuse: dict[s
                 manifest["tables"][spec.name].update(file=target.name, rows=entry["rows"], bytes=entry["bytes"], sha256=entry["sha256"])
                 continue
             frame = tables[spec.name]
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), target, compression="zstd")
+            # One row group and room for every distinct value in the dictionary: a column reads back as one
+            # dictionary chunk (no unification, no fallback to plain strings).
+            pq.write_table(
+                pa.Table.from_pandas(frame, preserve_index=False), target, compression="zstd",
+                row_group_size=max(len(frame), 1), dictionary_pagesize_limit=1 << 30,
+            )  # fmt: skip
             manifest["tables"][spec.name].update(file=target.name, rows=len(frame), bytes=target.stat().st_size, sha256=_sha256(target))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         for path in tmp.iterdir():
