@@ -317,7 +317,9 @@ def _write_generation(base: Path, tables: dict[str, pd.DataFrame], reuse: dict[s
                     os.link(source / entry["file"], target)
                 except OSError:
                     shutil.copyfile(source / entry["file"], target)
-                manifest["tables"][spec.name].update(file=target.name, rows=entry["rows"], bytes=entry["bytes"], sha256=entry["sha256"])
+                manifest["tables"][spec.name].update(
+                    file=target.name, rows=entry["rows"], bytes=entry["bytes"], sha256=entry["sha256"], partitions=entry.get("partitions", 0)
+                )
                 continue
             frame = tables[spec.name]
             # One row group and room for every distinct value in the dictionary: a column reads back as one
@@ -326,12 +328,20 @@ def _write_generation(base: Path, tables: dict[str, pd.DataFrame], reuse: dict[s
                 pa.Table.from_pandas(frame, preserve_index=False), target, compression="zstd",
                 row_group_size=max(len(frame), 1), dictionary_pagesize_limit=1 << 30,
             )  # fmt: skip
-            manifest["tables"][spec.name].update(file=target.name, rows=len(frame), bytes=target.stat().st_size, sha256=_sha256(target))
+            manifest["tables"][spec.name].update(
+                file=target.name, rows=len(frame), bytes=target.stat().st_size, sha256=_sha256(target), partitions=int(frame[PART].nunique())
+            )
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         for path in tmp.iterdir():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
         tmp.rename(base / name)
+        try:  # the generation being retired: its grace period for readers still on it starts now
+            retired = _current_generation(base)
+            if retired is not None and retired.exists():
+                os.utime(retired)
+        except (OSError, SnapshotCorrupt):
+            pass
         pointer_tmp = base / f".{POINTER}-{uuid.uuid4().hex[:8]}"
         pointer_tmp.write_text(name)
         with pointer_tmp.open("rb") as handle:
@@ -387,7 +397,10 @@ def read_raw(rebuild: bool = False, write: bool = True) -> tuple[dict[str, pd.Da
         old_entry = previous[1]["tables"].get(spec.name) if previous else None
         parts = _changed_partitions(kind, old_entry, markers)
         old = None
-        if parts is not None and (not parts or len(parts) <= FULL_READ_SHARE * max(len(markers), 1)):
+        # Counters exist only for partitions written since the triggers were installed: the share is
+        # of the partitions the data has.
+        known = max(len(markers), int((old_entry or {}).get("partitions", 0)), 1)
+        if parts is not None and (not parts or len(parts) <= FULL_READ_SHARE * known):
             try:
                 old = _read_table(previous[0], old_entry, spec)
             except SnapshotCorrupt as exc:
