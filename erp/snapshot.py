@@ -203,12 +203,17 @@ def _arrow_categorical(column) -> pd.Categorical:
 
     if not pa.types.is_dictionary(column.type):
         return _object_categorical(column.to_pandas())
-    column = column.unify_dictionaries()
     if column.num_chunks == 0:
         return pd.Categorical.from_codes(np.zeros(0, dtype=np.int32), categories=pd.Index([], dtype=object))
-    dictionary = column.chunk(0).dictionary
+    # One row group is written, so the reader's batches share one dictionary (equal buffers: a
+    # quick check); unifying would hash every value of it once per batch.
+    first = column.chunk(0).dictionary
+    if not all(chunk.dictionary.equals(first) for chunk in column.chunks[1:]):
+        column = column.unify_dictionaries()
+        first = column.chunk(0).dictionary
     codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32) for c in column.chunks])
-    return pd.Categorical.from_codes(codes, categories=pd.Index(np.array(dictionary.to_pylist(), dtype=object), dtype=object))
+    categories = pd.Index(np.array(first.to_pylist(), dtype=object), dtype=object)
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories), validate=False)  # Arrow's indices are valid
 
 
 def _normalise(spec: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
