@@ -278,7 +278,14 @@ def _sort_codes(values: pd.Series | np.ndarray) -> np.ndarray:
 def canonical_items(items: pd.DataFrame) -> pd.DataFrame:
     """The item master sorted by ITEM_CD: the same frame whatever order the rows were read in."""
     order = np.argsort(_sort_codes(items["ITEM_CD"]), kind="stable")
-    return items.iloc[order].reset_index(drop=True)
+    return _taken(items, order)
+
+
+def _taken(frame: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
+    """`frame` in `order`, without copying when it is in that order already (the ERP snapshot keeps it so)."""
+    if np.array_equal(order, np.arange(len(order))):
+        return frame.reset_index(drop=True)
+    return frame.iloc[order].reset_index(drop=True)
 
 
 def canonical_actuals(actuals: pd.DataFrame) -> pd.DataFrame:
@@ -311,4 +318,12 @@ def canonical_actuals(actuals: pd.DataFrame) -> pd.DataFrame:
             if c in rest.columns
         ]
         order[positions] = rows[np.lexsort([*keys, key[rows]])]
-    return actuals.iloc[order].reset_index(drop=True)
+    return _taken(actuals, order)
+
+
+def item_time_order(frame: pd.DataFrame, time_column: str) -> np.ndarray:
+    """Positions sorting `frame` by ITEM_CD, then `time_column` (stable): how the ERP snapshot stores its rows,
+    so that `canonical_items` / `canonical_actuals` find them (nearly) in order."""
+    if frame.empty:
+        return np.zeros(0, dtype=np.int64)
+    return np.lexsort((_datetimes(frame[time_column]), _sort_codes(frame["ITEM_CD"])))

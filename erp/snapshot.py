@@ -101,6 +101,10 @@ SPECS = (
 )
 
 
+# Rows are stored sorted by item, then this column: the canonical order of erp.frames, found for free.
+SORTED_BY = {"items": "INSRT_DT", "work_results": "REPORT_DT"}
+
+
 @dataclass
 class ReadStats:
     """What one snapshot read did, per table: 'full' / 'partial' / 'unchanged', rows read from the ERP, seconds."""
@@ -424,6 +428,11 @@ def read_raw(rebuild: bool = False, write: bool = True) -> tuple[dict[str, pd.Da
             kept = old[~old[PART].isin(list(parts)).to_numpy()]
             tables[spec.name] = _concat(spec, kept, fresh)
             stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "partial", len(fresh), len(parts)
+    for spec in SPECS:
+        if spec.name not in reuse and spec.name in SORTED_BY:  # stored in the order the training wants
+            order = frames.item_time_order(tables[spec.name], SORTED_BY[spec.name])
+            if not np.array_equal(order, np.arange(len(order))):
+                tables[spec.name] = tables[spec.name].iloc[order].reset_index(drop=True)
     if write and len(reuse) < len(SPECS):
         try:
             _write_generation(base, tables, reuse, manifest)
