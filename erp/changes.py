@@ -26,12 +26,17 @@ read of a partition's rows, so a row is always counted, checked and read in one 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Sequence
 
 from django.db import connections
 
 COUNTER_TABLE = "ERP_CHANGE_COUNTER"
 EVERYTHING = -1  # the partition a PostgreSQL TRUNCATE bumps: re-read the whole table
+# A random number drawn whenever the triggers are (re)installed: counters that were dropped and
+# started again from zero can never pass for the ones a snapshot saw. Negative partitions are
+# whole-table markers: when one moves, the table is read in full.
+EPOCH = -2
 
 # table -> the datetime column whose month partitions it
 PARTITION_COLUMN = {
@@ -69,6 +74,11 @@ def install_sql(vendor: str, tables: Sequence[str] = tuple(PARTITION_COLUMN)) ->
         f'"CHANGES" bigint NOT NULL, PRIMARY KEY ("TABLE_NAME", "PART"))'
     ]
     for table in tables:
+        epoch = secrets.randbelow(2**62)
+        statements.append(
+            f"INSERT INTO {counter} (\"TABLE_NAME\", \"PART\", \"CHANGES\") VALUES ('{table}', {EPOCH}, {epoch}) "
+            f'ON CONFLICT ("TABLE_NAME", "PART") DO UPDATE SET "CHANGES" = {epoch}'
+        )
         column = PARTITION_COLUMN[table]
         ins, upd, dele = _trigger_names(table)
         if vendor == "sqlite":

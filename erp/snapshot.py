@@ -162,7 +162,7 @@ def _changed_partitions(kind: str, old: dict[str, str] | None, new: dict[int, st
     if old is None or old.get("kind") != kind:
         return None
     before = {int(p): m for p, m in old["markers"].items()}
-    if before.get(changes.EVERYTHING) != new.get(changes.EVERYTHING):
+    if any(before.get(p) != new.get(p) for p in before.keys() | new.keys() if p < 0):  # TRUNCATE, reinstalled triggers
         return None
     return {p for p in before.keys() | new.keys() if before.get(p) != new.get(p)}
 

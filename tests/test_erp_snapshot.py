@@ -187,6 +187,20 @@ def test_checksums_catch_changes_where_no_triggers_are_installed(erp):
     assert_same_frames(merged, full_read())
 
 
+def test_reinstalled_triggers_make_the_next_read_a_full_one(erp):
+    """Counters that were dropped and start again from zero could repeat the values a snapshot saw."""
+    snapshot_read()
+    with connection.cursor() as cursor:
+        for statement in changes.uninstall_sql(connection.vendor):
+            cursor.execute(statement)
+        update_item()  # unseen by any trigger
+        for statement in changes.install_sql(connection.vendor):
+            cursor.execute(statement)
+    merged, stats = snapshot_read()
+    assert set(stats.mode.values()) == {"full"}
+    assert_same_frames(merged, full_read())
+
+
 def test_triggers_count_every_kind_of_write(erp):
     before = changes.read_counters(connection.alias, "BI_ROUTING_VIEW")
     update_routing()

@@ -35,12 +35,16 @@ class Command(BaseCommand):
         parser.add_argument("--activate", action="store_true", help="Activate the version (the prediction and quality benchmarks need one).")
         parser.add_argument("--min-improvement-pct", type=float, default=None, help="e.g. -100 to force a learned candidate")
         parser.add_argument("--skip-erp-read", action="store_true", help="Do not time the ERP reads (cold, snapshot warm, after a change) first.")
+        parser.add_argument("--erp-read-only", action="store_true", help="Only time the ERP reads; do not train.")
 
-    def handle(self, *args, candidates, label, activate, min_improvement_pct, skip_erp_read, **options):
+    def handle(self, *args, candidates, label, activate, min_improvement_pct, skip_erp_read, erp_read_only, **options):
         counts = table_counts()
         if not counts.get("RoutingOperation"):
             raise CommandError("No ERP data: run seed_demo_erp --items 325000 on this DATABASE_URL first.")
         erp_read = {} if skip_erp_read else self._time_erp_reads()
+        if erp_read_only:
+            self.stdout.write(json.dumps({"erp_read_seconds": erp_read}))
+            return
         parameters = {"candidates": candidates.split(","), "seed": 0, "activate": activate}
         if min_improvement_pct is not None:
             parameters["min_improvement_pct"] = min_improvement_pct
