@@ -76,7 +76,7 @@ def install_sql(vendor: str, tables: Sequence[str] = tuple(PARTITION_COLUMN)) ->
     for table in tables:
         epoch = secrets.randbelow(2**62)
         statements.append(
-            f"INSERT INTO {counter} (\"TABLE_NAME\", \"PART\", \"CHANGES\") VALUES ('{table}', {EPOCH}, {epoch}) "
+            f'INSERT INTO {counter} ("TABLE_NAME", "PART", "CHANGES") VALUES (\'{table}\', {EPOCH}, {epoch}) '
             f'ON CONFLICT ("TABLE_NAME", "PART") DO UPDATE SET "CHANGES" = {epoch}'
         )
         column = PARTITION_COLUMN[table]
@@ -84,9 +84,9 @@ def install_sql(vendor: str, tables: Sequence[str] = tuple(PARTITION_COLUMN)) ->
         if vendor == "sqlite":
             # FOR EACH ROW is all SQLite has; an UPSERT per row costs about a microsecond.
             def bump(row: str, table=table, column=column) -> str:
-                part = partition_expr("sqlite", f'{row}.{q(column)}')
+                part = partition_expr("sqlite", f"{row}.{q(column)}")
                 return (
-                    f"INSERT INTO {counter} (\"TABLE_NAME\", \"PART\", \"CHANGES\") VALUES ('{table}', {part}, 1) "
+                    f'INSERT INTO {counter} ("TABLE_NAME", "PART", "CHANGES") VALUES (\'{table}\', {part}, 1) '
                     f'ON CONFLICT ("TABLE_NAME", "PART") DO UPDATE SET "CHANGES" = "CHANGES" + 1;'
                 )
 
@@ -155,7 +155,9 @@ def triggers_installed(alias: str, table: str) -> bool:
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             marks = ", ".join(["%s"] * len(names))
-            cursor.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name IN ({marks})", [table, *names])
+            cursor.execute(
+                f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name IN ({marks})", [table, *names]
+            )
             triggers = cursor.fetchone()[0]
             cursor.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = %s", [COUNTER_TABLE])
             return triggers == len(names) and cursor.fetchone()[0] == 1

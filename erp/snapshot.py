@@ -184,7 +184,9 @@ def _read_rows(spec: TableSpec, alias: str, parts: set[int] | None) -> pd.DataFr
         else:
             conditions.append(f"{part_sql} IN ({', '.join(['%s'] * len(wanted))})")
             params.extend(wanted)
-    frame = select_frame(spec.model, spec.columns, None, " AND ".join(conditions), params, spec.expressions(qn), {PART: part_sql}, spec.categorical)
+    frame = select_frame(
+        spec.model, spec.columns, None, " AND ".join(conditions), params, spec.expressions(qn), {PART: part_sql}, spec.categorical
+    )
     frame[PART] = frame[PART].astype(np.int32)
     return frame
 
@@ -288,15 +290,17 @@ def load_manifest(base: Path | None = None) -> tuple[Path, dict] | None:
 def _read_table(generation: Path, entry: dict, spec: TableSpec) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    path = generation / entry["file"]
     try:
+        path = generation / entry["file"]
         if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
             raise SnapshotCorrupt(f"{generation.name}/{entry['file']}: size or sha256 does not match the manifest")
         by_column = _field_by_column(spec.model)
         text = [c for c in spec.columns if _is_text(by_column[c])] if spec.categorical else []
         table = pq.read_table(path, read_dictionary=text)
         if table.num_rows != entry["rows"] or table.column_names != [*spec.columns, PART]:
-            raise SnapshotCorrupt(f"{generation.name}/{entry['file']}: {table.num_rows} rows of {table.column_names}, not what the manifest says")
+            raise SnapshotCorrupt(
+                f"{generation.name}/{entry['file']}: {table.num_rows} rows of {table.column_names}, not what the manifest says"
+            )
         frame = pd.DataFrame(
             {c: _arrow_categorical(table.column(c)) if c in text else table.column(c).to_pandas() for c in table.column_names},
             columns=table.column_names,
@@ -304,7 +308,8 @@ def _read_table(generation: Path, entry: dict, spec: TableSpec) -> pd.DataFrame:
     except SnapshotCorrupt:
         raise
     except Exception as exc:  # missing file, truncated Parquet, …
-        raise SnapshotCorrupt(f"{generation.name}/{entry['file']}: {type(exc).__name__}: {exc}")
+        name = entry.get("file") if isinstance(entry, dict) else entry
+        raise SnapshotCorrupt(f"{generation.name}/{name}: {type(exc).__name__}: {exc}")
     return _normalise(spec, frame)
 
 
@@ -327,7 +332,11 @@ def _write_generation(base: Path, tables: dict[str, pd.DataFrame], reuse: dict[s
                 except OSError:
                     shutil.copyfile(source / entry["file"], target)
                 manifest["tables"][spec.name].update(
-                    file=target.name, rows=entry["rows"], bytes=entry["bytes"], sha256=entry["sha256"], partitions=entry.get("partitions", 0)
+                    file=target.name,
+                    rows=entry["rows"],
+                    bytes=entry["bytes"],
+                    sha256=entry["sha256"],
+                    partitions=entry.get("partitions", 0),
                 )
                 continue
             frame = tables[spec.name]
@@ -338,7 +347,11 @@ def _write_generation(base: Path, tables: dict[str, pd.DataFrame], reuse: dict[s
                 row_group_size=max(len(frame), 1), dictionary_pagesize_limit=1 << 30,
             )  # fmt: skip
             manifest["tables"][spec.name].update(
-                file=target.name, rows=len(frame), bytes=target.stat().st_size, sha256=_sha256(target), partitions=int(frame[PART].nunique())
+                file=target.name,
+                rows=len(frame),
+                bytes=target.stat().st_size,
+                sha256=_sha256(target),
+                partitions=int(frame[PART].nunique()),
             )
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         for path in tmp.iterdir():
@@ -367,7 +380,9 @@ def _prune(base: Path, keep: str) -> None:
     """Remove generations (and crashed temporaries) other than `keep` once no reader can still be on them."""
     now = time.time()
     for path in base.iterdir():
-        if path.name in (keep, POINTER) or not (path.name.startswith("gen-") or path.name.startswith(".tmp-") or path.name.startswith(f".{POINTER}-")):
+        if path.name in (keep, POINTER) or not (
+            path.name.startswith("gen-") or path.name.startswith(".tmp-") or path.name.startswith(f".{POINTER}-")
+        ):
             continue
         try:
             if now - path.stat().st_mtime > KEEP_OLD_GENERATIONS_SECONDS:
@@ -424,7 +439,7 @@ def read_raw(rebuild: bool = False, write: bool = True) -> tuple[dict[str, pd.Da
             reuse[spec.name] = (previous[0], old_entry)
             stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "unchanged", 0, 0
         else:
-            fresh = _read_rows(spec, alias, parts)
+            fresh = _normalise(spec, _read_rows(spec, alias, parts))
             kept = old[~old[PART].isin(list(parts)).to_numpy()]
             tables[spec.name] = _concat(spec, kept, fresh)
             stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "partial", len(fresh), len(parts)
@@ -462,7 +477,10 @@ def status() -> dict:
     generation, manifest = found
     return {
         "snapshot": generation.name,
-        "tables": {name: {"rows": t.get("rows"), "kind": t.get("kind"), "partitions": len(t.get("markers", {}))} for name, t in manifest["tables"].items()},
+        "tables": {
+            name: {"rows": t.get("rows"), "kind": t.get("kind"), "partitions": len(t.get("markers", {}))}
+            for name, t in manifest["tables"].items()
+        },
     }
 
 

@@ -77,7 +77,9 @@ def _first(model):
 
 
 def insert_item():
-    Item.objects.create(item_cd="NEW-0001", part_type="SLEEVE", item_material="SUS304", outdiameter=42.0, insrt_dt=datetime(2026, 1, 5, tzinfo=UTC))
+    Item.objects.create(
+        item_cd="NEW-0001", part_type="SLEEVE", item_material="SUS304", outdiameter=42.0, insrt_dt=datetime(2026, 1, 5, tzinfo=UTC)
+    )
 
 
 def update_item():

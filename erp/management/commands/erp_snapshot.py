@@ -29,11 +29,19 @@ class Command(BaseCommand):
             return
         if status:
             found = snapshot.status()
-            lines = [f"{name}: {t['rows']:,} rows, {t['partitions']} partitions, markers: {t['kind']}" for name, t in (found.get("tables") or {}).items()]
+            lines = [
+                f"{name}: {t['rows']:,} rows, {t['partitions']} partitions, markers: {t['kind']}"
+                for name, t in (found.get("tables") or {}).items()
+            ]
             self._print(found, json, "\n".join([f"snapshot: {found['snapshot'] or 'none'}", *lines]))
             return
         _, stats = snapshot.read_raw(rebuild=rebuild)
-        result = {"mode": stats.mode, "rows_read": stats.rows_read, "partitions_read": stats.partitions_read, "seconds": round(stats.seconds, 2)}
+        result = {
+            "mode": stats.mode,
+            "rows_read": stats.rows_read,
+            "partitions_read": stats.partitions_read,
+            "seconds": round(stats.seconds, 2),
+        }
         self._print(result, json, stats.summary())
 
     def _print(self, data: dict, as_json: bool, text: str) -> None:
