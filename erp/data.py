@@ -107,7 +107,17 @@ def to_datetime64(values: Sequence) -> np.ndarray:
     return parsed[codes]  # code -1 (None) picks the trailing NaT
 
 
-def _column(values: Sequence, field: models.Field):
+def _categorical(values: Sequence) -> pd.Categorical:
+    """Text as a Categorical over Python-object categories: one hash per value, no Arrow conversion per row.
+
+    The frames built from it (`erp.frames`) take the text back out through Arrow in one cast,
+    instead of turning every value into an Arrow string, back into a Python object and again.
+    """
+    codes, uniques = pd.factorize(np.array(values, dtype=object), use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype=object))
+
+
+def _column(values: Sequence, field: models.Field, categorical: bool = False):
     if isinstance(field, models.DateTimeField | models.DateField):
         return to_datetime64(values)
     if isinstance(field, models.IntegerField):
@@ -115,15 +125,17 @@ def _column(values: Sequence, field: models.Field):
         return numbers.astype(np.int64) if not np.isnan(numbers).any() else pd.array(numbers, dtype="Int64")
     if isinstance(field, models.FloatField | models.DecimalField):
         return np.array(values, dtype=float)
+    if categorical:
+        return _categorical(values)
     return pd.array(np.array(values, dtype=object), dtype="str")
 
 
-def _frame(rows: list[tuple], columns: list[str], fields: list[models.Field]) -> pd.DataFrame:
+def _frame(rows: list[tuple], columns: list[str], fields: list[models.Field], categorical: bool = False) -> pd.DataFrame:
     if rows:
         by_column = list(zip(*rows, strict=True))
     else:
         by_column = [()] * len(columns)
-    return pd.DataFrame({c: _column(v, f) for c, v, f in zip(columns, by_column, fields, strict=True)}, columns=columns)
+    return pd.DataFrame({c: _column(v, f, categorical) for c, v, f in zip(columns, by_column, fields, strict=True)}, columns=columns)
 
 
 def _select_expr(connection, column: str, field: models.Field) -> str:
@@ -143,12 +155,15 @@ def select_frame(
     where: str = "",
     params: Sequence = (),
     expressions: dict[str, str] | None = None,
+    integer_columns: dict[str, str] | None = None,
+    categorical: bool = False,
 ) -> pd.DataFrame:
     """`SELECT columns FROM <ERP table> [WHERE ITEM_CD IN … AND where]` as a DataFrame.
 
     `where` is SQL over quoted ERP column names with `%s` placeholders. Long item-code lists
     are sent in chunks of `IN_CHUNK` (one `= ANY(%s)` array on PostgreSQL). `expressions`
-    replaces the SQL selected for some columns.
+    replaces the SQL selected for some columns; `integer_columns` ({name: SQL}) adds computed
+    int64 columns after them. `categorical` returns text as Categoricals (see `_categorical`).
     """
     alias = erp_alias(model)
     connection = connections[alias]
@@ -158,6 +173,8 @@ def select_frame(
     fields = [by_column[c] for c in columns]
     expressions = expressions or {}
     selected = [expressions.get(c) or _select_expr(connection, c, f) for c, f in zip(columns, fields, strict=True)]
+    integer_columns = integer_columns or {}
+    selected += list(integer_columns.values())
     base = f"SELECT {', '.join(selected)} FROM {qn(model._meta.db_table)}"
     codes = _unique_codes(item_codes)
     # Always through Django's connection. A second SQLite library in the same process (the ADBC
@@ -179,7 +196,7 @@ def select_frame(
                     marks = ", ".join(["%s"] * len(chunk))
                     cursor.execute(f"{base} WHERE {qn('ITEM_CD')} IN ({marks}){extra}", [*chunk, *params])
                     rows.extend(cursor.fetchall())
-        return _frame(rows, columns, fields)
+        return _frame(rows, [*columns, *integer_columns], [*fields, *[models.BigIntegerField()] * len(integer_columns)], categorical)
 
 
 def load_items(item_codes: Iterable[str] | None = None) -> pd.DataFrame:
@@ -208,7 +225,7 @@ def load_current_routings(item_codes: Iterable[str] | None = None, when: date | 
     where = f"({qn('VALID_FROM_DT')} IS NULL OR {qn('VALID_FROM_DT')} <= %s) AND ({qn('VALID_TO_DT')} IS NULL OR {qn('VALID_TO_DT')} >= %s)"
     # TIME_UNIT is nearly always minutes: NULL costs no string object per row, and frames read NULL as minutes
     expressions = {"TIME_UNIT": f"NULLIF({qn('TIME_UNIT')}, 'MIN')"}
-    raw = select_frame(RoutingOperation, _CURRENT_INPUT, item_codes, where, [at, at], expressions)
+    raw = select_frame(RoutingOperation, _CURRENT_INPUT, item_codes, where, [at, at], expressions, categorical=True)
     return frames.current_routings(raw, when)
 
 
@@ -221,6 +238,7 @@ def load_work_results(
     until: date | datetime | None = None,
     columns: list[str] | None = None,
     usable_only: bool = False,
+    categorical: bool = False,
 ) -> pd.DataFrame:
     """Raw work-order results (`BI_WORK_ORDER_RESULTS`, hours), `since <= REPORT_DT < until`.
 
@@ -237,7 +255,7 @@ def load_work_results(
     if until is not None:
         conditions.append(f"{qn('REPORT_DT')} < %s")
         params.append(_db_datetime(until, alias))
-    return select_frame(WorkResult, columns, item_codes, " AND ".join(conditions), params)
+    return select_frame(WorkResult, columns, item_codes, " AND ".join(conditions), params, categorical=categorical)
 
 
 def load_actuals(
@@ -246,19 +264,35 @@ def load_actuals(
     until: date | datetime | None = None,
 ) -> pd.DataFrame:
     """Actual times per work-order operation in minutes (`erp.frames.ACTUAL_COLUMNS`), `since <= REPORT_DT < until`."""
-    return frames.actuals_from_work_results(load_work_results(item_codes, since, until, _ACTUAL_INPUT, usable_only=True))
+    return frames.actuals_from_work_results(load_work_results(item_codes, since, until, _ACTUAL_INPUT, usable_only=True, categorical=True))
 
 
 def load_training_frames(
-    until: date | datetime | str | None = None, when: date | datetime | str | None = None
+    until: date | datetime | str | None = None,
+    when: date | datetime | str | None = None,
+    snapshot: bool | None = None,
+    on_read=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(items, current routings, actuals) — everything the training engine needs, in bulk.
 
     `until` trains "as of" a moment: only work results reported before it, and the routings
     current at it (unless `when` names another moment for the routings).
+
+    Through the incremental snapshot (`erp.snapshot`: only what changed since the last read
+    travels) when `snapshot` is True, or None and the `ERP_SNAPSHOT` setting is on; a full read
+    otherwise. Both give the same frames, items sorted by ITEM_CD and actuals in
+    `frames.canonical_actuals` order. `on_read(stats)` hears what the snapshot read.
     """
+    from . import snapshot as erp_snapshot
+
     routing_moment = when if when is not None else until
-    return load_items(), load_current_routings(when=routing_moment), load_actuals(until=until)
+    if snapshot if snapshot is not None else erp_snapshot.enabled():
+        items, routings, actuals, stats = erp_snapshot.training_frames(until=until, when=routing_moment)
+        if on_read is not None:
+            on_read(stats)
+    else:
+        items, routings, actuals = load_items(), load_current_routings(when=routing_moment), load_actuals(until=until)
+    return frames.canonical_items(items), routings, frames.canonical_actuals(actuals)
 
 
 def routing_history(item_cd: str, when: date | datetime | None = None) -> pd.DataFrame:
@@ -309,7 +343,7 @@ def _python_column(series: pd.Series, field: models.Field) -> np.ndarray:
 
 
 def insert_frame(model: type[models.Model], frame: pd.DataFrame, using: str | None = None, chunk_size: int = WRITE_CHUNK) -> int:
-    """Insert every row of `frame` (ERP column names; absent columns stay NULL) with executemany.
+    """Insert every row of `frame` (ERP column names; absent columns stay NULL): executemany, COPY on PostgreSQL.
 
     Runs in the caller's transaction. Returns the number of rows written.
     """
@@ -319,11 +353,20 @@ def insert_frame(model: type[models.Model], frame: pd.DataFrame, using: str | No
     fields = [f for f in data_fields(model) if f.column in frame.columns]
     if frame.empty or not fields:
         return 0
-    sql = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))})"
+    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
+    row_marks = f"({', '.join(['%s'] * len(fields))})"
     rows = zip(*(_python_column(frame[f.column], f) for f in fields), strict=True)
     with connection.cursor() as cursor:
-        while batch := list(itertools.islice(rows, chunk_size)):
-            cursor.executemany(sql, batch)
+        if connection.vendor == "postgresql":
+            # COPY: the bulk path of PostgreSQL, and one statement, so the statement-level
+            # change-counting triggers (erp.changes) run once, not once per row.
+            columns = ", ".join(qn(f.column) for f in fields)
+            with cursor.cursor.copy(f"COPY {qn(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            while batch := list(itertools.islice(rows, chunk_size)):
+                cursor.executemany(head + row_marks, batch)
     return len(frame)
 
 

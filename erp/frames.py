@@ -167,7 +167,7 @@ def current_routings(routings: pd.DataFrame, when: date | datetime | pd.Timestam
     final = rows[np.lexsort((seq, item_rank[item_code]))]
 
     def column(name: str):
-        return routings[name].to_numpy()[final] if name in routings else None
+        return _text_take(routings[name], final) if name in routings else None
 
     def numbers(name: str) -> np.ndarray:
         if name not in routings:
@@ -190,6 +190,22 @@ def current_routings(routings: pd.DataFrame, when: date | datetime | pd.Timestam
         },
         columns=CURRENT_ROUTING_COLUMNS,
     )
+
+
+def _text_take(column: pd.Series, rows: np.ndarray):
+    """`column`'s values at `rows`, for a text column of a new frame.
+
+    A Categorical (the ERP snapshot's text) becomes the `str` array through Arrow, without a
+    Python string object per row; anything else is taken as an array, as before.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        import pyarrow as pa
+
+        codes = column.cat.codes.to_numpy()[rows]
+        dictionary = pa.array(column.cat.categories.to_numpy(dtype=object), type=pa.large_string())
+        text = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary).cast(pa.large_string())
+        return pd.array(text, dtype="str")
+    return column.to_numpy()[rows]
 
 
 def _empty_current() -> pd.DataFrame:
@@ -216,19 +232,18 @@ def actuals_from_work_results(work_results: pd.DataFrame) -> pd.DataFrame:
     """
     qty = pd.to_numeric(work_results["ORDER_QTY"], errors="coerce").to_numpy(dtype=float)
     hours = pd.to_numeric(work_results["MACH_WORKED_HOURS"], errors="coerce").to_numpy(dtype=float)
-    keep = (qty > 0) & ~np.isnan(hours)
-    wr = work_results.loc[keep]
+    keep = np.flatnonzero((qty > 0) & ~np.isnan(hours))
     qty, hours = qty[keep], hours[keep]
-    setup = pd.to_numeric(wr["SETUP_HOURS"], errors="coerce").to_numpy(dtype=float)
-    seq = pd.to_numeric(wr["PROC_SEQ"], errors="coerce")
+    setup = pd.to_numeric(work_results["SETUP_HOURS"], errors="coerce").to_numpy(dtype=float)[keep]
+    seq = pd.to_numeric(work_results["PROC_SEQ"], errors="coerce").iloc[keep]
     seq = seq.astype(np.int64) if not seq.isna().any() else seq.astype("Int64")
     return pd.DataFrame(
         {
-            "ITEM_CD": wr["ITEM_CD"].to_numpy(),
+            "ITEM_CD": _text_take(work_results["ITEM_CD"], keep),
             "PROC_SEQ": seq.array,
-            "JOB_CD": wr["JOB_CD"].to_numpy(),
-            "RES_CD": wr["RES_CD"].to_numpy(),
-            "REPORT_DT": pd.to_datetime(wr["REPORT_DT"]).to_numpy(dtype="datetime64[us]"),
+            "JOB_CD": _text_take(work_results["JOB_CD"], keep),
+            "RES_CD": _text_take(work_results["RES_CD"], keep),
+            "REPORT_DT": pd.to_datetime(work_results["REPORT_DT"]).to_numpy(dtype="datetime64[us]")[keep],
             "ORDER_QTY": qty,
             "SETUP_MINUTES": setup * 60.0,
             "RUN_MINUTES_PER_UNIT": hours * 60.0 / qty,
@@ -252,3 +267,63 @@ def latest_per_operation(actuals: pd.DataFrame, keep: int) -> pd.DataFrame:
     ordered = actuals.sort_values([*operation, "REPORT_DT"], ascending=[True] * len(operation) + [False], kind="stable")
     rank = ordered.groupby(operation, sort=False, dropna=False).cumcount()
     return ordered[rank.to_numpy() < keep].sort_index(kind="stable")
+
+
+def _sort_codes(values: pd.Series | np.ndarray) -> np.ndarray:
+    """int64 codes that sort like the values (missing first), for np.lexsort."""
+    codes, _ = pd.factorize(pd.Series(values), sort=True, use_na_sentinel=True)
+    return codes.astype(np.int64)
+
+
+def canonical_items(items: pd.DataFrame) -> pd.DataFrame:
+    """The item master sorted by ITEM_CD: the same frame whatever order the rows were read in."""
+    order = np.argsort(_sort_codes(items["ITEM_CD"]), kind="stable")
+    return _taken(items, order)
+
+
+def _taken(frame: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
+    """`frame` in `order`, without copying when it is in that order already (the ERP snapshot keeps it so)."""
+    if np.array_equal(order, np.arange(len(order))):
+        return frame.reset_index(drop=True)
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def canonical_actuals(actuals: pd.DataFrame) -> pd.DataFrame:
+    """Actuals in one order defined by their content: item, report time, then every other column.
+
+    A database returns rows in no defined order, and a snapshot merged from partitions in yet
+    another; the engine keeps input order on ties and sums floats in it, so both are put in this
+    order before training, and the same rows give the same model to the last bit. One int64
+    sort on (item, report time); only rows that tie on both are sorted by the other columns.
+    """
+    if actuals.empty:
+        return actuals.reset_index(drop=True)
+    item = _sort_codes(actuals["ITEM_CD"])
+    reported = _datetimes(actuals["REPORT_DT"])
+    when_uniques, when_rank = np.unique(reported, return_inverse=True)
+    key = (item + 1) * np.int64(len(when_uniques)) + when_rank.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    ordered_key = key[order]
+    tie = np.zeros(len(order), dtype=bool)
+    same = ordered_key[1:] == ordered_key[:-1]
+    tie[1:] |= same
+    tie[:-1] |= same
+    if tie.any():
+        positions = np.flatnonzero(tie)
+        rows = order[positions]
+        rest = actuals.iloc[rows]
+        keys = [
+            rest[c].to_numpy(dtype=float, na_value=np.nan) if c in ("PROC_SEQ", "ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT") else _sort_codes(rest[c])
+            for c in reversed(["PROC_SEQ", "JOB_CD", "RES_CD", "ORDER_QTY", "SETUP_MINUTES", "RUN_MINUTES_PER_UNIT"])
+            if c in rest.columns
+        ]
+        order[positions] = rows[np.lexsort([*keys, key[rows]])]
+    return _taken(actuals, order)
+
+
+def item_time_order(frame: pd.DataFrame, time_column: str) -> np.ndarray:
+    """Positions sorting `frame` by ITEM_CD, then `time_column` (stable): how the ERP snapshot stores its rows,
+    so that `canonical_items` / `canonical_actuals` find them (nearly) in order."""
+    if frame.empty:
+        return np.zeros(0, dtype=np.int64)
+    return np.lexsort((_datetimes(frame[time_column]), _sort_codes(frame["ITEM_CD"])))

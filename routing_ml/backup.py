@@ -35,6 +35,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections
 
+from erp.changes import TRIGGER_PREFIX
+
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -269,7 +271,7 @@ def target_contents() -> list[str]:
             if model._meta.db_table in tables and model.objects.exists():
                 found.append(f"database table {model._meta.db_table} has rows")
     root = Path(settings.MODEL_ROOT)
-    if root.is_dir() and any(root.iterdir()):
+    if root.is_dir() and any(p.name != "erp_snapshot" for p in root.iterdir()):  # the ERP snapshot is a cache
         found.append(f"MODEL_ROOT {root} is not empty")
     return found
 
@@ -300,6 +302,10 @@ def _restore_postgresql(source: Path) -> None:
         tables = [row[0] for row in cursor.fetchall()]
         if tables:
             cursor.execute("DROP TABLE " + ", ".join(connections["default"].ops.quote_name(t) for t in tables) + " CASCADE")
+        # The functions of the ERP change-counting triggers (erp.changes) are not tables, and the dump creates them again.
+        cursor.execute("SELECT proname FROM pg_proc WHERE pronamespace = to_regnamespace(current_schema()) AND left(proname, %s) = %s", [len(TRIGGER_PREFIX), TRIGGER_PREFIX])
+        for (name,) in cursor.fetchall():
+            cursor.execute(f"DROP FUNCTION IF EXISTS {connections['default'].ops.quote_name(name)}() CASCADE")
     connections.close_all()
     _run(["pg_restore", "--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error", *args, "--dbname", db["NAME"], str(source)],
          env, "pg_restore")

@@ -118,6 +118,9 @@ DATABASE_ROUTERS = ["erp.router.ErpRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 MODEL_ROOT = Path(env.str("MODEL_ROOT", default=str(BASE_DIR / "var" / "models"))).resolve()
+# Keep an incremental columnar snapshot of the ERP extract under MODEL_ROOT/erp_snapshot (erp.snapshot):
+# a retrain reads only the partitions that changed. Off: every training reads the ERP in full.
+ERP_SNAPSHOT = _strict_bool("ERP_SNAPSHOT", True)
 QUALITY_REPORT_ROOT = Path(env.str("QUALITY_REPORT_ROOT", default=str(MODEL_ROOT.parent / "quality_reports"))).resolve()
 # Backups (manage.py backup / verify_backup / restore): where, how many, when (cron; empty: no schedule).
 BACKUP_ROOT = Path(env.str("BACKUP_ROOT", default=str(MODEL_ROOT.parent / "backups"))).resolve()

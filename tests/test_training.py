@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from erp import snapshot
 from registry.models import ModelVersion
 from routing_ml.errors import QueueFull
 from training import pipeline
@@ -41,7 +42,8 @@ def train_sync(**options) -> dict:
 
 
 def leftover_dirs() -> list[str]:
-    return sorted(p.name for p in Path(settings.MODEL_ROOT).iterdir())
+    """What jobs left under MODEL_ROOT; the ERP snapshot is the trainings' shared cache, not a job's artifact."""
+    return sorted(p.name for p in Path(settings.MODEL_ROOT).iterdir() if p.name != snapshot.DIRNAME)
 
 
 def test_train_sync_registers_a_ready_version_with_held_out_scores_of_every_candidate(small_erp):
@@ -151,8 +153,8 @@ def test_interrupted_sync_training_fails_the_job_and_leaves_no_directory(small_e
 def test_cancellation_is_honoured_between_stages(small_erp, monkeypatch):
     real_load = pipeline.load_frames
 
-    def load_then_cancel(parameters):
-        frames = real_load(parameters)
+    def load_then_cancel(parameters, **kwargs):
+        frames = real_load(parameters, **kwargs)
         TrainingJob.objects.filter(label="cancel-me").get().cancel(by=None)  # someone presses Cancel meanwhile
         return frames
 

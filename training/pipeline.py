@@ -98,8 +98,11 @@ def results_before(until):
         return until
 
 
-def load_frames(parameters: dict):
-    """The engine's three input frames, optionally restricted to a seeded sample of items."""
+def load_frames(parameters: dict, on_read=None):
+    """The engine's three input frames, optionally restricted to a seeded sample of items.
+
+    `on_read(stats)` hears what the ERP snapshot read (`erp.snapshot.ReadStats`), when it is on.
+    """
     import numpy as np
 
     from erp.data import load_training_frames
@@ -108,7 +111,7 @@ def load_frames(parameters: dict):
 
     until = parameters.get("until")
     # Routings as current at the named moment (as before); work results through the whole named day.
-    items, routings, actuals = load_training_frames(until=results_before(until), when=until)
+    items, routings, actuals = load_training_frames(until=results_before(until), when=until, on_read=on_read)
     # Each work-order row is placed on its operation (the second GRIND is not the first) before
     # the most recent orders per operation are kept.
     actuals = latest_per_operation(assign_occurrences(actuals, routings), int(parameters.get("recent_orders", DEFAULT_RECENT_ORDERS)))
@@ -209,7 +212,7 @@ def run_job(job: TrainingJob) -> str:
         check_model_root_writable()  # fail in a second, not after minutes of computing
         job.beat(1, "loading ERP data")
         job.append_log(f"loading ERP data (parameters: {'; '.join(f'{k}={summarize_value(v)}' for k, v in sorted(params.items()))})")
-        items, routings, actuals = load_frames(params)
+        items, routings, actuals = load_frames(params, on_read=lambda stats: job.append_log(stats.summary()))
         job.append_log(f"loaded {len(items)} items, {len(routings)} routing operations, {len(actuals)} work results")
         if routings.empty:
             raise ValueError("The ERP source has no routings to learn from: import or seed ERP data first.")

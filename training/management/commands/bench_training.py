@@ -6,9 +6,12 @@ import json
 import resource
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.db.models import F
 
-from erp.data import table_counts
+from erp.data import erp_write_alias, table_counts
 from registry.models import ModelVersion
 from training.models import DEFAULT_CANDIDATES, TrainingJob
 from training.pipeline import run_job
@@ -31,11 +34,17 @@ class Command(BaseCommand):
         parser.add_argument("--label", default=None)
         parser.add_argument("--activate", action="store_true", help="Activate the version (the prediction and quality benchmarks need one).")
         parser.add_argument("--min-improvement-pct", type=float, default=None, help="e.g. -100 to force a learned candidate")
+        parser.add_argument("--skip-erp-read", action="store_true", help="Do not time the ERP reads (cold, snapshot warm, after a change) first.")
+        parser.add_argument("--erp-read-only", action="store_true", help="Only time the ERP reads; do not train.")
 
-    def handle(self, *args, candidates, label, activate, min_improvement_pct, **options):
+    def handle(self, *args, candidates, label, activate, min_improvement_pct, skip_erp_read, erp_read_only, **options):
         counts = table_counts()
         if not counts.get("RoutingOperation"):
             raise CommandError("No ERP data: run seed_demo_erp --items 325000 on this DATABASE_URL first.")
+        erp_read = {} if skip_erp_read else self._time_erp_reads()
+        if erp_read_only:
+            self.stdout.write(json.dumps({"erp_read_seconds": erp_read}))
+            return
         parameters = {"candidates": candidates.split(","), "seed": 0, "activate": activate}
         if min_improvement_pct is not None:
             parameters["min_improvement_pct"] = min_improvement_pct
@@ -82,4 +91,57 @@ class Command(BaseCommand):
             # The issue's budget: the settings search adds at most 30 % to the training without it.
             self.stdout.write(f"Settings search: {search:.1f} s = {100 * search / max(wall - search, 1e-9):.1f} % on top of the rest of the training ({wall - search:.1f} s)")
         figures["settings_search_seconds"] = round(search, 1)
+        if erp_read:
+            figures["erp_read_seconds"] = erp_read
+        read_line = next((line for line in job.log.splitlines() if "ERP snapshot:" in line), "")
+        if read_line:
+            figures["erp_read_in_training"] = read_line.split("ERP snapshot:", 1)[1].strip()
         self.stdout.write(json.dumps(figures))
+
+    def _time_erp_reads(self) -> dict[str, float]:
+        """Seconds to get the training frames: a full read, the read that builds the snapshot, a warm one, one after a small change.
+
+        The small change (a few work results of the newest month re-reported, one routing operation
+        deleted, one item's attribute edited) is made in a transaction that is rolled back: the
+        database is left as it was, and the next read re-reads those partitions again.
+        """
+        from erp import snapshot
+        from erp.data import load_training_frames
+
+        def timed(**kwargs) -> float:
+            started = time.perf_counter()
+            load_training_frames(**kwargs)
+            return round(time.perf_counter() - started, 2)
+
+        figures = {"cold_full_read": timed(snapshot=False)}
+        self.stdout.write(f"ERP read, full (no snapshot): {figures['cold_full_read']:.2f} s")
+        if not snapshot.enabled():
+            self.stdout.write("ERP snapshot is off (ERP_SNAPSHOT=false): the training reads in full.")
+            return figures
+        snapshot.drop()
+        figures["snapshot_build"] = timed(snapshot=True)
+        figures["snapshot_warm"] = timed(snapshot=True)
+        self.stdout.write(f"ERP read, first with the snapshot (builds it): {figures['snapshot_build']:.2f} s; warm (nothing changed): {figures['snapshot_warm']:.2f} s")
+        if settings.ERP_EXTERNAL:
+            self.stdout.write("A real ERP is attached (read-only): the read after a change is not timed.")
+            return figures
+        with transaction.atomic(using=erp_write_alias()):
+            changed = _small_change()
+            figures["snapshot_after_change"] = timed(snapshot=True)
+            transaction.set_rollback(True, using=erp_write_alias())
+        self.stdout.write(f"ERP read after a small change ({changed}): {figures['snapshot_after_change']:.2f} s")
+        return figures
+
+
+def _small_change() -> str:
+    """Re-report 100 work results of the newest month, delete one routing operation, edit one item; say what."""
+    from erp.models import Item, RoutingOperation, WorkResult
+
+    newest = WorkResult.objects.order_by("-report_dt").values_list("report_dt", flat=True).first()
+    month = WorkResult.objects.filter(report_dt__year=newest.year, report_dt__month=newest.month).order_by("pk")
+    work = WorkResult.objects.filter(pk__in=list(month.values_list("pk", flat=True)[:100])).update(mach_worked_hours=F("mach_worked_hours") * 1.1)
+    operation = RoutingOperation.objects.order_by("-pk").first()
+    RoutingOperation.objects.filter(pk=operation.pk).delete()
+    item = Item.objects.order_by("-insrt_dt").first()
+    Item.objects.filter(pk=item.pk).update(item_material="BENCH-EDIT")
+    return f"{work} work results updated, 1 routing operation deleted, 1 item edited"

@@ -1,0 +1,488 @@
+"""An incremental, columnar snapshot of the ERP extract the training reads.
+
+Reading the ERP is the largest cost of a training (millions of rows through the driver, a
+Python object per value). Between two trainings little of it changes, so the rows the engine
+needs are kept under `MODEL_ROOT/erp_snapshot/` as Parquet files, one per table, and a retrain
+re-reads only the *partitions* (months, see `erp.changes`) whose change marker moved since:
+
+    items         BI_ITEM_INFO_VIEW       every column                 partitioned by INSRT_DT month
+    routings      BI_ROUTING_VIEW         what current_routings needs  partitioned by INSRT_DT month
+    work_results  BI_WORK_ORDER_RESULTS   usable rows, what actuals need   by REPORT_DT month
+
+Raw rows are stored, not derived frames: the current routing and the `until` bound are applied
+after the merge, exactly as after a full read, so a snapshot serves any `when` / `until`.
+
+Layout and safety: each refresh writes a new generation directory (`gen-<id>/`: the three files
+and `manifest.json` with each file's sha256, the markers and the database it came from), then
+points `CURRENT` at it with an atomic rename. A crashed write leaves `CURRENT` on the previous,
+complete generation; two trainings refreshing at once each write their own generation and the
+last rename wins, both complete. A file whose checksum does not match, a missing file, a snapshot
+of another database or format: the snapshot is rebuilt from a full read, with a warning.
+
+Settings: `ERP_SNAPSHOT` (on by default) turns it off; `manage.py erp_snapshot --rebuild` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import connections, models
+
+from . import changes, frames
+from .data import (
+    _ACTUAL_INPUT,
+    _CURRENT_INPUT,
+    _field_by_column,
+    columns_of,
+    erp_alias,
+    select_frame,
+)
+from .models import Item, RoutingOperation, WorkResult
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+DIRNAME = "erp_snapshot"
+POINTER = "CURRENT"
+PART = "_PART"
+# Past this share of partitions changed, one full read is cheaper than many partition reads.
+FULL_READ_SHARE = 0.5
+KEEP_OLD_GENERATIONS_SECONDS = 600  # a reader that resolved CURRENT just before a swap still finds its files
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the snapshot keeps of one ERP table: the columns, a fixed row filter, the SQL per column."""
+
+    name: str
+    model: type[models.Model]
+    columns: list[str]
+    where: Callable[[Callable[[str], str]], str] = lambda qn: ""
+    expressions: Callable[[Callable[[str], str]], dict[str, str]] = lambda qn: {}
+    # Text as pandas Categoricals over Python-object categories: a column of 3 M work-order rows
+    # then costs one string object per distinct value, not per row, and `to_numpy()` downstream is
+    # a take of references. The items stay `str` (the engine gets them as they are).
+    categorical: bool = True
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+
+ROUTING_COLUMNS = [*_CURRENT_INPUT, "VALID_FROM_DT", "VALID_TO_DT"]
+SPECS = (
+    TableSpec("items", Item, columns_of(Item), categorical=False),
+    TableSpec(
+        "routings",
+        RoutingOperation,
+        ROUTING_COLUMNS,
+        # as in load_current_routings: NULL costs no string object per row, frames read NULL as minutes
+        expressions=lambda qn: {"TIME_UNIT": f"NULLIF({qn('TIME_UNIT')}, 'MIN')"},
+    ),
+    TableSpec(
+        "work_results",
+        WorkResult,
+        _ACTUAL_INPUT,
+        # the rows actuals_from_work_results keeps (load_work_results(usable_only=True))
+        where=lambda qn: f"{qn('ORDER_QTY')} > 0 AND {qn('MACH_WORKED_HOURS')} IS NOT NULL",
+    ),
+)
+
+
+# Rows are stored sorted by item, then this column: the canonical order of erp.frames, found for free.
+SORTED_BY = {"items": "INSRT_DT", "work_results": "REPORT_DT"}
+
+
+@dataclass
+class ReadStats:
+    """What one snapshot read did, per table: 'full' / 'partial' / 'unchanged', rows read from the ERP, seconds."""
+
+    mode: dict[str, str] = field(default_factory=dict)
+    rows_read: dict[str, int] = field(default_factory=dict)
+    partitions_read: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    reason: str = ""
+
+    def summary(self) -> str:
+        parts = [f"{name} {self.mode[name]} ({self.rows_read.get(name, 0):,} rows)" for name in self.mode]
+        return f"ERP snapshot: {', '.join(parts)} in {self.seconds:.1f} s" + (f"; {self.reason}" if self.reason else "")
+
+
+class SnapshotCorrupt(Exception):
+    """The snapshot on disk is unusable (missing/partial file, checksum mismatch, wrong format)."""
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "ERP_SNAPSHOT", True))
+
+
+def root() -> Path:
+    return Path(settings.MODEL_ROOT) / DIRNAME
+
+
+def _source_identity(alias: str) -> str:
+    """Which database a snapshot came from: one of another database is never merged with this one."""
+    config = connections[alias].settings_dict
+    return hashlib.sha256(
+        json.dumps([connections[alias].vendor, config.get("NAME"), config.get("HOST"), config.get("PORT")], default=str).encode()
+    ).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ markers
+def _markers(spec: TableSpec, alias: str) -> tuple[str, dict[int, str]]:
+    """('counters' | 'checksums', {partition: marker}) for one table, read before its rows (see module doc)."""
+    if changes.triggers_installed(alias, spec.table):
+        return "counters", {p: str(n) for p, n in changes.read_counters(alias, spec.table).items()}
+    qn = connections[alias].ops.quote_name
+    return "checksums", changes.read_checksums(alias, spec.table, spec.columns, spec.where(qn))
+
+
+def _changed_partitions(kind: str, old: dict[str, str] | None, new: dict[int, str]) -> set[int] | None:
+    """Partitions to re-read, or None for all (no usable previous markers, a TRUNCATE)."""
+    if old is None or old.get("kind") != kind:
+        return None
+    before = {int(p): m for p, m in old["markers"].items()}
+    if any(before.get(p) != new.get(p) for p in before.keys() | new.keys() if p < 0):  # TRUNCATE, reinstalled triggers
+        return None
+    return {p for p in before.keys() | new.keys() if before.get(p) != new.get(p)}
+
+
+# ------------------------------------------------------------------------------------------- reading
+def _read_rows(spec: TableSpec, alias: str, parts: set[int] | None) -> pd.DataFrame:
+    """The spec's rows of the listed partitions (all when None) from the ERP, with their partition in `_PART`."""
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    part_sql = changes.partition_expr(connection.vendor, qn(changes.PARTITION_COLUMN[spec.table]))
+    conditions, params = [], []
+    if spec.where(qn):
+        conditions.append(f"({spec.where(qn)})")
+    if parts is not None:
+        wanted = sorted(parts)
+        if connection.vendor == "postgresql":
+            conditions.append(f"{part_sql} = ANY(%s)")
+            params.append(wanted)
+        else:
+            conditions.append(f"{part_sql} IN ({', '.join(['%s'] * len(wanted))})")
+            params.extend(wanted)
+    frame = select_frame(
+        spec.model, spec.columns, None, " AND ".join(conditions), params, spec.expressions(qn), {PART: part_sql}, spec.categorical
+    )
+    frame[PART] = frame[PART].astype(np.int32)
+    return frame
+
+
+def _is_text(field_: models.Field) -> bool:
+    return not isinstance(field_, models.DateTimeField | models.DateField | models.IntegerField | models.FloatField | models.DecimalField)
+
+
+def _object_categorical(values) -> pd.Categorical:
+    """A Categorical whose categories are Python objects (see TableSpec.categorical)."""
+    if isinstance(values, pd.Series | pd.Index) and isinstance(values.dtype, pd.CategoricalDtype) and values.cat.categories.dtype == object:
+        return values.array
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(np.asarray(uniques, dtype=object), dtype=object))
+
+
+def _arrow_categorical(column) -> pd.Categorical:
+    """A dictionary-encoded Arrow column as an object-category Categorical, without a string object per row."""
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(column.type):
+        return _object_categorical(column.to_pandas())
+    if column.num_chunks == 0:
+        return pd.Categorical.from_codes(np.zeros(0, dtype=np.int32), categories=pd.Index([], dtype=object))
+    # One row group is written, so the reader's batches share one dictionary (equal buffers: a
+    # quick check); unifying would hash every value of it once per batch.
+    first = column.chunk(0).dictionary
+    if not all(chunk.dictionary.equals(first) for chunk in column.chunks[1:]):
+        column = column.unify_dictionaries()
+        first = column.chunk(0).dictionary
+    codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32) for c in column.chunks])
+    categories = pd.Index(np.array(first.to_pylist(), dtype=object), dtype=object)
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories), validate=False)  # Arrow's indices are valid
+
+
+def _normalise(spec: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """The dtypes `erp.data.select_frame` gives each column (text: see TableSpec.categorical)."""
+    by_column = _field_by_column(spec.model)
+    out = {}
+    for column in spec.columns:
+        field_ = by_column[column]
+        values = frame[column]
+        if isinstance(field_, models.DateTimeField | models.DateField):
+            out[column] = values.to_numpy(dtype="datetime64[us]")
+        elif isinstance(field_, models.IntegerField):
+            out[column] = values.astype(np.int64) if not values.isna().any() else values.astype("Int64")
+        elif isinstance(field_, models.FloatField | models.DecimalField):
+            out[column] = values.to_numpy(dtype=float)
+        elif spec.categorical:
+            out[column] = _object_categorical(values)
+        else:
+            out[column] = values if values.dtype == "str" else values.astype("str")
+    out[PART] = frame[PART].to_numpy(dtype=np.int32)
+    return pd.DataFrame(out, columns=[*spec.columns, PART])
+
+
+def _concat(spec: TableSpec, kept: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+    """Kept snapshot rows + re-read rows, categorical text staying categorical (one union of categories)."""
+    from pandas.api.types import union_categoricals
+
+    if not len(fresh):
+        return kept.reset_index(drop=True)
+    out = {}
+    for column in kept.columns:
+        left, right = kept[column], fresh[column]
+        if isinstance(left.dtype, pd.CategoricalDtype):
+            out[column] = union_categoricals([left.array, _object_categorical(right)])
+        else:
+            out[column] = np.concatenate([left.to_numpy(), right.to_numpy()]) if left.dtype == right.dtype and left.dtype != "str" else None
+            if out[column] is None:
+                out[column] = pd.concat([left, right], ignore_index=True)
+    return pd.DataFrame(out, columns=kept.columns)
+
+
+# ------------------------------------------------------------------------------------------ storage
+def _current_generation(base: Path) -> Path | None:
+    pointer = base / POINTER
+    if not pointer.exists():
+        return None
+    name = pointer.read_text().strip()
+    if not name.startswith("gen-") or "/" in name:
+        raise SnapshotCorrupt(f"{pointer} names {name!r}, not a generation")
+    return base / name
+
+
+def load_manifest(base: Path | None = None) -> tuple[Path, dict] | None:
+    """(generation directory, manifest) of the current snapshot, or None when there is none. Raises SnapshotCorrupt."""
+    base = base or root()
+    generation = _current_generation(base)
+    if generation is None:
+        return None
+    try:
+        manifest = json.loads((generation / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SnapshotCorrupt(f"{generation.name}: manifest unreadable ({exc})")
+    if manifest.get("format") != FORMAT:
+        raise SnapshotCorrupt(f"{generation.name}: format {manifest.get('format')!r}, expected {FORMAT}")
+    return generation, manifest
+
+
+def _read_table(generation: Path, entry: dict, spec: TableSpec) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        path = generation / entry["file"]
+        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+            raise SnapshotCorrupt(f"{generation.name}/{entry['file']}: size or sha256 does not match the manifest")
+        by_column = _field_by_column(spec.model)
+        text = [c for c in spec.columns if _is_text(by_column[c])] if spec.categorical else []
+        table = pq.read_table(path, read_dictionary=text)
+        if table.num_rows != entry["rows"] or table.column_names != [*spec.columns, PART]:
+            raise SnapshotCorrupt(
+                f"{generation.name}/{entry['file']}: {table.num_rows} rows of {table.column_names}, not what the manifest says"
+            )
+        frame = pd.DataFrame(
+            {c: _arrow_categorical(table.column(c)) if c in text else table.column(c).to_pandas() for c in table.column_names},
+            columns=table.column_names,
+        )
+    except SnapshotCorrupt:
+        raise
+    except Exception as exc:  # missing file, truncated Parquet, …
+        name = entry.get("file") if isinstance(entry, dict) else entry
+        raise SnapshotCorrupt(f"{generation.name}/{name}: {type(exc).__name__}: {exc}")
+    return _normalise(spec, frame)
+
+
+def _write_generation(base: Path, tables: dict[str, pd.DataFrame], reuse: dict[str, tuple[Path, dict]], manifest: dict) -> Path:
+    """Write a complete generation beside the current one, then point CURRENT at it atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base.mkdir(parents=True, exist_ok=True)
+    name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    tmp = base / f".tmp-{name}"
+    tmp.mkdir()
+    try:
+        for spec in SPECS:
+            target = tmp / f"{spec.name}.parquet"
+            if spec.name in reuse:  # unchanged: a hard link to the previous generation's file (no copy)
+                source, entry = reuse[spec.name]
+                try:
+                    os.link(source / entry["file"], target)
+                except OSError:
+                    shutil.copyfile(source / entry["file"], target)
+                manifest["tables"][spec.name].update(
+                    file=target.name,
+                    rows=entry["rows"],
+                    bytes=entry["bytes"],
+                    sha256=entry["sha256"],
+                    partitions=entry.get("partitions", 0),
+                )
+                continue
+            frame = tables[spec.name]
+            # One row group and room for every distinct value in the dictionary: a column reads back as one
+            # dictionary chunk (no unification, no fallback to plain strings).
+            pq.write_table(
+                pa.Table.from_pandas(frame, preserve_index=False), target, compression="zstd",
+                row_group_size=max(len(frame), 1), dictionary_pagesize_limit=1 << 30,
+            )  # fmt: skip
+            manifest["tables"][spec.name].update(
+                file=target.name,
+                rows=len(frame),
+                bytes=target.stat().st_size,
+                sha256=_sha256(target),
+                partitions=int(frame[PART].nunique()),
+            )
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        for path in tmp.iterdir():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        tmp.rename(base / name)
+        try:  # the generation being retired: its grace period for readers still on it starts now
+            retired = _current_generation(base)
+            if retired is not None and retired.exists():
+                os.utime(retired)
+        except (OSError, SnapshotCorrupt):
+            pass
+        pointer_tmp = base / f".{POINTER}-{uuid.uuid4().hex[:8]}"
+        pointer_tmp.write_text(name)
+        with pointer_tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(pointer_tmp, base / POINTER)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(base, keep=name)
+    return base / name
+
+
+def _prune(base: Path, keep: str) -> None:
+    """Remove generations (and crashed temporaries) other than `keep` once no reader can still be on them."""
+    now = time.time()
+    for path in base.iterdir():
+        if path.name in (keep, POINTER) or not (
+            path.name.startswith("gen-") or path.name.startswith(".tmp-") or path.name.startswith(f".{POINTER}-")
+        ):
+            continue
+        try:
+            if now - path.stat().st_mtime > KEEP_OLD_GENERATIONS_SECONDS:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------- the read
+def read_raw(rebuild: bool = False, write: bool = True) -> tuple[dict[str, pd.DataFrame], ReadStats]:
+    """The raw rows of the three tables (`SPECS`), from the snapshot refreshed with what changed in the ERP.
+
+    `rebuild` ignores the snapshot on disk (a full read). The refreshed snapshot is written back
+    (a new generation) unless nothing changed or `write` is False.
+    """
+    started = time.perf_counter()
+    stats = ReadStats()
+    alias = erp_alias(Item)
+    base = root()
+    previous: tuple[Path, dict] | None = None
+    if not rebuild:
+        try:
+            previous = load_manifest(base)
+            if previous and previous[1].get("source") != _source_identity(alias):
+                stats.reason = "the snapshot is of another database: rebuilt"
+                previous = None
+        except SnapshotCorrupt as exc:
+            logger.warning("ERP snapshot unusable, rebuilding it from a full read: %s", exc)
+            stats.reason = f"rebuilt: {exc}"
+    manifest = {"format": FORMAT, "source": _source_identity(alias), "vendor": connections[alias].vendor, "tables": {}}
+    tables: dict[str, pd.DataFrame] = {}
+    reuse: dict[str, tuple[Path, dict]] = {}
+    for spec in SPECS:
+        kind, markers = _markers(spec, alias)  # before the rows: a change in between is re-read next time, never lost
+        manifest["tables"][spec.name] = {"kind": kind, "markers": {str(p): m for p, m in sorted(markers.items())}}
+        old_entry = previous[1]["tables"].get(spec.name) if previous else None
+        parts = _changed_partitions(kind, old_entry, markers)
+        old = None
+        # Counters exist only for partitions written since the triggers were installed: the share is
+        # of the partitions the data has.
+        known = max(len(markers), int((old_entry or {}).get("partitions", 0)), 1)
+        if parts is not None and (not parts or len(parts) <= FULL_READ_SHARE * known):
+            try:
+                old = _read_table(previous[0], old_entry, spec)
+            except SnapshotCorrupt as exc:
+                logger.warning("ERP snapshot unusable, re-reading %s in full: %s", spec.name, exc)
+                stats.reason = f"rebuilt {spec.name}: {exc}"
+        if old is None:
+            fresh = _normalise(spec, _read_rows(spec, alias, None))
+            tables[spec.name] = fresh
+            stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "full", len(fresh), len(markers)
+        elif not parts:
+            tables[spec.name] = old
+            reuse[spec.name] = (previous[0], old_entry)
+            stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "unchanged", 0, 0
+        else:
+            fresh = _normalise(spec, _read_rows(spec, alias, parts))
+            kept = old[~old[PART].isin(list(parts)).to_numpy()]
+            tables[spec.name] = _concat(spec, kept, fresh)
+            stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "partial", len(fresh), len(parts)
+    for spec in SPECS:
+        if spec.name not in reuse and spec.name in SORTED_BY:  # stored in the order the training wants
+            order = frames.item_time_order(tables[spec.name], SORTED_BY[spec.name])
+            if not np.array_equal(order, np.arange(len(order))):
+                tables[spec.name] = tables[spec.name].iloc[order].reset_index(drop=True)
+    if write and len(reuse) < len(SPECS):
+        try:
+            _write_generation(base, tables, reuse, manifest)
+        except OSError as exc:  # a full disk must not fail the training that only wanted to read
+            logger.warning("ERP snapshot not written: %s", exc)
+    stats.seconds = time.perf_counter() - started
+    return tables, stats
+
+
+def training_frames(until=None, when=None, rebuild: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, ReadStats]:
+    """`erp.data.load_training_frames` from the snapshot: (items, current routings, actuals, what was read)."""
+    raw, stats = read_raw(rebuild=rebuild)
+    items = raw["items"].drop(columns=PART)
+    routings = frames.current_routings(raw["routings"].drop(columns=PART), when)
+    work = raw["work_results"].drop(columns=PART)
+    if until is not None:
+        bound = frames.to_timestamp(until).to_datetime64().astype("datetime64[us]")
+        work = work[work["REPORT_DT"].to_numpy(dtype="datetime64[us]") < bound]
+    return items, routings, frames.actuals_from_work_results(work), stats
+
+
+def status() -> dict:
+    """What is on disk: generation, tables with rows and marker kinds (for the management command)."""
+    found = load_manifest()
+    if found is None:
+        return {"snapshot": None}
+    generation, manifest = found
+    return {
+        "snapshot": generation.name,
+        "tables": {
+            name: {"rows": t.get("rows"), "kind": t.get("kind"), "partitions": len(t.get("markers", {}))}
+            for name, t in manifest["tables"].items()
+        },
+    }
+
+
+def drop() -> None:
+    shutil.rmtree(root(), ignore_errors=True)

@@ -1,0 +1,311 @@
+"""The incremental ERP snapshot (`erp.snapshot`): a retrain reads only what changed, and never misses a change."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from erp import changes, data, snapshot
+from erp.models import Item, RoutingOperation, WorkResult
+
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
+ITEMS = 300
+
+
+@pytest.fixture
+def erp(db):
+    call_command("seed_demo_erp", items=ITEMS, seed=5, stdout=io.StringIO())
+
+
+def full_read():
+    return data.load_training_frames(snapshot=False)
+
+
+def snapshot_read():
+    seen = []
+    frames = data.load_training_frames(snapshot=True, on_read=seen.append)
+    return frames, seen[0]
+
+
+def assert_same_frames(left, right) -> None:
+    for a, b in zip(left, right, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------- equality
+def test_snapshot_read_equals_full_read_and_a_second_read_fetches_nothing(erp):
+    first, stats = snapshot_read()
+    assert set(stats.mode.values()) == {"full"}
+    assert_same_frames(first, full_read())
+    again, stats = snapshot_read()
+    assert stats.mode == {"items": "unchanged", "routings": "unchanged", "work_results": "unchanged"}
+    assert sum(stats.rows_read.values()) == 0
+    assert_same_frames(again, full_read())
+
+
+def test_training_from_the_snapshot_equals_training_from_a_full_read(erp):
+    from training.engine import EngineConfig, train
+
+    snapshot_read()  # build
+    with connection.cursor() as cursor:  # and make the next read a merge of old and re-read partitions
+        cursor.execute('UPDATE "BI_WORK_ORDER_RESULTS" SET "SETUP_HOURS" = 0.25 WHERE "ITEM_CD" = %s', [Item.objects.order_by("pk")[7].pk])
+    merged, stats = snapshot_read()
+    assert stats.mode["work_results"] == "partial"
+    full = full_read()
+    config = EngineConfig(seed=0, candidates=("baseline",), routing_candidates=("vote",))
+    from_snapshot, from_full = train(*merged, config), train(*full, config)
+    assert from_snapshot.metrics == from_full.metrics
+    assert from_snapshot.candidate_scores == from_full.candidate_scores
+    asked = full[0].iloc[::17]
+    assert from_snapshot.model.predict(asked) == from_full.model.predict(asked)
+    for name, array in from_full.model._arrays().items():
+        np.testing.assert_array_equal(from_snapshot.model._arrays()[name], array, err_msg=name)
+
+
+# ------------------------------------------------------------------------------ inserts, updates, deletes
+def _first(model):
+    return model.objects.order_by("pk").first()
+
+
+def insert_item():
+    Item.objects.create(
+        item_cd="NEW-0001", part_type="SLEEVE", item_material="SUS304", outdiameter=42.0, insrt_dt=datetime(2026, 1, 5, tzinfo=UTC)
+    )
+
+
+def update_item():
+    Item.objects.filter(pk=_first(Item).pk).update(item_material="CHANGED", outdiameter=999.0)
+
+
+def delete_item():
+    Item.objects.filter(pk=_first(Item).pk).delete()
+
+
+def move_item():  # to another partition: both the old and the new month must be re-read
+    Item.objects.filter(pk=_first(Item).pk).update(insrt_dt=datetime(2021, 7, 1, tzinfo=UTC))
+
+
+def insert_routing():
+    op = _first(RoutingOperation)
+    RoutingOperation.objects.create(
+        item_cd=op.item_cd, rout_no="999", proc_seq=10, job_cd="LAP", res_cd="LAP-01", inside_flag="IN", setup_time=5, run_time=1,
+        insrt_dt=datetime(2026, 2, 1, tzinfo=UTC),
+    )  # fmt: skip
+
+
+def update_routing():
+    RoutingOperation.objects.filter(pk=_first(RoutingOperation).pk).update(run_time=123.0, res_cd="OTHER")
+
+
+def delete_routing():
+    op = _first(RoutingOperation)
+    RoutingOperation.objects.filter(item_cd=op.item_cd, rout_no=op.rout_no, proc_seq=op.proc_seq).delete()
+
+
+def insert_work_result():
+    wr = _first(WorkResult)
+    WorkResult.objects.create(
+        item_cd=wr.item_cd, proc_seq=wr.proc_seq, job_cd=wr.job_cd, res_cd=wr.res_cd, report_dt=datetime(2026, 3, 3, 8, tzinfo=UTC),
+        order_qty=10, setup_hours=0.5, mach_worked_hours=2.0,
+    )  # fmt: skip
+
+
+def update_work_result():
+    WorkResult.objects.filter(pk=_first(WorkResult).pk).update(mach_worked_hours=77.0)
+
+
+def delete_work_result():
+    WorkResult.objects.filter(pk=_first(WorkResult).pk).delete()
+
+
+def unusable_work_result():  # a row the snapshot keeps turns into one it must not keep
+    WorkResult.objects.filter(pk=_first(WorkResult).pk).update(order_qty=0)
+
+
+CHANGES = {
+    "items": [insert_item, update_item, delete_item, move_item],
+    "routings": [insert_routing, update_routing, delete_routing],
+    "work_results": [insert_work_result, update_work_result, delete_work_result, unusable_work_result],
+}
+
+
+@pytest.mark.parametrize("table, change", [(t, c) for t, cs in CHANGES.items() for c in cs], ids=lambda v: getattr(v, "__name__", v))
+def test_after_a_change_the_next_snapshot_read_equals_a_fresh_full_read(erp, table, change):
+    snapshot_read()
+    change()
+    merged, stats = snapshot_read()
+    assert stats.mode[table] == "partial", stats.summary()  # only the touched partitions travelled
+    assert 0 < stats.partitions_read[table] <= 2
+    assert all(mode == "unchanged" for name, mode in stats.mode.items() if name != table)
+    assert_same_frames(merged, full_read())
+
+
+def test_triggers_installed_after_the_data_still_read_only_the_changed_partition(erp):
+    """A database migrated after it was filled has counters only for what changed since: still a partial read."""
+    with connection.cursor() as cursor:
+        cursor.execute(f'DELETE FROM "{changes.COUNTER_TABLE}"')
+    snapshot_read()
+    update_work_result()
+    merged, stats = snapshot_read()
+    assert stats.mode["work_results"] == "partial" and stats.partitions_read["work_results"] == 1
+    assert_same_frames(merged, full_read())
+
+
+def test_all_changes_at_once_across_trainings(erp):
+    snapshot_read()
+    for table_changes in CHANGES.values():
+        for change in table_changes:
+            change()
+            merged, _ = snapshot_read()
+            assert_same_frames(merged, full_read())
+
+
+def test_checksums_catch_changes_where_no_triggers_are_installed(erp):
+    vendor = connection.vendor
+    with connection.cursor() as cursor:
+        for statement in changes.uninstall_sql(vendor):
+            cursor.execute(statement)
+    first, stats = snapshot_read()
+    assert snapshot.status()["tables"]["items"]["kind"] == "checksums"
+    for change in (update_item, delete_routing, update_work_result, insert_work_result):
+        change()
+        merged, stats = snapshot_read()
+        assert "partial" in stats.mode.values(), stats.summary()
+        assert_same_frames(merged, full_read())
+    # an update that keeps the row count and the lengths of every value is still caught
+    wr = _first(WorkResult)
+    WorkResult.objects.filter(pk=wr.pk).update(job_cd=wr.job_cd[::-1] if len(set(wr.job_cd)) > 1 else wr.job_cd + "X")
+    merged, stats = snapshot_read()
+    assert stats.mode["work_results"] == "partial"
+    assert_same_frames(merged, full_read())
+
+
+def test_reinstalled_triggers_make_the_next_read_a_full_one(erp):
+    """Counters that were dropped and start again from zero could repeat the values a snapshot saw."""
+    snapshot_read()
+    with connection.cursor() as cursor:
+        for statement in changes.uninstall_sql(connection.vendor):
+            cursor.execute(statement)
+        update_item()  # unseen by any trigger
+        for statement in changes.install_sql(connection.vendor):
+            cursor.execute(statement)
+    merged, stats = snapshot_read()
+    assert set(stats.mode.values()) == {"full"}
+    assert_same_frames(merged, full_read())
+
+
+def test_triggers_count_every_kind_of_write(erp):
+    before = changes.read_counters(connection.alias, "BI_ROUTING_VIEW")
+    update_routing()
+    delete_routing()
+    after = changes.read_counters(connection.alias, "BI_ROUTING_VIEW")
+    assert sum(after.values()) - sum(before.values()) >= 3  # the update bumps its old and new partition, the delete one
+
+
+# ------------------------------------------------------------------------------- damage and concurrency
+def _generation():
+    generation, manifest = snapshot.load_manifest()
+    return generation, manifest
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda gen: (gen / "work_results.parquet").write_bytes((gen / "work_results.parquet").read_bytes()[:100]),
+        lambda gen: (gen / "routings.parquet").unlink(),
+        lambda gen: (gen / "items.parquet").write_bytes(b"PAR1" + b"\0" * 64 + b"PAR1"),
+        lambda gen: (gen / "manifest.json").write_text("{not json"),
+        lambda gen: (gen.parent / snapshot.POINTER).write_text("gen-missing"),
+    ],
+    ids=["truncated file", "missing file", "garbage file", "broken manifest", "dangling pointer"],
+)
+def test_a_corrupt_snapshot_is_detected_and_rebuilt(erp, damage):
+    snapshot_read()
+    generation, _ = _generation()
+    for path in generation.iterdir():
+        path.chmod(0o644)
+    damage(generation)
+    update_work_result()  # so the damaged file has to be read (not merely linked)
+    merged, stats = snapshot_read()
+    assert "full" in stats.mode.values() and "rebuilt" in stats.reason
+    assert_same_frames(merged, full_read())
+    again, stats = snapshot_read()
+    assert set(stats.mode.values()) == {"unchanged"}
+
+
+def test_a_crashed_write_leaves_the_previous_snapshot_in_use(erp, monkeypatch):
+    snapshot_read()
+    before, _ = _generation()
+    update_item()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while swapping")
+
+    monkeypatch.setattr(snapshot.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        snapshot_read()
+    monkeypatch.undo()
+    assert _generation()[0] == before
+    assert not [p for p in before.parent.iterdir() if p.name.startswith(".tmp-")]
+    merged, stats = snapshot_read()  # the old generation is intact; the change is read now
+    assert stats.mode["items"] == "partial"
+    assert_same_frames(merged, full_read())
+
+
+def test_interleaved_refreshes_each_leave_a_complete_snapshot(erp):
+    """Two trainings refreshing at once: each writes its own generation; whichever rename lands last is complete."""
+    snapshot_read()
+    old_generation, _ = _generation()
+    update_item()
+    snapshot_read()  # training A
+    pointer = old_generation.parent / snapshot.POINTER
+    pointer.write_text(old_generation.name)  # training B, which started from the old generation, lands last
+    update_work_result()
+    merged, stats = snapshot_read()
+    assert stats.mode["items"] == "partial"  # B's generation still knows items changed since it
+    assert_same_frames(merged, full_read())
+
+
+def test_a_snapshot_of_another_database_is_not_used(erp, monkeypatch):
+    snapshot_read()
+    monkeypatch.setattr(snapshot, "_source_identity", lambda alias: "another-database")
+    merged, stats = snapshot_read()
+    assert set(stats.mode.values()) == {"full"}
+
+
+# ---------------------------------------------------------------------------------- settings and command
+def test_training_with_the_snapshot_off_writes_none(erp, settings):
+    settings.ERP_SNAPSHOT = False
+    out = io.StringIO()
+    call_command("train", sync=True, json=True, stdout=out, stderr=io.StringIO(), candidates="baseline")
+    assert not (settings.MODEL_ROOT / snapshot.DIRNAME).exists()
+
+
+def test_training_uses_and_reports_the_snapshot(erp, settings):
+    from training.models import TrainingJob
+
+    for _ in range(2):
+        call_command("train", sync=True, json=True, stdout=io.StringIO(), stderr=io.StringIO(), candidates="baseline")
+    log = TrainingJob.objects.order_by("pk").last().log
+    assert "ERP snapshot: items unchanged" in log
+    assert (settings.MODEL_ROOT / snapshot.DIRNAME / snapshot.POINTER).exists()
+
+
+def test_command_rebuilds_and_reports_the_snapshot(erp):
+    out = io.StringIO()
+    call_command("erp_snapshot", rebuild=True, stdout=out)
+    assert "items full" in out.getvalue()
+    out = io.StringIO()
+    call_command("erp_snapshot", status=True, json=True, stdout=out)
+    status = json.loads(out.getvalue())
+    assert status["tables"]["items"]["rows"] == ITEMS
+    assert status["tables"]["items"]["kind"] == ("counters" if connection.vendor in ("sqlite", "postgresql") else "checksums")
