@@ -267,6 +267,7 @@ def predict_items(
     exclude_self: bool = True,
     include_context: bool = True,
     channel: str = "internal",
+    log: bool = True,
 ) -> PredictionBatch:
     """Predict the routing of items of the item master (`item_codes`) and/or new items (`items`).
 
@@ -274,7 +275,8 @@ def predict_items(
     label (None = the active one). `exclude_self`: an item never counts as its own neighbour (keep it
     True except to debug the model). `include_context=False` skips the current-routing and
     neighbour-attribute queries for callers that only need the prediction (e.g. a quality cycle).
-    `channel` labels the Prometheus figures (api, page, quality, internal).
+    `channel` labels the Prometheus figures (api, page, quality, internal). `log=False` leaves the
+    prediction log (PREDICTION_LOG_CHANNELS) to the caller, e.g. to write it once the answer is sent.
 
     Raises PredictionInputError/BatchTooLarge (400), ModelNotFound (404) or NoActiveModel (503)
     for the call as a whole; everything about one item is reported in that item's result.
@@ -289,7 +291,7 @@ def predict_items(
         raise
     batch.duration = time.perf_counter() - started
     metrics.record_batch(batch, channel)
-    if channel in settings.PREDICTION_LOG_CHANNELS:
+    if log and channel in settings.PREDICTION_LOG_CHANNELS:
         log_served(batch, channel)
     return batch
 
