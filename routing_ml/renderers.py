@@ -6,8 +6,8 @@ Apart from routing_ml.drf, which DRF imports while its own settings load.
 from __future__ import annotations
 
 import orjson
-from rest_framework.utils import encoders
 from rest_framework.renderers import JSONRenderer
+from rest_framework.utils import encoders
 
 
 class ORJSONRenderer(JSONRenderer):
