@@ -93,3 +93,29 @@ def release_freed_memory() -> None:
     """
     if _malloc_trim is not None:
         _malloc_trim(0)
+
+
+_gc_paused_here = False
+
+
+def pause_gc() -> bool:
+    """Turn the cyclic garbage collector off for one request; True if the caller must call `resume_gc()`.
+
+    Safe if a resume was missed (a response that failed to render is never closed): the next pause
+    takes the pause over instead of leaving the collector off for good without an owner.
+    """
+    global _gc_paused_here
+    if _gc_paused_here:
+        return True
+    if not gc.isenabled():
+        return False  # someone else turned it off: theirs to turn back on
+    gc.disable()
+    _gc_paused_here = True
+    return True
+
+
+def resume_gc() -> None:
+    global _gc_paused_here
+    if _gc_paused_here:
+        _gc_paused_here = False
+        gc.enable()

@@ -133,3 +133,13 @@ def test_the_web_config_preloads_the_app_and_the_model():
 
     config = runpy.run_path(str(Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"))
     assert config["preload_app"] is True and callable(config["when_ready"])
+
+
+def test_the_garbage_collector_is_back_on_after_every_answer(trained_model, planner_api):
+    import gc
+
+    code = Item.objects.order_by("item_cd").values_list("item_cd", flat=True).first()
+    assert planner_api.post(URL, {"item_codes": [code]}, format="json").status_code == 200
+    assert gc.isenabled()
+    assert planner_api.post(URL, {"item_codes": "not a list"}, format="json").status_code == 400
+    assert gc.isenabled()
