@@ -23,6 +23,9 @@ import pytest
 from erp.models import Item, RoutingOperation
 from tests.fixtures_model import *  # noqa: F403
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 URL = "/api/v1/predictions/"
 GOLDEN = Path(__file__).parent / "golden" / "predictions_api.json"
 

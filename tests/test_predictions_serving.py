@@ -16,6 +16,9 @@ from routing_ml.roles import PLANNERS
 from tests.fixtures_model import *  # noqa: F403
 from tests.fixtures_model import _trained_bundle, register_bundle
 
+# Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
+pytestmark = pytest.mark.postgres
+
 URL = "/api/v1/predictions/"
 
 
