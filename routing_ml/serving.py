@@ -65,7 +65,6 @@ def when_ready(server) -> None:
         return
     _one_thread_per_worker()
     preload_model()
-    _tune_malloc()
     gc.collect()
     gc.freeze()
 
@@ -83,25 +82,6 @@ def _one_thread_per_worker() -> None:
         threadpool_limits(limits=1)
     except Exception as exc:  # threadpoolctl missing or a library it cannot drive: keep the defaults
         logger.warning("Could not limit the web workers' BLAS/OpenMP threads: %s", exc)
-
-
-def _tune_malloc() -> None:
-    """Large blocks (numpy temporaries of a batch) come from their own mappings, returned to the system when freed.
-
-    glibc otherwise raises its mmap threshold after the first large free, and later large arrays
-    are carved from the heap, where their pages stay in the worker after the batch. Inherited by
-    the forked workers.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 256 * 1024)
-        libc.mallopt(m_trim_threshold, 1024 * 1024)
-    except (OSError, AttributeError):
-        pass
 
 
 def _load_malloc_trim():
