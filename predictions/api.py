@@ -10,11 +10,14 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from routing_ml.api import require_perm
 from routing_ml.csv_export import SafeDictWriter
+from routing_ml.renderers import ORJSONRenderer
+from routing_ml.serving import pause_gc, release_freed_memory, resume_gc
 from routing_ml.tokens import JWTAuthentication
 
 from . import metrics
@@ -28,9 +31,11 @@ from .serializers import (
     RoutingReviewPageSerializer,
     RoutingReviewSerializer,
 )
-from .service import ERP_ROUTING_COLUMNS, BatchTooLarge, predict_items
+from .service import ERP_ROUTING_COLUMNS, BatchTooLarge, clean_item_codes, log_served, predict_items
 
 CHANNEL = "api"
+# From this many items on, a request's freed memory is handed back to the system after the answer.
+LARGE_BATCH = 100
 
 
 def _check_batch_size(data) -> None:
@@ -46,9 +51,45 @@ def _check_batch_size(data) -> None:
         )
 
 
+def _plain_request(data) -> dict | None:
+    """The validated request when it is plainly valid JSON, else None (then PredictionRequestSerializer decides).
+
+    What PredictionRequestSerializer would return for the common request (lists of strings or
+    objects, an int top_k in range, a bool include_context, a string model_version), at a small
+    fraction of its cost: on a one-item request the serializer's field machinery cost more
+    than the model. Anything it would coerce or refuse (numbers as codes, "true" as a bool, a
+    missing list) is left to the serializer, so error bodies stay exactly its own.
+    """
+    if type(data) is not dict:
+        return None
+    codes, items = data.get("item_codes", []), data.get("items", [])
+    top_k, model_version = data.get("top_k"), data.get("model_version")
+    include_context = data.get("include_context", True)
+    if type(codes) is not list or type(items) is not list or type(include_context) is not bool:
+        return None
+    if top_k is not None and (type(top_k) is not int or not 1 <= top_k <= 50):
+        return None
+    if model_version is not None and type(model_version) is not str:
+        return None
+    if any(code is not None and type(code) is not str for code in codes) or any(type(item) is not dict for item in items):
+        return None
+    codes = clean_item_codes(codes)  # trims and drops blank entries, as the serializer's CharField + validate_item_codes
+    if not codes and not items:
+        return None
+    return {
+        "item_codes": codes,
+        "items": [dict(item) for item in items],
+        "top_k": top_k,
+        "model_version": (model_version or "").strip() or None,
+        "include_context": include_context,
+    }
+
+
 class PredictionView(APIView):
     # JWT first: an anonymous caller gets 401 with a WWW-Authenticate header (Session alone would answer 403).
     authentication_classes = [JWTAuthentication, SessionAuthentication]
+    # orjson for the answer (megabytes for a 1,000-item batch); the browsable API stays for people.
+    renderer_classes = [ORJSONRenderer, BrowsableAPIRenderer]
     permission_classes = [require_perm("registry.predict")]
 
     @extend_schema(
@@ -85,15 +126,31 @@ class PredictionView(APIView):
         tags=["predictions"],
     )
     def post(self, request):
+        # No cyclic GC from here until the answer is sent: a batch's ~100,000 dicts and lists are all alive
+        # until then, and every collection would walk them (and the whole heap) for nothing.
+        paused = pause_gc()
+        try:
+            response = self._predict(request)
+        except BaseException:
+            if paused:
+                resume_gc()
+            raise
+        if paused:
+            response._resource_closers.append(resume_gc)  # closers run in order: this one last
+        return response
+
+    def _predict(self, request):
         try:
             _check_batch_size(request.data)
-            body = PredictionRequestSerializer(data=request.data)
-            if not body.is_valid():
-                raise ValidationError(body.errors)
+            data = _plain_request(request.data)
+            if data is None:  # anything unusual: the serializer decides, with its exact error messages
+                body = PredictionRequestSerializer(data=request.data)
+                if not body.is_valid():
+                    raise ValidationError(body.errors)
+                data = body.validated_data
         except Exception:
             metrics.record_rejected(CHANNEL)
             raise
-        data = body.validated_data
         batch = predict_items(
             item_codes=data["item_codes"],
             items=data["items"],
@@ -101,8 +158,17 @@ class PredictionView(APIView):
             model_version=data["model_version"],
             include_context=data["include_context"],
             channel=CHANNEL,
+            log=False,
         )
-        return Response(batch.as_dict())
+        response = Response(batch.as_dict())
+        # Work the caller need not wait for runs when the WSGI server closes the response, i.e. once the
+        # answer is on its way: the log of served predictions (planner agreement), one INSERT and its
+        # commit; after a large batch, handing the freed heap back to the system.
+        if CHANNEL in settings.PREDICTION_LOG_CHANNELS:
+            response._resource_closers.append(lambda: log_served(batch, CHANNEL))
+        if len(batch.results) >= LARGE_BATCH:
+            response._resource_closers.append(release_freed_memory)
+        return response
 
 
 # --------------------------------------------------------------------------------------------

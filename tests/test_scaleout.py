@@ -213,7 +213,8 @@ def test_closed_loop_on_postgresql_and_redis_with_a_training_cluster_and_no_task
 
     with ExitStack() as stack:
         web = stack.enter_context(running(Process(
-            [gunicorn, "routing_ml.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "120"], _env(), tmp_path / "web.log")))
+            [gunicorn, "-c", "deploy/gunicorn.conf.py", "routing_ml.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "120"],
+            _env(), tmp_path / "web.log")))
         default = stack.enter_context(running(Process(qcluster, _env(), tmp_path / "default.log")))
         training = stack.enter_context(running(Process(qcluster, _env(Q_CLUSTER_NAME=TRAINING), tmp_path / "training.log")))
         api = Api(f"http://127.0.0.1:{port}")

@@ -1,0 +1,137 @@
+"""gunicorn hooks that make the web workers share one copy of the code and the model (deploy/gunicorn.conf.py).
+
+With `preload_app` the master imports Django and the application once; `when_ready` then loads
+the active model version (memory-mapped arrays, encoder, estimators), warms it with one
+prediction, closes the master's database connections and freezes the garbage collector's view
+of every object made so far. Each worker is forked from that state: the code, the model's Python
+objects and its mapped arrays are shared copy-on-write pages instead of one copy per worker, and
+gc.freeze() keeps the collector from writing to (and so un-sharing) those pages.
+
+Hot reload is unchanged: each worker still follows the active version on its own
+(`registry.loader`, every MODEL_RELOAD_INTERVAL seconds), so a version activated later is loaded
+by every worker within seconds; only the version that was active at start is shared.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def preload_model() -> str | None:
+    """Load (and warm) the active model version in this process; returns its label, None if there is none.
+
+    A failure is logged, never raised: the workers then load the model themselves, as without preload.
+    """
+    from django.db import connections
+
+    from registry.loader import loader
+
+    label = None
+    try:
+        loader.refresh(force=True)
+        label, model = loader.active()
+        _warm(model)
+        logger.info("Preloaded model version %s before forking the workers", label)
+    except Exception as exc:  # no active version, database down, broken bundle: the workers will say so
+        logger.warning("No model preloaded before forking the workers: %s", exc)
+    finally:
+        connections.close_all()  # a forked worker must never share the master's database connection
+    return label
+
+
+def _warm(model) -> None:
+    """A few predictions through the service, rendered as the API renders them: the lazy imports, caches and
+    first-call set-ups of the request path happen once, here, instead of in every worker's own memory."""
+    from predictions.service import _vocabularies, predict_items
+    from routing_ml.renderers import ORJSONRenderer
+
+    _vocabularies(model)
+    codes = model.indexed_item_codes()
+    if not codes:
+        return
+    step = max(1, len(codes) // 50)
+    for batch in (codes[:1], codes[::step][:50]):
+        for include_context in (True, False):
+            answer = predict_items(item_codes=batch, include_context=include_context, channel="internal")
+            ORJSONRenderer().render(answer.as_dict())
+
+
+def when_ready(server) -> None:
+    """gunicorn hook (master, before the first fork): preload the model when the app itself was preloaded."""
+    if not server.cfg.preload_app:
+        return
+    _one_thread_per_worker()
+    preload_model()
+    gc.collect()
+    gc.freeze()
+
+
+def _one_thread_per_worker() -> None:
+    """BLAS and OpenMP (scikit-learn's estimators) on one thread in every web worker, inherited through fork.
+
+    gunicorn already runs a worker per core: threads inside each worker only fight the other
+    workers for the same cores, and each thread's stack and BLAS buffer is that worker's own
+    memory. The answers do not depend on it (tests/test_predictions_golden.py passes either way).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+    except Exception as exc:  # threadpoolctl missing or a library it cannot drive: keep the defaults
+        logger.warning("Could not limit the web workers' BLAS/OpenMP threads: %s", exc)
+
+
+def _load_malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim; a no-op elsewhere).
+
+    A 1,000-item batch allocates some 100 MB of short-lived dicts, lists and arrays; once freed,
+    glibc keeps most of it in the worker's heap, which then counts as the worker's own memory
+    until the worker is recycled. Called after large answers only: it costs a few milliseconds.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+_gc_paused_here = False
+
+
+def pause_gc() -> bool:
+    """Turn the cyclic garbage collector off for one request; True if the caller must call `resume_gc()`.
+
+    Safe if a resume was missed (a response that failed to render is never closed): the next pause
+    takes the pause over instead of leaving the collector off for good without an owner.
+    """
+    global _gc_paused_here
+    if _gc_paused_here:
+        return True
+    if not gc.isenabled():
+        return False  # someone else turned it off: theirs to turn back on
+    gc.disable()
+    _gc_paused_here = True
+    return True
+
+
+def resume_gc() -> None:
+    global _gc_paused_here
+    if _gc_paused_here:
+        _gc_paused_here = False
+        gc.enable()
