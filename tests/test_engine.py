@@ -214,12 +214,16 @@ def test_top_k_is_exact_on_small_and_large_indexes(n):
     assert np.allclose(sims, np.take_along_axis(queries @ index.T, expected, axis=1))
 
 
+def _clustered_points(rng, n_centres: int, n: int, dim: int) -> np.ndarray:
+    """`n` unit vectors scattered around `n_centres` random directions (item-like clusters)."""
+    centres = _unit(rng, n_centres, dim)
+    points = centres[rng.integers(0, n_centres, n)] + 0.3 * rng.standard_normal((n, dim)).astype(np.float32)
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
 @pytest.mark.parametrize("n_queries", [2, 60])
 def test_clustered_index_returns_exactly_the_brute_force_neighbours(n_queries):
-    rng = np.random.default_rng(3)
-    centres = _unit(rng, 40, 16)
-    points = centres[rng.integers(0, 40, 30_000)] + 0.3 * rng.standard_normal((30_000, 16)).astype(np.float32)
-    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    points = _clustered_points(np.random.default_rng(3), 40, 30_000, 16)
     index = NeighborIndex.build(points, seed=0)
     assert len(index.offsets) - 1 > 1  # really clustered
     queries = points[:n_queries]
@@ -240,10 +244,7 @@ def test_clustered_index_returns_exactly_the_brute_force_neighbours(n_queries):
 def test_a_large_batch_searched_in_blocks_answers_exactly_as_in_one_go(monkeypatch):
     from training.engine import neighbors
 
-    rng = np.random.default_rng(4)
-    centres = _unit(rng, 30, 24)
-    points = centres[rng.integers(0, 30, 20_000)] + 0.3 * rng.standard_normal((20_000, 24)).astype(np.float32)
-    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    points = _clustered_points(np.random.default_rng(4), 30, 20_000, 24)
     index = NeighborIndex.build(points, seed=0)
     queries, exclude = points[:700], np.arange(700)
     whole = index.search(queries, 10, exclude=exclude)
