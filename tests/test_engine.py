@@ -253,6 +253,74 @@ def test_a_large_batch_searched_in_blocks_answers_exactly_as_in_one_go(monkeypat
     assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])
 
 
+def _one_hot_items(rng, n: int) -> np.ndarray:
+    """Unit rows shaped like encoded items: one-hot blocks (few values, so many identical rows) and two numbers."""
+    blocks = [rng.integers(0, size, n) for size in (3, 5, 8, 2, 12)]
+    width = sum((3, 5, 8, 2, 12)) + 2
+    x = np.zeros((n, width), np.float32)
+    offset = 0
+    for codes, size in zip(blocks, (3, 5, 8, 2, 12), strict=True):
+        x[np.arange(n), offset + codes] = 1.0
+        offset += size
+    x[:, -2] = np.round(rng.standard_normal(n), 1)  # rounded: equal sizes are common too
+    x[:, -1] = np.where(rng.random(n) < 0.3, 0.0, rng.standard_normal(n))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _exact_ranking(points: np.ndarray, queries: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The definition the index must meet: float64 similarity descending, then row ascending."""
+    sims = queries.astype(np.float64) @ points.astype(np.float64).T
+    sims[np.arange(len(queries)), exclude] = -np.inf
+    order = np.lexsort((np.broadcast_to(np.arange(points.shape[0]), sims.shape), -sims), axis=1)[:, :k]
+    return order, np.take_along_axis(sims, order, axis=1)
+
+
+def test_leaf_search_ranks_exactly_even_among_many_identical_items():
+    points = _one_hot_items(np.random.default_rng(8), 24_000)
+    index = NeighborIndex.build(points, seed=0)
+    assert len(index.offsets) - 1 > 1 and len(index.leaf_offsets) - 1 > 10 * (len(index.offsets) - 1)
+    queries, exclude = points[:300], np.arange(300)
+    expected_rows, expected_sims = _exact_ranking(points, queries, 15, exclude)
+    rows, sims = index.search(queries, 15, exclude=exclude)  # many queries: leaf by leaf
+    assert np.array_equal(rows, expected_rows)
+    assert np.allclose(sims, expected_sims, atol=1e-6)
+    # Alone, a query gets the same answer as in a batch (the few-queries path gathers instead).
+    for q in (0, 7, 123):
+        alone = index.search(queries[q : q + 1], 15, exclude=exclude[q : q + 1])
+        assert np.array_equal(alone[0][0], rows[q]) and np.array_equal(alone[1][0], sims[q])
+
+
+def test_leaf_and_cluster_bounds_never_underestimate_a_similarity():
+    from training.engine.neighbors import _box_bound
+
+    points = np.concatenate([_one_hot_items(np.random.default_rng(9), 6_000), np.zeros((0, 32), np.float32)])
+    index = NeighborIndex.build(points, seed=1)
+    queries = np.concatenate([points[:20], _one_hot_items(np.random.default_rng(10), 20)])
+    sims = queries @ index.emb.T
+    leaf_of_row = np.repeat(np.arange(len(index.leaf_offsets) - 1), np.diff(index.leaf_offsets))
+    cluster_of_row = np.repeat(np.arange(len(index.offsets) - 1), np.diff(index.offsets))
+    leaf_bound = _box_bound(queries, index.leaf_lo, index.leaf_hi)
+    cluster_bound = index._cluster_bounds(queries, queries @ index.centroids.T)
+    assert (sims <= leaf_bound[:, leaf_of_row]).all()
+    assert (sims <= cluster_bound[:, cluster_of_row]).all()
+    # and the leaves are far tighter than the clusters: that is what makes the search cheap
+    tenth = -np.sort(-sims, axis=1)[:, 9:10]
+    through_leaves = (leaf_bound[:, leaf_of_row] >= tenth).mean()
+    through_clusters = (cluster_bound[:, cluster_of_row] >= tenth).mean()
+    assert through_leaves < 0.5 * through_clusters, (through_leaves, through_clusters)
+
+
+def test_an_index_saved_without_leaves_still_searches_exactly():
+    points = _one_hot_items(np.random.default_rng(11), 12_000)
+    index = NeighborIndex.build(points, seed=0)
+    arrays = {name: arr for name, arr in index.arrays().items() if not name.startswith("leaf_")}
+    older = NeighborIndex(**arrays)  # a bundle written before leaves existed
+    queries, exclude = points[:50], np.arange(50)
+    expected_rows, _ = _exact_ranking(points, queries, 10, exclude)
+    assert np.array_equal(older.search(queries, 10, exclude=exclude)[0], expected_rows)
+    assert np.array_equal(older.search(queries[:1], 10, exclude=exclude[:1])[0], expected_rows[:1])
+
+
 def test_top_k_handles_many_identical_items():
     index = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (20_000, 1))
     rows, sims = top_k(index, index[:3], 5, exclude=np.array([0, 1, 2]))
