@@ -98,6 +98,33 @@ def test_the_last_orders_are_kept_per_operation_not_per_job_code():
     assert (per_operation == 3).all() and len(per_operation) == 2 * 4  # both GRINDs keep three orders each
 
 
+def test_padded_codes_and_missing_sequences_are_placed_like_clean_ones():
+    routings = pd.DataFrame({"ITEM_CD": ["A", "A", "A"], "PROC_SEQ": [20, 10, 30], "JOB_CD": [" GRIND", "TURN ", "GRIND"]})
+    actuals = pd.DataFrame(
+        {"ITEM_CD": ["A", "A", "A", "A", "Z"], "PROC_SEQ": [10, 20, 30, np.nan, 10], "JOB_CD": ["TURN", "GRIND ", "GRIND", "TURN", "TURN"]}
+    )
+    # Routing order is by sequence (10 TURN, 20 GRIND, 30 GRIND) whatever the row order; an unknown item is -1.
+    assert assign_occurrences(actuals, routings)["OP_OCC"].tolist() == [0, 0, 1, 0, -1]
+
+
+def test_the_newest_orders_win_undated_ones_come_last_and_ties_keep_their_order():
+    day = pd.Timestamp("2026-03-01")
+    actuals = pd.DataFrame(
+        {
+            "ITEM_CD": ["A"] * 5 + ["B"],
+            "JOB_CD": ["GRIND"] * 6,
+            "OP_OCC": [0] * 6,
+            "REPORT_DT": [pd.NaT, day, day + pd.Timedelta(days=2), day, day - pd.Timedelta(days=9), pd.NaT],
+            "RUN_MINUTES_PER_UNIT": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        },
+        index=[50, 40, 30, 20, 10, 0],  # not in order: the result keeps the frame's index order
+    )
+    kept = latest_per_operation(actuals, 2)
+    # A: the newest (3.0), then the first of the two tied on `day` (2.0); B's only row is kept though undated.
+    assert kept["RUN_MINUTES_PER_UNIT"].tolist() == [6.0, 3.0, 2.0]
+    assert latest_per_operation(actuals, 5)["RUN_MINUTES_PER_UNIT"].tolist() == [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
+
+
 # --- drift, the cut-off rule ------------------------------------------------------------------------
 
 

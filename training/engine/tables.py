@@ -55,6 +55,22 @@ def sequence_occurrences(op_offsets: np.ndarray, op_job: np.ndarray) -> np.ndarr
     return occurrence_rank(owner * width + np.asarray(op_job, dtype=np.int64))
 
 
+def joint_codes(columns: list, strip: bool = False) -> list[np.ndarray]:
+    """int64 codes of several columns over their joint distinct values, one array per column.
+
+    A missing value is a value of its own (it matches another missing value, as a MultiIndex
+    look-up would); `strip` drops surrounding blanks first (ERP codes are often padded), on the
+    distinct values only. One hash pass over all rows, no Python object per row.
+    """
+    lengths = [len(c) for c in columns]
+    joined = pd.concat([c.reset_index(drop=True) if isinstance(c, pd.Series) else pd.Series(c) for c in columns], ignore_index=True)
+    codes, uniques = pd.factorize(joined, use_na_sentinel=False)
+    if strip:
+        cleaned = pd.Series(np.asarray(uniques, dtype=object)).map(lambda v: v.strip() if isinstance(v, str) else v)
+        codes = pd.factorize(cleaned, use_na_sentinel=False)[0][codes]
+    return np.split(codes.astype(np.int64), np.cumsum(lengths)[:-1])
+
+
 def assign_occurrences(actuals: pd.DataFrame, routings: pd.DataFrame) -> pd.DataFrame:
     """`actuals` with `OP_OCC`: which operation of the item's current routing each work-order row reports.
 
@@ -62,38 +78,41 @@ def assign_occurrences(actuals: pd.DataFrame, routings: pd.DataFrame) -> pd.Data
     takes that operation's occurrence of its JOB_CD. A row whose sequence does not match (an
     older routing, no PROC_SEQ) is still placed when its JOB_CD occurs exactly once in the
     current routing; otherwise, and when the JOB_CD is not in the routing at all, `OP_OCC` is -1
-    (the row cannot be told apart and is not used). Pure pandas; input order is kept.
+    (the row cannot be told apart and is not used). Input order is kept. Vectorised on integer
+    codes (3 M rows against 1.6 M operations: ~1 s, where string sorts and MultiIndex look-ups took 4-11 s).
     """
     out = actuals.copy()
     if actuals.empty or routings.empty:
         out[OCC_COLUMN] = np.full(len(actuals), -1 if routings.empty else 0, dtype=np.int64)
         return out
-    r = routings[["ITEM_CD", "PROC_SEQ", "JOB_CD"]].copy()
-    r["ITEM_CD"] = r["ITEM_CD"].astype(str)
-    r["JOB_CD"] = r["JOB_CD"].astype(str).str.strip()
-    r["PROC_SEQ"] = pd.to_numeric(r["PROC_SEQ"], errors="coerce")
-    r = r.sort_values(["ITEM_CD", "PROC_SEQ"], kind="stable")
-    item_code = pd.factorize(r["ITEM_CD"])[0].astype(np.int64)
-    job_code = pd.factorize(r["JOB_CD"])[0].astype(np.int64)
-    r["_occ"] = occurrence_rank(item_code * (int(job_code.max(initial=0)) + 1) + job_code)
-    per_job = r.groupby(["ITEM_CD", "JOB_CD"], sort=False).size()
-    only_once = per_job[per_job == 1].index
-
-    a = pd.DataFrame(
-        {
-            "ITEM_CD": actuals["ITEM_CD"].astype(str).to_numpy(),
-            "JOB_CD": actuals["JOB_CD"].astype(str).str.strip().to_numpy(),
-            "PROC_SEQ": pd.to_numeric(actuals["PROC_SEQ"], errors="coerce").to_numpy(dtype=float)
-            if "PROC_SEQ" in actuals.columns
-            else np.full(len(actuals), np.nan),
-        }
+    r_item, a_item = joint_codes([routings["ITEM_CD"].astype(str), actuals["ITEM_CD"].astype(str)])
+    r_job, a_job = joint_codes([routings["JOB_CD"].astype(str), actuals["JOB_CD"].astype(str)], strip=True)
+    r_seq = pd.to_numeric(routings["PROC_SEQ"], errors="coerce").to_numpy(dtype=float)
+    a_seq = (
+        pd.to_numeric(actuals["PROC_SEQ"], errors="coerce").to_numpy(dtype=float)
+        if "PROC_SEQ" in actuals.columns
+        else np.full(len(actuals), np.nan)
     )
-    by_seq = pd.MultiIndex.from_frame(r[["ITEM_CD", "PROC_SEQ", "JOB_CD"]].astype({"PROC_SEQ": float}))
-    pos = by_seq.get_indexer(pd.MultiIndex.from_frame(a[["ITEM_CD", "PROC_SEQ", "JOB_CD"]]))
-    occ = np.where(pos >= 0, r["_occ"].to_numpy()[np.maximum(pos, 0)], -1)
-    single = pd.MultiIndex.from_frame(a[["ITEM_CD", "JOB_CD"]]).isin(only_once)
-    occ = np.where((occ < 0) & single, 0, occ)
-    out[OCC_COLUMN] = occ.astype(np.int64)
+    r_seq_code, a_seq_code = joint_codes([r_seq, a_seq])
+    n_job = int(max(r_job.max(), a_job.max())) + 1
+    n_seq = int(max(r_seq_code.max(), a_seq_code.max())) + 1
+    # The occurrence of each operation's JOB_CD in its routing: by item, then sequence (missing last).
+    order = np.lexsort((r_seq, r_item))
+    occ_of_operation = np.empty(len(routings), dtype=np.int64)
+    occ_of_operation[order] = occurrence_rank(r_item[order] * n_job + r_job[order])
+    # A row takes the occurrence of the first operation with its (item, sequence, JOB_CD).
+    key_r = (r_item * n_seq + r_seq_code) * n_job + r_job
+    key_a = (a_item * n_seq + a_seq_code) * n_job + a_job
+    by_key = order[np.argsort(key_r[order], kind="stable")]
+    sorted_keys = key_r[by_key]
+    at = np.minimum(np.searchsorted(sorted_keys, key_a), len(sorted_keys) - 1)
+    occ = np.where(sorted_keys[at] == key_a, occ_of_operation[by_key[at]], -1)
+    # Otherwise: occurrence 0 if the item's routing has its JOB_CD exactly once.
+    pairs, counts = np.unique(r_item * n_job + r_job, return_counts=True)
+    pair_a = a_item * n_job + a_job
+    at = np.minimum(np.searchsorted(pairs, pair_a), len(pairs) - 1)
+    single = (pairs[at] == pair_a) & (counts[at] == 1)
+    out[OCC_COLUMN] = np.where((occ < 0) & single, 0, occ).astype(np.int64)
     return out
 
 
