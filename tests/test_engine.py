@@ -299,7 +299,7 @@ def test_leaf_and_cluster_bounds_never_underestimate_a_similarity():
     sims = queries @ index.emb.T
     leaf_of_row = np.repeat(np.arange(len(index.leaf_offsets) - 1), np.diff(index.leaf_offsets))
     cluster_of_row = np.repeat(np.arange(len(index.offsets) - 1), np.diff(index.offsets))
-    leaf_bound = _box_bound(queries, index.leaf_lo, index.leaf_hi)
+    leaf_bound = _box_bound(queries, index.leaf_lo_t, index.leaf_hi_t)
     cluster_bound = index._cluster_bounds(queries, queries @ index.centroids.T)
     assert (sims <= leaf_bound[:, leaf_of_row]).all()
     assert (sims <= cluster_bound[:, cluster_of_row]).all()
@@ -314,7 +314,7 @@ def test_an_index_saved_without_leaves_still_searches_exactly():
     points = _one_hot_items(np.random.default_rng(11), 12_000)
     index = NeighborIndex.build(points, seed=0)
     arrays = {name: arr for name, arr in index.arrays().items() if not name.startswith("leaf_")}
-    older = NeighborIndex(**arrays)  # a bundle written before leaves existed
+    older = NeighborIndex.from_arrays(arrays)  # a bundle written before leaves existed
     queries, exclude = points[:50], np.arange(50)
     expected_rows, _ = _exact_ranking(points, queries, 10, exclude)
     assert np.array_equal(older.search(queries, 10, exclude=exclude)[0], expected_rows)

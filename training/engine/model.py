@@ -627,8 +627,7 @@ class RoutingModel:
             encoder=encoder,
             vocab=vocab,
             index=index,
-            # Leaves (and their boxes) are absent from bundles made before the leaf search: derived then.
-            neighbors=NeighborIndex(**{name[len("nn_") :]: arr for name, arr in arrays.items() if name.startswith("nn_")}),
+            neighbors=NeighborIndex.from_arrays({name[len("nn_") :]: arr for name, arr in arrays.items() if name.startswith("nn_")}),
             known_codes=arrays["known_codes"],
             known_index_row=arrays["known_index_row"],
             known_extra_row=arrays["known_extra_row"],

@@ -128,7 +128,7 @@ KMEANS_SAMPLE = 30_000
 KMEANS_ITERATIONS = 8
 # Rows per leaf at most: the unit a query scans. Each leaf keeps the box (per-dimension minimum
 # and maximum) of its rows, which bounds a query's similarity to any of them.
-LEAF_SIZE = 32
+LEAF_SIZE = 16
 # The clusters a query scans in full first, most promising first: their k-th best similarity is
 # the threshold every other cluster and leaf must reach to be scanned.
 SEED_CLUSTERS = 2
@@ -178,15 +178,21 @@ def _kd_leaves(block: np.ndarray, leaf_size: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _boxes(emb: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per segment of rows (non-empty, starting at `starts`): minimum and maximum of each dimension."""
+    """Per segment of rows of `emb` (non-empty, starting at `starts`): minimum and maximum of each
+    dimension, transposed to (dimensions, segments)."""
     if starts.size == 0:
-        return np.zeros((0, emb.shape[1]), np.float32), np.zeros((0, emb.shape[1]), np.float32)
-    return np.minimum.reduceat(emb, starts, axis=0), np.maximum.reduceat(emb, starts, axis=0)
+        return np.zeros((emb.shape[1], 0), np.float32), np.zeros((emb.shape[1], 0), np.float32)
+    lo = np.minimum.reduceat(emb, starts, axis=0)
+    hi = np.maximum.reduceat(emb, starts, axis=0)
+    return np.ascontiguousarray(lo.T), np.ascontiguousarray(hi.T)
 
 
-def _box_bound(queries: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Upper bound of q . x for x in each box: sum over dimensions of max(q_j lo_j, q_j hi_j)."""
-    return np.maximum(queries, 0) @ hi.T + np.minimum(queries, 0) @ lo.T + BOUND_MARGIN
+def _box_bound(queries: np.ndarray, lo_t: np.ndarray, hi_t: np.ndarray) -> np.ndarray:
+    """(queries, boxes): upper bound of q . x for x in each box, sum_j max(q_j lo_j, q_j hi_j).
+
+    Boxes are given transposed, (dimensions, boxes).
+    """
+    return np.maximum(queries, 0) @ hi_t + np.minimum(queries, 0) @ lo_t + BOUND_MARGIN
 
 
 def _group_starts(keys: np.ndarray) -> np.ndarray:
@@ -197,21 +203,25 @@ def _group_starts(keys: np.ndarray) -> np.ndarray:
 class NeighborIndex:
     """Exact cosine top-k with pruning: spherical k-means clusters, each cut into small leaves.
 
-    Items are grouped by cluster (contiguous rows of `emb`), and each cluster's rows are ordered
-    into leaves of at most LEAF_SIZE rows (`leaf_offsets`) by halving at the median of the
-    widest dimension. Two bounds say that no row of a cluster or leaf can be more similar to a
+    Items are grouped by cluster (contiguous rows of `emb`), and each cluster's items are
+    ordered into leaves of at most LEAF_SIZE (`leaf_offsets`) by halving at the median of the
+    widest dimension. Two bounds say that no item of a cluster or leaf can be more similar to a
     query than some value: the cone bound (every item lies within angle `theta[c]` of its
     centroid: `cos(max(a - theta[c], 0))`) and the box bound (the leaf's per-dimension minimum
-    and maximum, `leaf_lo` / `leaf_hi`; a cluster's box is that of its leaves). A query first
-    scans its SEED_CLUSTERS most promising clusters, whose k-th best similarity is a threshold;
-    then it scans only the leaves whose bound reaches it, in clusters whose bound reaches it.
+    and maximum, `leaf_lo_t` / `leaf_hi_t`; a cluster's box is that of its leaves). A query
+    first scans its SEED_CLUSTERS nearest clusters, whose k-th best similarity is a threshold;
+    then it scans only the leaves whose bound reaches it.
 
     The result is exactly that of the full matrix product, ties broken by the caller's row like
     `top_k`. The box bound is what prunes on wide one-hot encodings, where cones are wide: at
-    325k items x 155 dimensions about 2 % of the items are scanned per query, against ~75 % with
-    cones alone. All state is plain arrays (memory-mappable): `emb` rows in cluster and leaf
-    order, `rows` the caller's row of each, `pos` the inverse, `offsets` per cluster,
-    `centroids`, `theta`, `leaf_offsets`, `leaf_lo`, `leaf_hi`.
+    325k items x 155 dimensions about 1 % of the items are scanned (median) per query, against ~75 % with
+    cones alone. Boxes are stored by dimension, (d, leaves): an encoded item has one non-zero per
+    feature (24 of 155 on the seal demo), and a single query reads only those dimensions' rows
+    to bound every leaf at once.
+
+    All state is plain arrays (memory-mappable): `emb` in cluster and leaf order, `rows` the
+    caller's row of each item, `pos` the inverse, `offsets` per cluster, `centroids`, `theta`,
+    `leaf_offsets`, `leaf_lo_t`, `leaf_hi_t`.
     """
 
     def __init__(
@@ -222,9 +232,9 @@ class NeighborIndex:
         offsets: np.ndarray,
         centroids: np.ndarray,
         theta: np.ndarray,
-        leaf_offsets: np.ndarray | None = None,
-        leaf_lo: np.ndarray | None = None,
-        leaf_hi: np.ndarray | None = None,
+        leaf_offsets: np.ndarray,
+        leaf_lo_t: np.ndarray,
+        leaf_hi_t: np.ndarray,
     ) -> None:
         self.emb = emb
         self.rows = rows
@@ -232,27 +242,35 @@ class NeighborIndex:
         self.offsets = offsets
         self.centroids = centroids
         self.theta = theta
-        if leaf_offsets is None:
-            # Bundles made before leaves: consecutive rows of each cluster (still exact, prunes less).
+        self.leaf_offsets = leaf_offsets
+        self.leaf_lo_t = leaf_lo_t
+        self.leaf_hi_t = leaf_hi_t
+        # Leaves nest in clusters: cluster c owns leaves first_leaf[c] .. first_leaf[c + 1] - 1.
+        self.first_leaf = np.searchsorted(leaf_offsets[:-1], offsets).astype(np.int64)
+        busy = np.flatnonzero(np.diff(self.first_leaf) > 0)
+        d = emb.shape[1]
+        self.cluster_lo_t = np.zeros((d, len(offsets) - 1), np.float32)
+        self.cluster_hi_t = np.zeros((d, len(offsets) - 1), np.float32)
+        if busy.size:
+            self.cluster_lo_t[:, busy] = np.minimum.reduceat(leaf_lo_t, self.first_leaf[busy], axis=1)
+            self.cluster_hi_t[:, busy] = np.maximum.reduceat(leaf_hi_t, self.first_leaf[busy], axis=1)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> NeighborIndex:
+        """The index from `arrays()` output, or from a bundle written before leaves existed
+        (each cluster's consecutive items become its leaves: still exact, prunes less)."""
+        arrays = dict(arrays)
+        for name in ("leaf_lo", "leaf_hi"):  # boxes by leaf, as stored for a few days
+            if name in arrays:
+                arrays[f"{name}_t"] = np.ascontiguousarray(np.asarray(arrays.pop(name)).T)
+        if "leaf_offsets" not in arrays:
+            offsets = arrays["offsets"]
             sizes = np.diff(offsets)
             per = -(-sizes // LEAF_SIZE)
             starts = np.repeat(offsets[:-1], per) + LEAF_SIZE * (np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per))
-            leaf_offsets = np.append(starts, emb.shape[0]).astype(np.int64)
-        if leaf_lo is None or leaf_hi is None:
-            leaf_lo, leaf_hi = _boxes(np.asarray(emb), leaf_offsets[:-1])
-        self.leaf_offsets = leaf_offsets
-        self.leaf_lo = leaf_lo
-        self.leaf_hi = leaf_hi
-        # Leaves nest in clusters: cluster c owns leaves first_leaf[c] .. first_leaf[c + 1] - 1.
-        self.first_leaf = np.searchsorted(leaf_offsets[:-1], offsets).astype(np.int64)
-        n_leaves = np.diff(self.first_leaf)
-        busy = np.flatnonzero(n_leaves > 0)
-        d = emb.shape[1]
-        self.cluster_lo = np.zeros((len(offsets) - 1, d), np.float32)
-        self.cluster_hi = np.zeros((len(offsets) - 1, d), np.float32)
-        if busy.size:
-            self.cluster_lo[busy] = np.minimum.reduceat(leaf_lo, self.first_leaf[busy], axis=0)
-            self.cluster_hi[busy] = np.maximum.reduceat(leaf_hi, self.first_leaf[busy], axis=0)
+            arrays["leaf_offsets"] = np.append(starts, arrays["emb"].shape[0]).astype(np.int64)
+            arrays["leaf_lo_t"], arrays["leaf_hi_t"] = _boxes(np.asarray(arrays["emb"]), arrays["leaf_offsets"][:-1])
+        return cls(**arrays)
 
     @property
     def n_items(self) -> int:
@@ -267,8 +285,8 @@ class NeighborIndex:
             "centroids": self.centroids,
             "theta": self.theta,
             "leaf_offsets": self.leaf_offsets,
-            "leaf_lo": self.leaf_lo,
-            "leaf_hi": self.leaf_hi,
+            "leaf_lo_t": self.leaf_lo_t,
+            "leaf_hi_t": self.leaf_hi_t,
         }
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
@@ -337,7 +355,7 @@ class NeighborIndex:
         angle = np.arccos(np.clip(cos[order], -1.0, 1.0))
         theta = np.zeros(n_clusters)
         np.maximum.at(theta, sorted_labels, angle)
-        leaf_lo, leaf_hi = _boxes(sorted_emb, leaf_offsets[:-1])
+        leaf_lo_t, leaf_hi_t = _boxes(sorted_emb, leaf_offsets[:-1])
         return cls(
             sorted_emb,
             order.astype(np.int64),
@@ -346,19 +364,19 @@ class NeighborIndex:
             centroids.astype(np.float32),
             (theta + ANGLE_MARGIN).astype(np.float32),
             leaf_offsets,
-            leaf_lo,
-            leaf_hi,
+            leaf_lo_t,
+            leaf_hi_t,
         )
 
     def subset(self, rows: np.ndarray) -> NeighborIndex:
         """The index restricted to caller rows `rows` (ascending), renumbered 0..len-1.
 
         The centroids stay; the radii stay valid upper bounds (a subset is never wider); the
-        leaves keep their rows that remain, and their boxes are taken again.
+        leaves keep their items that remain, and their boxes are taken again.
         """
         new_row = np.full(self.n_items, -1, dtype=np.int64)
         new_row[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows))
-        keep = new_row[self.rows] >= 0
+        keep = np.flatnonzero(new_row[self.rows] >= 0)
         labels = np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))[keep]
         leaves = np.repeat(np.arange(len(self.leaf_offsets) - 1), np.diff(self.leaf_offsets))[keep]
         emb = np.ascontiguousarray(self.emb[keep])
@@ -367,8 +385,8 @@ class NeighborIndex:
         pos[kept_rows] = np.arange(kept_rows.size)
         offsets = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=len(self.offsets) - 1)))).astype(np.int64)
         leaf_offsets = np.append(_group_starts(leaves)[:-1] if leaves.size else np.zeros(0, np.int64), leaves.size).astype(np.int64)
-        leaf_lo, leaf_hi = _boxes(emb, leaf_offsets[:-1])
-        return NeighborIndex(emb, kept_rows, pos, offsets, self.centroids, self.theta, leaf_offsets, leaf_lo, leaf_hi)
+        leaf_lo_t, leaf_hi_t = _boxes(emb, leaf_offsets[:-1])
+        return NeighborIndex(emb, kept_rows, pos, offsets, self.centroids, self.theta, leaf_offsets, leaf_lo_t, leaf_hi_t)
 
     # -- searching --------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -381,7 +399,7 @@ class NeighborIndex:
         if m == 0 or kk == 0:
             return np.empty((m, kk), dtype=np.int64), np.empty((m, kk), dtype=np.float32)
         # Each query's answer depends on that query alone, so large batches go in blocks: per
-        # query, a bound per cluster and the rows of its seed clusters are held at once.
+        # query, a bound per cluster and the items of its seed clusters are held at once.
         largest = int(np.diff(self.offsets).max())
         per_query = 12 * len(self.offsets) + 20 * SEED_CLUSTERS * largest
         block = max(64, SEARCH_BLOCK_BYTES // per_query)
@@ -393,6 +411,7 @@ class NeighborIndex:
     def _search_block(self, queries: np.ndarray, kk: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ex_pos = np.where(exclude >= 0, self.pos[np.maximum(exclude, 0)], -1)
         n_clusters = len(self.offsets) - 1
+        m = queries.shape[0]
         with _THREADS.limit(limits=1, user_api="blas"):
             if n_clusters == 1:
                 best, sims = top_k(self.emb, queries, kk, ex_pos)
@@ -403,25 +422,25 @@ class NeighborIndex:
             # reach 1, while the nearest centroids hold a near-final k-th best.
             n_seed = min(SEED_CLUSTERS, n_clusters)
             seeds = np.argpartition(-np.where(np.isfinite(bound), cos, -np.inf), n_seed - 1, axis=1)[:, :n_seed]
-            q_seed = np.repeat(np.arange(queries.shape[0]), n_seed)
-            found = [self._scan_clusters(queries, q_seed, seeds.ravel(), ex_pos)]
-            kth = self._kth(found[0], queries.shape[0], kk)
-            np.put_along_axis(bound, seeds, -np.inf, axis=1)  # scanned already
-            q_more, c_more = np.nonzero(bound >= kth[:, None])
-            if queries.shape[0] <= FEW_QUERIES:
-                found += [self._scan_leaves_of(queries, q, c_more[q_more == q], kth[q], ex_pos[q]) for q in np.unique(q_more).tolist()]
-            elif q_more.size:
-                found.append(self._scan_leaves(queries, q_more, c_more, kth, ex_pos))
+            found = [self._scan_clusters(queries, np.repeat(np.arange(m), n_seed), seeds.ravel(), ex_pos)]
+            kth = self._kth(found[0], m, kk)
+            if m <= FEW_QUERIES:
+                found += [self._scan_leaves_of(queries[q], q, seeds[q], kth[q], ex_pos[q]) for q in range(m)]
+            else:
+                np.put_along_axis(bound, seeds, -np.inf, axis=1)  # scanned already
+                q_more, c_more = np.nonzero(bound >= kth[:, None])
+                if q_more.size:
+                    found.append(self._scan_leaves(queries, q_more, c_more, kth, ex_pos))
         return self._best(queries, found, kth, kk)
 
     def _cluster_bounds(self, queries: np.ndarray, cos: np.ndarray) -> np.ndarray:
-        """(m, clusters): no row of cluster c is more similar to query q than bound[q, c].
+        """(m, clusters): no item of cluster c is more similar to query q than bound[q, c].
 
         `cos` is the queries' similarity to the centroids.
         """
         # The margin also covers float32 similarities of identical unit rows, which round to 1 + 1 ulp.
         cone = np.cos(np.maximum(np.arccos(np.clip(cos, -1.0, 1.0)) - self.theta[None, :], 0.0)) + BOUND_MARGIN
-        bound = np.minimum(cone, _box_bound(queries, self.cluster_lo, self.cluster_hi))
+        bound = np.minimum(cone, _box_bound(queries, self.cluster_lo_t, self.cluster_hi_t))
         bound[:, np.diff(self.offsets) == 0] = -np.inf
         return bound
 
@@ -438,15 +457,17 @@ class NeighborIndex:
         kth[enough] = sims[starts[enough] + kk - 1]
         return kth
 
-    def _scan_clusters(self, queries: np.ndarray, q: np.ndarray, c: np.ndarray, ex_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every row of cluster c[i] against query q[i]: (query, pos, sim) triples."""
+    def _scan_clusters(
+        self, queries: np.ndarray, q: np.ndarray, c: np.ndarray, ex_pos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every item of cluster c[i] against query q[i]: (query, pos, sim) triples."""
         order = np.argsort(c, kind="stable")
         q, c = q[order], c[order]
         out_q, out_p, out_v = [], [], []
         for a, b in _pairs(_group_starts(c)):
             lo, hi = int(self.offsets[c[a]]), int(self.offsets[c[a] + 1])
             qs = q[a:b]
-            sims = _products(queries[qs], self.emb[lo:hi])
+            sims = queries[qs] @ self.emb[lo:hi].T
             out_q.append(np.repeat(qs, hi - lo))
             out_p.append(np.tile(np.arange(lo, hi), qs.size))
             out_v.append(sims.ravel())
@@ -462,7 +483,7 @@ class NeighborIndex:
         for a, b in _pairs(_group_starts(c)):
             first, last = int(self.first_leaf[c[a]]), int(self.first_leaf[c[a] + 1])
             qs = q[a:b]
-            reach = _box_bound(queries[qs], self.leaf_lo[first:last], self.leaf_hi[first:last]) >= kth[qs, None]
+            reach = _box_bound(queries[qs], self.leaf_lo_t[:, first:last], self.leaf_hi_t[:, first:last]) >= kth[qs, None]
             i, j = np.nonzero(reach)
             leaf_q.append(qs[i])
             leaf_l.append(j + first)
@@ -474,7 +495,7 @@ class NeighborIndex:
         for a, b in _pairs(_group_starts(leaf)):
             lo, hi = int(self.leaf_offsets[leaf[a]]), int(self.leaf_offsets[leaf[a] + 1])
             qs = q[a:b]
-            sims = _products(queries[qs], self.emb[lo:hi])
+            sims = queries[qs] @ self.emb[lo:hi].T
             i, j = np.nonzero(sims >= kth[qs, None] - SCORE_SLACK)
             out_q.append(qs[i])
             out_p.append(j + lo)
@@ -482,24 +503,29 @@ class NeighborIndex:
         return _drop_excluded(out_q, out_p, out_v, ex_pos)
 
     def _scan_leaves_of(
-        self, queries: np.ndarray, query: int, clusters: np.ndarray, kth: float, ex_pos: int
+        self, vector: np.ndarray, query: int, seeds: np.ndarray, kth: float, ex_pos: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One query: the leaves of `clusters` whose box reaches `kth`, gathered and scanned at once."""
-        vector = queries[query]
-        leaves = _ranges(self.first_leaf[clusters], self.first_leaf[clusters + 1] - self.first_leaf[clusters])
-        reach = leaves[_box_bound(vector[None, :], self.leaf_lo[leaves], self.leaf_hi[leaves])[0] >= kth]
+        """One query: every leaf (outside the seed clusters) whose box reaches `kth`, at once.
+
+        Only the query's non-zero dimensions of the boxes are read.
+        """
+        up, down = np.flatnonzero(vector > 0), np.flatnonzero(vector < 0)
+        bound = vector[up] @ self.leaf_hi_t[up] + vector[down] @ self.leaf_lo_t[down] + BOUND_MARGIN
+        for c in seeds.tolist():
+            bound[self.first_leaf[c] : self.first_leaf[c + 1]] = -np.inf
+        reach = np.flatnonzero(bound >= kth)
         pos = _ranges(self.leaf_offsets[reach], self.leaf_offsets[reach + 1] - self.leaf_offsets[reach])
-        sims = _products(vector[None, :], self.emb[pos])[0]
+        sims = self.emb[pos] @ vector
         hit = (sims >= kth - SCORE_SLACK) & (pos != ex_pos)
-        return np.full(int(hit.sum()), query, dtype=np.int64), pos[hit], sims[hit]
+        return np.full(int(hit.sum()), query, dtype=np.int64), pos[hit], sims[hit].astype(np.float32, copy=False)
 
     def _best(self, queries: np.ndarray, found: list, kth: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
         """The kk best of the found (query, pos, sim) triples per query, best first.
 
         BLAS rounds a similarity differently with the shape of the product it is part of, so the
         candidates near the top are scored again one by one in float64 and ranked by that score,
-        then by caller row: a query's answer does not depend on the other queries of its batch,
-        and equals the full product's up to float32 rounding.
+        then by caller row: a query's answer does not depend on the other queries of its batch
+        nor on the path it took, and equals the full product's up to float32 rounding.
         """
         m = queries.shape[0]
         q = np.concatenate([f[0] for f in found])
@@ -520,18 +546,6 @@ class NeighborIndex:
         return out_rows, out_sims
 
 
-def _products(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """queries @ rows.T, computed the way the full product computes it.
-
-    A single query row would go to BLAS as a matrix-vector product, whose float32 rounding
-    differs from the matrix-matrix product's in the last bit; one duplicated row keeps every
-    similarity equal to `top_k`'s whatever the grouping of queries.
-    """
-    if queries.shape[0] == 1:
-        return (np.repeat(queries, 2, axis=0) @ rows.T)[:1]
-    return queries @ rows.T
-
-
 def _pairs(starts: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True))
 
@@ -541,6 +555,8 @@ def _drop_excluded(out_q: list, out_p: list, out_v: list, ex_pos: np.ndarray) ->
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     q, p, v = np.concatenate(out_q), np.concatenate(out_p), np.concatenate(out_v).astype(np.float32, copy=False)
     keep = p != ex_pos[q]
+    if keep.all():
+        return q, p, v
     return q[keep], p[keep], v[keep]
 
 
