@@ -139,6 +139,8 @@ ANGLE_MARGIN = 1e-3
 # Float32 rounding allowance on the box bounds: the similarities are of unit vectors, and
 # 1e-4 is far above d x float32 epsilon for any width we build.
 BOUND_MARGIN = 1e-4
+# Leaves per vectorised step of a batch scan (bounds the temporary similarities).
+SCAN_CHUNK_LEAVES = 2048
 # Candidates within this much of a query's k-th best (as BLAS rounds it) are scored again in
 # float64 before the final ranking (see NeighborIndex._best); far above float32 rounding.
 SCORE_SLACK = 1e-5
@@ -491,15 +493,28 @@ class NeighborIndex:
         leaf = np.concatenate(leaf_l)
         order = np.argsort(leaf, kind="stable")
         q, leaf = q[order], leaf[order]
+        starts = _group_starts(leaf)
         out_q, out_p, out_v = [], [], []
-        for a, b in _pairs(_group_starts(leaf)):
-            lo, hi = int(self.leaf_offsets[leaf[a]]), int(self.leaf_offsets[leaf[a] + 1])
-            qs = q[a:b]
-            sims = queries[qs] @ self.emb[lo:hi].T
-            i, j = np.nonzero(sims >= kth[qs, None] - SCORE_SLACK)
-            out_q.append(qs[i])
-            out_p.append(j + lo)
-            out_v.append(sims[i, j])
+        # Tens of thousands of leaves: the loop only multiplies; the bookkeeping of a chunk of
+        # leaves is vectorised after it (a leaf's block, flattened, is its queries x its items).
+        for chunk in range(0, starts.size - 1, SCAN_CHUNK_LEAVES):
+            bounds = starts[chunk : chunk + SCAN_CHUNK_LEAVES + 1]
+            first = leaf[bounds[:-1]]
+            spans = zip(
+                bounds[:-1].tolist(),
+                bounds[1:].tolist(),
+                self.leaf_offsets[first].tolist(),
+                self.leaf_offsets[first + 1].tolist(),
+                strict=True,
+            )
+            sims = np.concatenate([(queries[q[a:b]] @ self.emb[lo:hi].T).ravel() for a, b, lo, hi in spans])
+            pairs = slice(bounds[0], bounds[-1])
+            size = self.leaf_offsets[leaf[pairs] + 1] - self.leaf_offsets[leaf[pairs]]
+            pair_q = np.repeat(q[pairs], size)
+            hit = np.flatnonzero(sims >= kth[pair_q] - SCORE_SLACK)
+            out_q.append(pair_q[hit])
+            out_p.append(_ranges(self.leaf_offsets[leaf[pairs]], size)[hit])
+            out_v.append(sims[hit])
         return _drop_excluded(out_q, out_p, out_v, ex_pos)
 
     def _scan_leaves_of(
