@@ -14,6 +14,7 @@ two OpenBLAS threads they spend their time synchronising (measured 5-20x slower)
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 # Queries per full product: bounds the similarity block to 256 x n float32.
@@ -180,12 +181,23 @@ def _kd_leaves(block: np.ndarray, leaf_size: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _boxes(emb: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per segment of rows of `emb` (non-empty, starting at `starts`): minimum and maximum of each
-    dimension, transposed to (dimensions, segments)."""
+    """Per segment of rows of `emb` (non-empty, starting at `starts`, the last one ending with
+    `emb`): minimum and maximum of each dimension, transposed to (dimensions, segments).
+
+    Segments are short (leaves), so this goes slot by slot: the j-th row of every segment
+    that has one, at once (np.minimum.reduceat over rows was 4-6x slower).
+    """
+    d = emb.shape[1]
     if starts.size == 0:
-        return np.zeros((emb.shape[1], 0), np.float32), np.zeros((emb.shape[1], 0), np.float32)
-    lo = np.minimum.reduceat(emb, starts, axis=0)
-    hi = np.maximum.reduceat(emb, starts, axis=0)
+        return np.zeros((d, 0), np.float32), np.zeros((d, 0), np.float32)
+    lengths = np.diff(np.append(starts, emb.shape[0]))
+    lo = np.asarray(emb[starts], dtype=np.float32)
+    hi = lo.copy()
+    for j in range(1, int(lengths.max())):
+        has = np.flatnonzero(lengths > j)
+        rows = emb[starts[has] + j]
+        lo[has] = np.minimum(lo[has], rows)
+        hi[has] = np.maximum(hi[has], rows)
     return np.ascontiguousarray(lo.T), np.ascontiguousarray(hi.T)
 
 
@@ -322,8 +334,10 @@ class NeighborIndex:
         centroids = sample[rng.choice(sample.shape[0], size=n_clusters, replace=False)].copy()
         for _ in range(KMEANS_ITERATIONS):
             labels = np.argmax(sample @ centroids.T, axis=1)
-            sums = np.zeros_like(centroids, dtype=np.float64)
-            np.add.at(sums, labels, sample)
+            # Per-cluster sums as a sparse product: the same float64 additions in the same order as
+            # np.add.at, without its per-element dispatch (seconds at 30k x 155).
+            members = sp.csr_matrix((np.ones(labels.size), (labels, np.arange(labels.size))), shape=(n_clusters, labels.size))
+            sums = np.asarray(members @ sample.astype(np.float64))
             norms = np.linalg.norm(sums, axis=1, keepdims=True)
             # An empty cluster keeps its old centroid.
             centroids = np.where(norms > 0, sums / np.maximum(norms, 1e-12), centroids).astype(np.float32)
@@ -351,12 +365,13 @@ class NeighborIndex:
             leaf_starts.append(starts + lo)
         leaf_offsets = np.append(np.concatenate(leaf_starts), n).astype(np.int64)
         sorted_emb = np.ascontiguousarray(emb[order])
-        sorted_labels = labels[order]
         pos = np.empty(n, dtype=np.int64)
         pos[order] = np.arange(n)
         angle = np.arccos(np.clip(cos[order], -1.0, 1.0))
         theta = np.zeros(n_clusters)
-        np.maximum.at(theta, sorted_labels, angle)
+        busy = np.flatnonzero(np.diff(offsets) > 0)
+        if busy.size:
+            theta[busy] = np.maximum.reduceat(angle, offsets[busy])
         leaf_lo_t, leaf_hi_t = _boxes(sorted_emb, leaf_offsets[:-1])
         return cls(
             sorted_emb,
