@@ -34,6 +34,11 @@ def single_thread():
     return _THREADS.limit(limits=1)
 
 
+def single_blas_thread():
+    """Context manager limiting BLAS (not OpenMP) to one thread."""
+    return _THREADS.limit(limits=1, user_api="blas")
+
+
 @dataclass
 class TimeLookup:
     """Per predicted operation (arrays of length P), from the neighbours' tables."""
