@@ -439,7 +439,7 @@ class NeighborIndex:
             # reach 1, while the nearest centroids hold a near-final k-th best.
             n_seed = min(SEED_CLUSTERS, n_clusters)
             seeds = np.argpartition(-np.where(np.isfinite(bound), cos, -np.inf), n_seed - 1, axis=1)[:, :n_seed]
-            found = [self._scan_clusters(queries, np.repeat(np.arange(m), n_seed), seeds.ravel(), ex_pos)]
+            found = [self._scan_clusters(queries, np.repeat(np.arange(m), n_seed), seeds.ravel(), kk, ex_pos)]
             kth = self._kth(found[0], m, kk)
             if m <= FEW_QUERIES:
                 found += [self._scan_leaves_of(queries[q], q, seeds[q], kth[q], ex_pos[q]) for q in range(m)]
@@ -475,9 +475,10 @@ class NeighborIndex:
         return kth
 
     def _scan_clusters(
-        self, queries: np.ndarray, q: np.ndarray, c: np.ndarray, ex_pos: np.ndarray
+        self, queries: np.ndarray, q: np.ndarray, c: np.ndarray, kk: int, ex_pos: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every item of cluster c[i] against query q[i]: (query, pos, sim) triples."""
+        """Cluster c[i] against query q[i]: (query, pos, sim) triples of the items that can be
+        among the query's kk best, i.e. those within SCORE_SLACK of the cluster's kk-th best."""
         order = np.argsort(c, kind="stable")
         q, c = q[order], c[order]
         out_q, out_p, out_v = [], [], []
@@ -485,9 +486,17 @@ class NeighborIndex:
             lo, hi = int(self.offsets[c[a]]), int(self.offsets[c[a] + 1])
             qs = q[a:b]
             sims = queries[qs] @ self.emb[lo:hi].T
-            out_q.append(np.repeat(qs, hi - lo))
-            out_p.append(np.tile(np.arange(lo, hi), qs.size))
-            out_v.append(sims.ravel())
+            ex = ex_pos[qs] - lo
+            inside = np.flatnonzero((ex >= 0) & (ex < hi - lo))
+            sims[inside, ex[inside]] = -np.inf  # the query item itself must not count among its kk best
+            if hi - lo > kk:
+                kth = np.partition(sims, hi - lo - kk, axis=1)[:, hi - lo - kk]
+                i, j = np.nonzero(sims >= kth[:, None] - SCORE_SLACK)
+            else:
+                i, j = np.nonzero(np.isfinite(sims))
+            out_q.append(qs[i])
+            out_p.append(j + lo)
+            out_v.append(sims[i, j])
         return _drop_excluded(out_q, out_p, out_v, ex_pos)
 
     def _scan_leaves(
