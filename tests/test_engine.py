@@ -310,6 +310,21 @@ def test_leaf_and_cluster_bounds_never_underestimate_a_similarity():
     assert through_leaves < 0.5 * through_clusters, (through_leaves, through_clusters)
 
 
+def test_a_batch_whose_best_are_all_in_the_seed_clusters_is_answered():
+    """A cluster can pass its bound (the union of its leaves' boxes) while none of its leaves does."""
+    q = np.array([1.0, 1.0, 0.0], np.float32) / np.sqrt(2.0)
+    e1, e2 = np.array([1.0, 0.0, 0.0], np.float32), np.array([0.01, 1.0, 0.0], np.float32)
+    points = np.concatenate([np.tile(q, (400, 1)), np.tile(q, (400, 1)), np.tile(e1, (192, 1)), np.tile(e2, (192, 1)), np.tile([0, 0, 1.0], (400, 1))])
+    points = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+    labels = np.repeat([0, 1, 2, 3], [400, 400, 384, 400])
+    centroids = np.stack([points[labels == c].mean(axis=0) for c in range(4)])
+    index = NeighborIndex._from_labels(points, labels, (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).astype(np.float32))
+    queries, exclude = points[:10], np.arange(10)  # more than a few queries: the batch path
+    rows, sims = index.search(queries, 3, exclude=exclude)
+    expected_rows, _ = _exact_ranking(points, queries, 3, exclude)
+    assert np.array_equal(rows, expected_rows) and np.allclose(sims, 1.0)
+
+
 def test_an_index_saved_without_leaves_still_searches_exactly():
     points = _one_hot_items(np.random.default_rng(11), 12_000)
     index = NeighborIndex.build(points, seed=0)

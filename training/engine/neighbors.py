@@ -211,6 +211,8 @@ def _box_bound(queries: np.ndarray, lo_t: np.ndarray, hi_t: np.ndarray) -> np.nd
 
 def _group_starts(keys: np.ndarray) -> np.ndarray:
     """Start of each run of equal values in sorted `keys`, plus the end."""
+    if keys.size == 0:
+        return np.zeros(1, dtype=np.int64)
     return np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1], [True])))
 
 
