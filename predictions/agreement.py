@@ -15,13 +15,13 @@ as no work order has to exist yet.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, F, Min, Window
+from django.db.models import F, Min, Window
 from django.db.models.functions import FirstValue, RowNumber
 from django.utils import timezone
 
@@ -59,16 +59,21 @@ def planner_agreement(*, since: datetime | None = None, model_version: str | Non
     if model_version:
         logs = logs.filter(model_version=model_version)
     # Only items with a final routing are compared: a current review, or an ERP routing entered after
-    # the item's latest prediction. The others are only counted, in SQL; of the retained log (one row
-    # per item and request, tens of thousands) only the compared items' latest predictions are read.
-    logged = dict(
-        logs.order_by().values("model_version").annotate(items=Count("item_cd", distinct=True)).values_list("model_version", "items")
-    )
-    if not logged:
+    # the item's latest prediction. The others are only counted: of the retained log (one row per item
+    # and request, tens of thousands) one (version, item) pair each is read, and the compared items'
+    # latest predictions.
+    pairs = list(logs.order_by().values_list("model_version", "item_cd").distinct())
+    if not pairs:
         return {}
+    logged = Counter(label for label, _ in pairs)
+    codes = sorted({item_cd for _, item_cd in pairs})
+    # Every current decision, kept for the logged items: planners decide far fewer items than are
+    # predicted, so this reads less than asking for the logged codes (the whole log again, in SQL).
+    known = set(codes)
     decisions = {
         r.item_cd: r
-        for r in RoutingReview.objects.latest_per_item().filter(item_cd__in=logs.values("item_cd")).only("item_cd", "decision", "decided")
+        for r in RoutingReview.objects.latest_per_item().only("item_cd", "decision", "decided").iterator()
+        if r.item_cd in known
     }
     # Any latest prediction was served at or after the log's oldest entry, so a routing entered after a
     # prediction has an operation entered after that: the ERP is asked only for those items (a day
@@ -76,7 +81,6 @@ def planner_agreement(*, since: datetime | None = None, model_version: str | Non
     # Which of them really count is decided below, on their current routings, as it always was.
     now = timezone.now()
     oldest = logs.aggregate(oldest=Min("served_at"))["oldest"]
-    codes = list(logs.order_by().values_list("item_cd", flat=True).distinct())
     entered_later = sorted(newest_routing_inserts(codes, now, after=oldest - timedelta(days=1)))
     erp = current_routings(entered_later, with_inserted=True, when=now) if entered_later else {}
     latest = _latest_predictions(logs, sorted(set(decisions) | set(erp)))
