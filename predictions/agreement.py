@@ -15,18 +15,20 @@ as no work order has to exist yet.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import F, Min, Window
+from django.db.models.functions import FirstValue, RowNumber
 from django.utils import timezone
 
 from training.engine.metrics import process_match
 
 from .models import PredictionLog, RoutingReview
-from .service import _chunks, _param_limit, current_routings
+from .service import _chunks, _param_limit, current_routings, newest_routing_inserts
 
 CACHE_KEY = "predictions:planner_agreement"
 CACHE_SECONDS = 60
@@ -51,33 +53,45 @@ def planner_agreement(*, since: datetime | None = None, model_version: str | Non
     `process_match` (mean LCS ÷ longer length) and `exact_match` (share identical) are None for a
     version with no item compared yet.
     """
-    logs = PredictionLog.objects.order_by("served_at", "pk")
+    logs = PredictionLog.objects.all()
     if since is not None:
         logs = logs.filter(served_at__gte=since)
     if model_version:
         logs = logs.filter(model_version=model_version)
-    latest: dict[tuple[str, str], tuple[str, datetime]] = {}
-    for item_cd, label, signature, served_at in logs.values_list("item_cd", "model_version", "signature", "served_at").iterator(
-        chunk_size=5000
-    ):
-        latest[(item_cd, label)] = (signature, served_at)
-    codes = sorted({item for item, _ in latest})
-
-    decisions: dict[str, RoutingReview] = {}
-    erp: dict[str, dict] = {}
-    for chunk in _chunks(codes, max(100, _param_limit("default") - 10)):
-        decisions.update(
-            (r.item_cd, r) for r in RoutingReview.objects.latest_per_item().filter(item_cd__in=chunk).only("item_cd", "decision", "decided")
-        )
-    if codes:
-        erp = current_routings(codes, with_inserted=True)
+    # Only items with a final routing are compared: a current review, or an ERP routing entered after
+    # the item's latest prediction. The others are only counted: of the retained log (one row per item
+    # and request, tens of thousands) one (version, item) pair each is read, and the compared items'
+    # latest predictions.
+    pairs = list(logs.order_by().values_list("model_version", "item_cd").distinct())
+    if not pairs:
+        return {}
+    logged = Counter(label for label, _ in pairs)
+    codes = sorted({item_cd for _, item_cd in pairs})
+    # Every current decision, kept for the logged items: planners decide far fewer items than are
+    # predicted, so this reads less than asking for the logged codes (the whole log again, in SQL).
+    known = set(codes)
+    decisions = {
+        r.item_cd: r
+        for r in RoutingReview.objects.latest_per_item().only("item_cd", "decision", "decided").iterator()
+        if r.item_cd in known
+    }
+    # Any latest prediction was served at or after the log's oldest entry, so a routing entered after a
+    # prediction has an operation entered after that: the ERP is asked only for those items (a day
+    # earlier still, in case the ERP stores INSRT_DT as text with a UTC offset, compared as text).
+    # Which of them really count is decided below, on their current routings, as it always was.
+    now = timezone.now()
+    oldest = logs.aggregate(oldest=Min("served_at"))["oldest"]
+    entered_later = sorted(newest_routing_inserts(codes, now, after=oldest - timedelta(days=1)))
+    erp = current_routings(entered_later, with_inserted=True, when=now) if entered_later else {}
+    latest = _latest_predictions(logs, sorted(set(decisions) | set(erp)))
 
     per_version: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"matches": [], "exact": 0, "from_erp": 0, "from_planner": 0, "rejected": 0, "items_logged": 0}
     )
+    for label, items in logged.items():
+        per_version[label]["items_logged"] = items
     for (item_cd, label), (signature, served_at) in latest.items():
         stats = per_version[label]
-        stats["items_logged"] += 1
         predicted = signature.split(PredictionLog.SEPARATOR) if signature else []
         final, routing = None, erp.get(item_cd)
         inserted = _aware(routing.get("inserted")) if routing else None
@@ -109,6 +123,31 @@ def planner_agreement(*, since: datetime | None = None, model_version: str | Non
             "items_logged": stats["items_logged"],
         }
     return report
+
+
+def _latest_predictions(logs, codes: list[str]) -> dict[tuple[str, str], tuple[str, datetime]]:
+    """`{(item, version): (signature, served_at)}` of the latest prediction in `logs` of each of `codes` (ties to the highest id).
+
+    Chosen in SQL, one row per item and version. The pairs come in the order of their first
+    prediction, as a walk through the log in serving order meets them, so the agreement sums its
+    matches in the same order as ever (the same float, to the last bit).
+    """
+    pair = [F("item_cd"), F("model_version")]
+    ranked = logs.annotate(
+        rank=Window(RowNumber(), partition_by=pair, order_by=[F("served_at").desc(), F("pk").desc()]),
+        first_served=Window(Min("served_at"), partition_by=pair),
+        first_pk=Window(FirstValue("pk"), partition_by=pair, order_by=[F("served_at").asc(), F("pk").asc()]),
+    )
+    rows = []
+    for chunk in _chunks(codes, max(100, _param_limit("default") - 10)):
+        chunk_rows = (
+            ranked.filter(item_cd__in=chunk)
+            .filter(rank=1)
+            .values_list("first_served", "first_pk", "item_cd", "model_version", "signature", "served_at")
+        )
+        rows.extend(chunk_rows)
+    rows.sort(key=lambda row: (row[0], row[1]))
+    return {(item_cd, label): (signature, served_at) for _, _, item_cd, label, signature, served_at in rows}
 
 
 def cached_planner_agreement() -> dict[str, dict[str, Any]]:

@@ -634,11 +634,19 @@ def _select_by_codes(
     made a new statement per batch size, each compiled anew and kept in the connection's
     statement cache (up to 128 of them).
     """
+    qn = connections[router.db_for_read(model) or "default"].ops.quote_name
+    return _query_by_codes(model, ", ".join(qn(c) for c in columns), codes, where, params)
+
+
+def _query_by_codes(
+    model: type[models.Model], select_list: str, codes: Sequence[str], where: str = "", params: Sequence = (), group_by: str = ""
+) -> list[tuple]:
+    """`_select_by_codes` with a raw select list (expressions, aggregates) and an optional GROUP BY; the same batching."""
     alias = router.db_for_read(model) or "default"
     connection = connections[alias]
     qn = connection.ops.quote_name
-    select = f"SELECT {', '.join(qn(c) for c in columns)} FROM {qn(model._meta.db_table)} WHERE {qn('ITEM_CD')} IN "
-    extra = f" AND ({where})" if where else ""
+    select = f"SELECT {select_list} FROM {qn(model._meta.db_table)} WHERE {qn('ITEM_CD')} IN "
+    extra = (f" AND ({where})" if where else "") + (f" GROUP BY {group_by}" if group_by else "")
     rows: list[tuple] = []
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
@@ -741,10 +749,36 @@ def current_routing(item_cd: str) -> dict | None:
     return _current_routings([item_cd]).get(item_cd)
 
 
-def current_routings(codes: Sequence[str], *, with_inserted: bool = False) -> dict[str, dict]:
-    """The current ERP routings of many items at once (`{item_cd: {"signature", "operations"[, "inserted"]}}`)."""
+def current_routings(codes: Sequence[str], *, with_inserted: bool = False, when=None) -> dict[str, dict]:
+    """The current ERP routings of many items at once (`{item_cd: {"signature", "operations"[, "inserted"]}}`); `when`: now by default."""
     codes = list(dict.fromkeys(codes))
-    return _current_routings(codes, with_inserted=with_inserted) if codes else {}
+    return _current_routings(codes, when=when, with_inserted=with_inserted) if codes else {}
+
+
+def newest_routing_inserts(codes: Sequence[str], when, after=None) -> dict[str, Any]:
+    """`{item_cd: newest INSRT_DT}` over each item's routing operations valid at `when` (items with none are absent);
+    `after`: only items with such an operation entered after it.
+
+    One aggregated row per item, not every operation: planner agreement only needs the routings of
+    items with an operation entered after their prediction (the current routing's newest INSRT_DT is
+    one of these operations', so it can never be later than this). The value is the driver's: a
+    datetime, or on SQLite the stored text (an aggregate has no declared type), which `_aware` reads.
+    """
+    from erp.models import RoutingOperation
+
+    codes = list(dict.fromkeys(codes))
+    if not codes:
+        return {}
+    connection = connections[router.db_for_read(RoutingOperation) or "default"]
+    qn = connection.ops.quote_name
+    now = connection.ops.adapt_datetimefield_value(when)
+    valid = f"({qn('VALID_FROM_DT')} IS NULL OR {qn('VALID_FROM_DT')} <= %s) AND ({qn('VALID_TO_DT')} IS NULL OR {qn('VALID_TO_DT')} >= %s)"
+    params = [now, now]
+    if after is not None:
+        valid += f" AND {qn('INSRT_DT')} > %s"
+        params.append(connection.ops.adapt_datetimefield_value(after))
+    rows = _query_by_codes(RoutingOperation, f"{qn('ITEM_CD')}, MAX({qn('INSRT_DT')})", codes, valid, params, group_by=qn("ITEM_CD"))
+    return {code: newest for code, newest in rows if newest is not None}
 
 
 # --------------------------------------------------------------------------------------------

@@ -168,3 +168,146 @@ def test_a_result_page_shown_again_is_neither_logged_nor_counted_as_a_new_query(
 
     assert PredictionLog.objects.filter(channel="page").count() == 12 and PredictionLog.objects.count() == 12
     assert ok("page") - before["page"] == 12 and ok("reshow") - before["reshow"] == 24
+
+
+def _agreement_as_before(*, since=None, model_version=None) -> dict:
+    """Planner agreement as it was computed before issue 12 (point 5): every retained log row read in
+    serving order, every logged item's current routing read. The reference the bounded queries must equal."""
+    from collections import defaultdict
+
+    from predictions.agreement import _aware
+    from predictions.models import RoutingReview
+    from predictions.service import current_routings
+
+    logs = PredictionLog.objects.order_by("served_at", "pk")
+    if since is not None:
+        logs = logs.filter(served_at__gte=since)
+    if model_version:
+        logs = logs.filter(model_version=model_version)
+    latest = {}
+    for item_cd, label, signature, served_at in logs.values_list("item_cd", "model_version", "signature", "served_at"):
+        latest[(item_cd, label)] = (signature, served_at)
+    codes = sorted({item for item, _ in latest})
+    decisions = {r.item_cd: r for r in RoutingReview.objects.latest_per_item().filter(item_cd__in=codes)}
+    erp = current_routings(codes, with_inserted=True) if codes else {}
+    per_version = defaultdict(lambda: {"matches": [], "exact": 0, "from_erp": 0, "from_planner": 0, "rejected": 0, "items_logged": 0})
+    for (item_cd, label), (signature, served_at) in latest.items():
+        stats = per_version[label]
+        stats["items_logged"] += 1
+        predicted = signature.split(PredictionLog.SEPARATOR) if signature else []
+        final, routing = None, erp.get(item_cd)
+        inserted = _aware(routing.get("inserted")) if routing else None
+        if routing and inserted is not None and inserted > served_at:
+            final = list(routing["signature"])
+            stats["from_erp"] += 1
+        else:
+            review = decisions.get(item_cd)
+            if review is not None and review.decided:
+                final = list(review.decided.get("signature") or [])
+                stats["from_planner"] += 1
+            elif review is not None:
+                stats["rejected"] += 1
+        if final is None:
+            continue
+        stats["matches"].append(process_match(predicted, final))
+        stats["exact"] += int(predicted == final)
+    return {
+        label: {
+            "items_compared": len(s["matches"]),
+            "process_match": round(sum(s["matches"]) / len(s["matches"]), 4) if s["matches"] else None,
+            "exact_match": round(s["exact"] / len(s["matches"]), 4) if s["matches"] else None,
+            "from_erp": s["from_erp"],
+            "from_planner": s["from_planner"],
+            "rejected": s["rejected"],
+            "items_logged": s["items_logged"],
+        }
+        for label, s in sorted(per_version.items())
+    }
+
+
+def _busy_log(n_items: int, seed: int = 12) -> None:
+    """A log of two versions over `n_items` items, several predictions an item (ties in time included),
+    served out of id order; reviews (accepted, edited, rejected, re-decided); ERP routings entered before,
+    after and between predictions, an expired one, and items with no routing at all."""
+    import random
+
+    from predictions.models import RoutingReview
+    from registry.models import ModelVersion
+
+    rng = random.Random(seed)
+    jobs = [f"J{i:02d}" for i in range(8)]
+    versions = [ModelVersion.objects.create(label=label, status="ready", artifact_path=label) for label in ("v-old", "v-new")]
+    start = timezone.now() - timedelta(days=20)
+    logs, reviews, operations = [], [], []
+    for i in range(n_items):
+        code = f"AGR-{i:04d}"
+        served = []
+        for _ in range(rng.randint(1, 4)):
+            when = start + timedelta(days=rng.randint(0, 15), minutes=rng.choice([0, 0, 7]))  # repeated minutes: ties in served_at
+            label = rng.choice(versions).label
+            signature = ">".join(rng.sample(jobs, rng.randint(2, 5)))
+            logs.append(PredictionLog(item_cd=code, model_version=label, signature=signature, channel="api", served_at=when))
+            served.append(when)
+        fate = rng.random()
+        if fate < 0.35:  # routing entered: before, between or after the predictions, in one or two routings
+            for rout_no in ("001", "002")[: rng.randint(1, 2)]:
+                entered = rng.choice(served) + timedelta(days=rng.choice([-3, -1, 1, 2]), seconds=rng.choice([0, 0.5]))
+                expired = rng.random() < 0.1
+                for seq, job in enumerate(rng.sample(jobs, rng.randint(2, 5)), start=1):
+                    operations.append(
+                        RoutingOperation(
+                            item_cd=code, rout_no=rout_no, proc_seq=10 * seq, job_cd=job, time_unit="MIN", setup_time=1, run_time=1,
+                            insrt_dt=entered, valid_to_dt=start if expired else None,
+                        )
+                    )  # fmt: skip
+        if 0.25 < fate < 0.75:  # reviews, the newest one counts
+            for _ in range(rng.randint(1, 2)):
+                decision = rng.choice(["accepted", "edited", "rejected"])
+                decided = None if decision == "rejected" else {"signature": rng.sample(jobs, rng.randint(2, 5)), "operations": []}
+                reviews.append(
+                    RoutingReview(
+                        item_cd=code, model_version=rng.choice(versions), predicted={"signature": []}, decided=decided,
+                        decision=decision, decided_at=start + timedelta(days=rng.randint(0, 20)),
+                    )
+                )  # fmt: skip
+    rng.shuffle(logs)  # ids out of serving order
+    PredictionLog.objects.bulk_create(logs)
+    RoutingReview.objects.bulk_create(reviews)
+    RoutingOperation.objects.bulk_create(operations)
+
+
+def test_agreement_reads_only_the_compared_items_and_equals_the_full_log_walk(db):
+    """Issue 12 (point 5): the latest prediction per item and version is chosen in SQL and only compared
+    items are read (not the whole retained log, not every logged item's routing), with the same figures."""
+    _busy_log(300)
+    assert PredictionLog.objects.count() > 450
+    window = timezone.now() - timedelta(days=12)
+    for arguments in ({}, {"model_version": "v-new"}, {"since": window}, {"since": window, "model_version": "v-old"}):
+        expected = _agreement_as_before(**arguments)
+        assert planner_agreement(**arguments) == expected, arguments
+    figures = planner_agreement()
+    assert all(f["from_erp"] and f["from_planner"] and f["rejected"] for f in figures.values())  # every branch is exercised
+    assert sum(f["items_logged"] for f in figures.values()) > 300  # items predicted by both versions count for each
+
+    with CaptureQueriesContext(connection) as queries:
+        planner_agreement()
+    selects = [q["sql"] for q in queries.captured_queries if "predictionlog" in q["sql"] and "signature" in q["sql"]]
+    assert selects and all('"ITEM_CD" IN' in sql or '"item_cd" IN' in sql for sql in selects)  # never the whole log's signatures
+
+
+def test_agreement_queries_do_not_grow_with_the_log(db):
+    _busy_log(40, seed=3)
+    with CaptureQueriesContext(connection) as small:
+        planner_agreement()
+    PredictionLog.objects.all().delete()
+    RoutingOperation.objects.all().delete()
+    from predictions.models import RoutingReview
+    from registry.models import ModelVersion
+
+    RoutingReview.objects.all().delete()
+    ModelVersion.objects.all().delete()
+    _busy_log(400, seed=3)
+    with CaptureQueriesContext(connection) as large:
+        planner_agreement()
+    assert len(large.captured_queries) == len(small.captured_queries)
+    assert planner_agreement() == _agreement_as_before()
