@@ -265,7 +265,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["routing_ml.drf.SafeJSONParser", "rest_framework.parsers.FormParser", "rest_framework.parsers.MultiPartParser"],
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "routing_ml.api.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    # DRF's per-user throttle counting its window in buckets: its own kept every request's timestamp (routing_ml/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["routing_ml.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": _typed("API_THROTTLE_RATE", env.str, "100000/hour"),
         # The token endpoints (routing_ml.auth): per client address, and per username on obtain.
