@@ -126,6 +126,16 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
     return status, b"".join(parts)[:length] if length is not None else b"".join(parts)
 
 
+def _workers_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU seconds of the gunicorn master's worker processes so far."""
+    import psutil
+
+    try:
+        return sum(sum(worker.cpu_times()[:2]) for worker in psutil.Process(master_pid).children())
+    except psutil.Error:
+        return float("nan")
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
@@ -177,7 +187,7 @@ class Command(BaseCommand):
                 if status != 200:
                     raise CommandError(f"The warm-up prediction failed: HTTP {status} {body[:300].decode(errors='replace')}")
 
-            figures["single"] = self._single(client, codes, rng, options["single_requests"], options["single_seconds"])
+            figures["single"] = self._single(client, codes, rng, options["single_requests"], options["single_seconds"], server.pid)
             figures["batch"] = self._batches(client, codes, rng, options["batches"], batch_size, options["concurrency"])
             figures["batch_lean"] = self._batches(client, codes, rng, options["batches"], batch_size, options["concurrency"], context=False)
             figures["memory"] = self._memory(server.pid)
@@ -249,8 +259,10 @@ class Command(BaseCommand):
             server.wait(timeout=5)
 
     # -- phases ---------------------------------------------------------------------------------
-    def _single(self, client: Client, codes, rng, max_requests: int, max_seconds: float) -> dict:
+    def _single(self, client: Client, codes, rng, max_requests: int, max_seconds: float, master_pid: int) -> dict:
         latencies, failures = [], 0
+        # The workers' CPU time per request: on a busy machine the latencies include waiting for a core, this does not.
+        cpu_before = _workers_cpu_seconds(master_pid)
         started = time.monotonic()
         while len(latencies) + failures < max_requests and time.monotonic() - started < max_seconds:
             code = str(rng.choice(codes))
@@ -261,9 +273,12 @@ class Command(BaseCommand):
                 latencies.append(elapsed)
             else:
                 failures += 1
+        served = len(latencies) + failures
+        cpu = (_workers_cpu_seconds(master_pid) - cpu_before) * 1000 / served if served else float("nan")
         return {
             "requests": len(latencies),
             "failures": failures,
+            "server_cpu_ms": round(cpu, 2),
             "p50_ms": round(percentile(latencies, 50), 2),
             "p95_ms": round(percentile(latencies, 95), 2),
             "p99_ms": round(percentile(latencies, 99), 2),
@@ -335,6 +350,14 @@ class Command(BaseCommand):
         # The peer gets each item's embedding (as the model does) and answers k + 1 neighbours (the item itself among them).
         peer_single = timed(lambda code: peer.kneighbors(embedding([code]), n_neighbors=k + 1), singles)
         ours_single = timed(lambda code: model.predict(pd.DataFrame({"ITEM_CD": [code]})), singles)
+        # The engine's CPU time for the same items on one BLAS thread, as in a web worker (routing_ml.serving).
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            cpu_started = time.process_time()
+            for code in singles:
+                model.predict(pd.DataFrame({"ITEM_CD": [code]}))
+            engine_cpu_ms = (time.process_time() - cpu_started) * 1000 / len(singles)
         peer_batch = timed(lambda items: peer.kneighbors(embedding(items), n_neighbors=k + 1), batches)
         ours_batch = timed(lambda items: model.predict(pd.DataFrame({"ITEM_CD": items})), batches)
         peer_single_ms = percentile(peer_single, 50) * 1000
@@ -346,6 +369,7 @@ class Command(BaseCommand):
             "batches": len(batches),
             "peer_single_p50_ms": round(peer_single_ms, 2),
             "engine_single_p50_ms": round(percentile(ours_single, 50) * 1000, 2),
+            "engine_single_cpu_ms": round(engine_cpu_ms, 2),
             "http_single_p50_ms": figures["single"]["p50_ms"],
             "peer_batch_s": round(peer_batch_s, 3),
             "engine_batch_s": round(statistics.fmean(ours_batch), 3),
@@ -397,6 +421,7 @@ class Command(BaseCommand):
             f"{'1-item latency p50':<38}{s['p50_ms']:>11.2f} ms",
             f"{'1-item latency p95':<38}{s['p95_ms']:>11.2f} ms  ≤ {TARGET_P95_MS:.0f} ms  {mark[ok_single]}",
             f"{'1-item latency p99':<38}{s['p99_ms']:>11.2f} ms",
+            f"{'server CPU per 1-item request':<38}{s['server_cpu_ms']:>11.2f} ms",
             f"{'batch requests (ok / failed)':<38}{b['requests'] - b['failures']:>8} / {b['failures']:<3}",
             f"{'items per batch × concurrency':<38}{b['items_per_request']:>8} × {b['concurrency']}",
             f"{'batch request p50':<38}{b['request_p50_s']:>12.3f} s",
@@ -424,5 +449,8 @@ class Command(BaseCommand):
                 f"{p['http_batch_p50_s']:>12.3f}{p['ratio_engine_batch']:>13.3f}{p['ratio_http_batch']:>11.3f}",
                 "(the peer finds neighbours only; the engine and HTTP answer full routings with times; HTTP: p50 per request "
                 "with 2 in flight)",
+                f"1 item, CPU: the engine alone {p['engine_single_cpu_ms']:.2f} ms (one BLAS thread); a web worker per request "
+                f"{s['server_cpu_ms']:.2f} ms, i.e. {s['server_cpu_ms'] - p['engine_single_cpu_ms']:.2f} ms besides the engine "
+                "(HTTP, Django, authentication, the item's context, the prediction log)",
             ]
         self.stdout.write("\n".join(lines))
