@@ -450,7 +450,7 @@ class Command(BaseCommand):
                 "(the peer finds neighbours only; the engine and HTTP answer full routings with times; HTTP: p50 per request "
                 "with 2 in flight)",
                 f"1 item, CPU: the engine alone {p['engine_single_cpu_ms']:.2f} ms (one BLAS thread); a web worker per request "
-                f"{s['server_cpu_ms']:.2f} ms, i.e. {s['server_cpu_ms'] - p['engine_single_cpu_ms']:.2f} ms besides the engine "
-                "(HTTP, Django, authentication, the item's context, the prediction log)",
+                f"{s['server_cpu_ms']:.2f} ms; the difference {s['server_cpu_ms'] - p['engine_single_cpu_ms']:.2f} ms is HTTP, Django, "
+                "authentication, the item's context and the prediction log (and the load: CPU time too grows on a busy machine)",
             ]
         self.stdout.write("\n".join(lines))
