@@ -111,8 +111,39 @@ def current_routing_mask(item_cd: Sequence, rout_no: Sequence, inserted: Sequenc
     """
     if not len(item_cd):
         return np.zeros(0, dtype=bool)
+    if len(item_cd) <= _FEW_ROWS and all(type(r) is str or r is None for r in rout_no):
+        return _newest_routing_few(item_cd, rout_no, _python_datetimes(inserted).tolist())
     item, _ = pd.factorize(np.asarray(item_cd, dtype=object))
     return _newest_routing(item, np.asarray(rout_no, dtype=object), _python_datetimes(inserted))
+
+
+# Up to this many rows (one request's few items), `_newest_routing_few` decides in plain Python.
+_FEW_ROWS = 256
+
+
+def _newest_routing_few(item_cd: Sequence, rout_no: Sequence, inserted: list[int]) -> np.ndarray:
+    """`_newest_routing` in plain Python for a few rows: its three factorizations and lexsort cost ~0.15 ms a request.
+
+    Same rule, same keys: a routing is (item, ROUT_NO with empty = ""), its time is the latest
+    INSRT_DT of its rows (int64, empty = oldest), and per item the routing with the greatest
+    (time, ROUT_NO) wins. ROUT_NO values must be text or None (compared as text, as `pd.factorize(sort=True)` does).
+    """
+    routs = ["" if r is None else r for r in rout_no]
+    newest: dict[tuple, int] = {}
+    for item, rout, at in zip(item_cd, routs, inserted, strict=True):
+        key = (item, rout)
+        if at > newest.get(key, _OLDEST):
+            newest[key] = at
+        else:
+            newest.setdefault(key, _OLDEST)
+    winner: dict = {}
+    for (item, rout), at in newest.items():
+        if item not in winner or (at, rout) > winner[item]:
+            winner[item] = (at, rout)
+    return np.fromiter((winner[item][1] == rout for item, rout in zip(item_cd, routs, strict=True)), dtype=bool, count=len(routs))
+
+
+_OLDEST = int(np.iinfo(np.int64).min)
 
 
 def _python_datetimes(values: Sequence) -> np.ndarray:

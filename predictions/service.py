@@ -40,6 +40,7 @@ from django.db import connections, models, router, transaction
 from erp.models import Item
 from registry.loader import loader
 from routing_ml.errors import ErrorCode, RoutingMLError
+from training.engine.encoding import SMALL_FRAME
 
 from . import metrics
 
@@ -497,14 +498,17 @@ def _unseen(record: Mapping[str, Any], vocabularies: Mapping[str, frozenset[str]
     return unseen
 
 
-def _engine_frame(records: list[dict]) -> pd.DataFrame:
+def _engine_frame(records: list[dict]) -> pd.DataFrame | dict[str, list]:
     """The engine's input: one row per record; numbers as float, a row needing encoding sees every item column.
 
     Built column by column (`from_records` cost more than the model for a one-item request). Every
     value is a cleaned attribute or an item master value, so a number is a float or None already.
+    A few items given by code alone go as the engine's own small input, `{"ITEM_CD": [codes]}`: what
+    it turns a frame of up to SMALL_FRAME rows into first, without building the frame (~0.2 ms).
     """
     if all(len(record) == 1 and "ITEM_CD" in record for record in records):
-        return pd.DataFrame({"ITEM_CD": [record["ITEM_CD"] for record in records]})
+        codes = [record["ITEM_CD"] for record in records]
+        return {"ITEM_CD": codes} if len(codes) <= SMALL_FRAME else pd.DataFrame({"ITEM_CD": codes})
     # Some rows are described by attributes: absent columns are missing values.
     columns = {}
     for column in _FETCH_COLUMNS:
@@ -513,24 +517,37 @@ def _engine_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _run_engine(model, frame: pd.DataFrame, *, top_k, exclude_self) -> list[dict | Exception]:
-    """Engine output per frame row. If the batch call fails, rows are retried one by one so only the culprit fails."""
+def _engine_rows(frame: pd.DataFrame | dict[str, list]) -> int:
+    return len(frame["ITEM_CD"]) if isinstance(frame, dict) else len(frame)
+
+
+def _engine_row(frame: pd.DataFrame | dict[str, list], position: int) -> pd.DataFrame | dict[str, list]:
+    """Row `position` of an engine input, as an input of one row."""
+    if isinstance(frame, dict):
+        return {column: values[position : position + 1] for column, values in frame.items()}
+    return frame.iloc[[position]]
+
+
+def _run_engine(model, frame: pd.DataFrame | dict[str, list], *, top_k, exclude_self) -> list[dict | Exception]:
+    """Engine output per input row. If the batch call fails, rows are retried one by one so only the culprit fails."""
+    rows = _engine_rows(frame)
     try:
         out = list(model.predict(frame, top_k=top_k, exclude_self=exclude_self))
-        if len(out) != len(frame):
-            raise RuntimeError(f"the model returned {len(out)} results for {len(frame)} items")
+        if len(out) != rows:
+            raise RuntimeError(f"the model returned {len(out)} results for {rows} items")
         return out
     except Exception as exc:
-        if len(frame) == 1:
-            logger.exception("Prediction failed for %s", frame["ITEM_CD"].iloc[0])
+        if rows == 1:
+            logger.exception("Prediction failed for %s", frame["ITEM_CD"][0] if isinstance(frame, dict) else frame["ITEM_CD"].iloc[0])
             return [exc]
         logger.warning("Batch prediction failed (%s); retrying item by item", exc)
     results: list[dict | Exception] = []
-    for position in range(len(frame)):
+    for position in range(rows):
+        one = _engine_row(frame, position)
         try:
-            results.append(model.predict(frame.iloc[[position]], top_k=top_k, exclude_self=exclude_self)[0])
+            results.append(model.predict(one, top_k=top_k, exclude_self=exclude_self)[0])
         except Exception as exc:
-            logger.exception("Prediction failed for %s", frame["ITEM_CD"].iloc[position])
+            logger.exception("Prediction failed for %s", one["ITEM_CD"][0] if isinstance(one, dict) else one["ITEM_CD"].iloc[0])
             results.append(exc)
     return results
 

@@ -63,6 +63,11 @@ def _database(name: str, url: str) -> dict:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
             }
         )
+        # Persistent connections, as for PostgreSQL: opening one (connect + the three PRAGMAs) and closing it (the
+        # last connection to close checkpoints the WAL and deletes it) cost some 2 ms before and 4 ms after every
+        # request, more than a one-item prediction. A kept connection holds no lock or snapshot between requests
+        # (autocommit), and a restore is done with the web processes stopped (README, backup runbook).
+        config.setdefault("CONN_MAX_AGE", 60)
         # A file, not memory, so tests can hand the same database to a real qcluster process;
         # one per test run, so concurrent runs on one machine never share it.
         config.setdefault("TEST", {"NAME": str(Path(tempfile.gettempdir()) / f"routing_ml_test_{os.getpid()}.sqlite3")})
@@ -260,7 +265,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["routing_ml.drf.SafeJSONParser", "rest_framework.parsers.FormParser", "rest_framework.parsers.MultiPartParser"],
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "routing_ml.api.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    # DRF's per-user throttle counting its window in buckets: its own kept every request's timestamp (routing_ml/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["routing_ml.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": _typed("API_THROTTLE_RATE", env.str, "100000/hour"),
         # The token endpoints (routing_ml.auth): per client address, and per username on obtain.

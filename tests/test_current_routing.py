@@ -146,3 +146,23 @@ def test_rule_on_cursor_tuples_reads_aware_datetimes_in_utc():
     assert current_routing_mask(items, routs, aware).tolist() == [True, False, False, True]
     assert current_routing_mask(items, routs, naive).tolist() == [True, False, False, True]
     assert current_routing_mask([], [], []).tolist() == []
+
+
+def test_rule_on_a_few_rows_decides_as_the_vectorised_rule():
+    """The per-request path (a few cursor rows, plain Python) picks exactly the rows the numpy rule picks."""
+    import random
+
+    import numpy as np
+
+    from erp import frames
+
+    rng = random.Random(7)
+    moments = [None, datetime(2024, 5, 1), datetime(2024, 5, 1, 12), datetime(2025, 1, 1)]
+    for _ in range(400):
+        n = rng.randint(1, 14)
+        items = [rng.choice("ABC") for _ in range(n)]
+        routs = [rng.choice(["001", "002", "010", "", None]) for _ in range(n)]
+        inserted = [rng.choice(moments) for _ in range(n)]
+        item, _ = frames.pd.factorize(np.asarray(items, dtype=object))
+        vectorised = frames._newest_routing(item, np.asarray(routs, dtype=object), frames._python_datetimes(inserted))
+        assert frames.current_routing_mask(items, routs, inserted).tolist() == vectorised.tolist(), (items, routs, inserted)

@@ -112,7 +112,7 @@ def test_model_failure_on_one_item_fails_that_item_only(trained_model, planner_a
     frame_sizes = []
 
     def predict_failing_on_culprit(self, items, *args, **kwargs):
-        frame_sizes.append(len(items))
+        frame_sizes.append(len(items["ITEM_CD"]))  # a frame or, for a few codes, {"ITEM_CD": [codes]}
         if culprit in set(items["ITEM_CD"]):
             raise FloatingPointError("simulated failure")
         return original(self, items, *args, **kwargs)
@@ -135,6 +135,28 @@ def test_model_failure_on_one_item_fails_that_item_only(trained_model, planner_a
         assert result["routing"]["operations"] and len(result["similar_items"]) > 0
     # The whole batch was tried once, then each item on its own.
     assert frame_sizes == [3, 1, 1, 1]
+
+
+def test_a_few_codes_reach_the_engine_without_a_frame_and_get_the_same_answer(trained_model, monkeypatch):
+    from predictions import service
+    from training.engine.model import RoutingModel
+
+    codes = _codes(3)
+    inputs = []
+    original = RoutingModel.predict
+
+    def recording(self, items, *args, **kwargs):
+        inputs.append(type(items).__name__)
+        return original(self, items, *args, **kwargs)
+
+    monkeypatch.setattr(RoutingModel, "predict", recording)
+    small = service.predict_items(item_codes=codes, log=False).as_dict()
+    monkeypatch.setattr(service, "SMALL_FRAME", 0)  # every request as a DataFrame, as before
+    framed = service.predict_items(item_codes=codes, log=False).as_dict()
+
+    assert inputs == ["dict", "DataFrame"]
+    small.pop("duration_ms"), framed.pop("duration_ms")
+    assert small == framed and small["ok"] == 3
 
 
 def test_no_active_model_answers_503_with_code_1002(demo_erp, planner_api):

@@ -107,6 +107,20 @@ def test_sqlite_connection_is_in_wal_mode():
     assert mode == "wal"
 
 
+def test_sqlite_connection_is_kept_from_one_request_to_the_next(tmp_path):
+    # What a gunicorn worker does around each request: opening and closing the SQLite connection
+    # (PRAGMAs, WAL checkpoint on the last close) cost more than a one-item prediction.
+    code = (
+        "import django; django.setup(); from django.core.signals import request_finished, request_started; "
+        "from django.db import connection; "
+        "request_started.send(None); connection.ensure_connection(); first = connection.connection; request_finished.send(None); "
+        "request_started.send(None); connection.ensure_connection(); print(connection.connection is first)"
+    )
+    result = run_django({"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
 def test_erp_database_url_adds_a_routed_alias(tmp_path):
     code = (
         "import django; django.setup(); from django.conf import settings; from django.db import router; from erp.models import Item; "

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -140,7 +140,8 @@ class _Heartbeat(threading.Thread):
             except Exception:  # a missed beat is harmless; the next one retries
                 logger.debug("heartbeat failed", exc_info=True)
             finally:
-                close_old_connections()
+                # No connection held between beats (close_old_connections would keep it for CONN_MAX_AGE).
+                connections.close_all()  # this thread's only
 
     def stop(self) -> None:
         self.stopped.set()
