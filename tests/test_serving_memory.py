@@ -83,3 +83,23 @@ def test_the_served_wsgi_application_releases_large_answers():
     from routing_ml.wsgi import application
 
     assert isinstance(application, ReleaseMemoryAfterLargeAnswers)
+
+
+class _Server:
+    def __init__(self, preload_app: bool):
+        self.cfg = type("Cfg", (), {"preload_app": preload_app})()
+
+
+def test_the_master_freezes_the_collector_after_preloading_so_workers_share_its_objects(monkeypatch):
+    calls = []
+    monkeypatch.setattr(serving, "preload_model", lambda: calls.append("preload"))
+    monkeypatch.setattr(serving, "_one_thread_per_worker", lambda: calls.append("threads"))
+    monkeypatch.setattr(serving.gc, "collect", lambda *args: calls.append("collect") or 0)
+    monkeypatch.setattr(serving.gc, "freeze", lambda: calls.append("freeze"))
+
+    serving.when_ready(_Server(preload_app=True))
+    assert calls == ["threads", "preload", "collect", "freeze"]  # frozen last: nothing made before the fork is walked again
+
+    calls.clear()
+    serving.when_ready(_Server(preload_app=False))
+    assert calls == []  # nothing is shared without a preloaded app: each worker loads its own
