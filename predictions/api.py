@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from routing_ml.api import require_perm
 from routing_ml.csv_export import SafeDictWriter
 from routing_ml.renderers import ORJSONRenderer
-from routing_ml.serving import pause_gc, release_freed_memory, resume_gc
+from routing_ml.serving import pause_gc, resume_gc
 from routing_ml.tokens import JWTAuthentication
 
 from . import metrics
@@ -34,8 +34,6 @@ from .serializers import (
 from .service import ERP_ROUTING_COLUMNS, BatchTooLarge, clean_item_codes, log_served, predict_items
 
 CHANNEL = "api"
-# From this many items on, a request's freed memory is handed back to the system after the answer.
-LARGE_BATCH = 100
 
 
 def _check_batch_size(data) -> None:
@@ -163,11 +161,9 @@ class PredictionView(APIView):
         response = Response(batch.as_dict())
         # Work the caller need not wait for runs when the WSGI server closes the response, i.e. once the
         # answer is on its way: the log of served predictions (planner agreement), one INSERT and its
-        # commit; after a large batch, handing the freed heap back to the system.
+        # commit. (A large answer's memory is then freed and handed back by routing_ml.wsgi.)
         if CHANNEL in settings.PREDICTION_LOG_CHANNELS:
             response._resource_closers.append(lambda: log_served(batch, CHANNEL))
-        if len(batch.results) >= LARGE_BATCH:
-            response._resource_closers.append(release_freed_memory)
         return response
 
 

@@ -105,10 +105,72 @@ def release_freed_memory() -> None:
 
     A 1,000-item batch allocates some 100 MB of short-lived dicts, lists and arrays; once freed,
     glibc keeps most of it in the worker's heap, which then counts as the worker's own memory
-    until the worker is recycled. Called after large answers only: it costs a few milliseconds.
+    until the worker is recycled. Useful only once that memory *is* freed (see
+    `ReleaseMemoryAfterLargeAnswers`); costs a millisecond or two.
     """
     if _malloc_trim is not None:
         _malloc_trim(0)
+
+
+# An answer at least this large (bytes of body) is freed, and its memory handed back, as soon as it has been sent.
+LARGE_ANSWER_BYTES = 1 << 20
+
+
+class ReleaseMemoryAfterLargeAnswers:
+    """WSGI middleware (routing_ml.wsgi): once a large answer has been sent, free it at once and trim the heap.
+
+    A DRF response is never freed by reference counting: the view holds it (`view.response`) and it
+    holds the view (`renderer_context`), so the answer of a 1,000-item batch (its ~50,000 dicts and
+    lists, and the body) lives until the garbage collector's next collection of its generation. In a
+    worker that mostly waits, that collection came only every ~10 batches, and the batches in
+    between piled up: 15–30 MB of private memory per batch, never handed back. Measured on the
+    325,000-item bench, a worker's private memory after twenty batches went from 202–305 MB to ~70 MB.
+
+    Only a non-streaming answer of at least LARGE_ANSWER_BYTES is wrapped: the WSGI server gets an
+    iterable whose `close()` closes the response (its closers run as before), drops the last
+    reference to it, collects the cycles (~30–90 ms for a 1,000-item answer, after it is sent) and
+    trims the C heap. Everything else (small answers, files, streams) passes through untouched.
+    """
+
+    def __init__(self, application):
+        self.application = application
+
+    def __call__(self, environ, start_response):
+        response = self.application(environ, start_response)
+        if _is_large(response):
+            return _FreedWhenClosed(response)
+        return response
+
+
+def _is_large(response) -> bool:
+    if getattr(response, "streaming", True) or not hasattr(response, "has_header"):
+        return False  # files and streams: the server sends them chunk by chunk (or with sendfile)
+    try:
+        size = int(response["Content-Length"]) if response.has_header("Content-Length") else len(response.content)
+    except (TypeError, ValueError):
+        return False
+    return size >= LARGE_ANSWER_BYTES
+
+
+class _FreedWhenClosed:
+    """The body of a large answer for the WSGI server; closing it frees the answer and trims the heap."""
+
+    def __init__(self, response):
+        self._response = response
+
+    def __iter__(self):
+        return iter(self._response)
+
+    def close(self) -> None:
+        response, self._response = self._response, None
+        if response is None:
+            return
+        try:
+            response.close()
+        finally:
+            del response  # the last reference: what remains of the answer is garbage the collector can reach
+            gc.collect()
+            release_freed_memory()
 
 
 _gc_paused_here = False

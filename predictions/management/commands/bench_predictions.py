@@ -8,7 +8,8 @@ then measures
 * 1,000-item batch requests, --concurrency at a time: items per second (bounded by --batches),
   with the full answer and again with `include_context=false` (no current routings, no
   neighbour attributes);
-* RSS / PSS / shared memory of each worker after the load (/proc/<pid>/smaps_rollup);
+* RSS / PSS / shared memory of each worker after the load (/proc/<pid>/smaps_rollup), read once the workers
+  have finished (no CPU for 0.25 s: a worker frees a large answer just after sending it), and the PSS read at once;
 * a naive peer on the same data, in this process once gunicorn has stopped: scikit-learn's
   `NearestNeighbors(algorithm="brute", metric="cosine")` fitted on the embedding the model
   indexes, answering the same items with the same batch sizes (its top-k neighbours only: no
@@ -190,6 +191,10 @@ class Command(BaseCommand):
             figures["single"] = self._single(client, codes, rng, options["single_requests"], options["single_seconds"], server.pid)
             figures["batch"] = self._batches(client, codes, rng, options["batches"], batch_size, options["concurrency"])
             figures["batch_lean"] = self._batches(client, codes, rng, options["batches"], batch_size, options["concurrency"], context=False)
+            # A worker frees a large answer once it has sent it (routing_ml.serving.ReleaseMemoryAfterLargeAnswers):
+            # read the memory both at once and when every worker has finished, which is what it keeps.
+            figures["memory_just_after"] = self._memory(server.pid)
+            figures["memory_idle_after_s"] = self._wait_idle(server.pid)
             figures["memory"] = self._memory(server.pid)
         finally:
             self._stop(server)
@@ -380,6 +385,27 @@ class Command(BaseCommand):
             "ratio_http_batch": round(figures["batch"]["request_p50_s"] / peer_batch_s, 3),
         }
 
+    def _wait_idle(self, master_pid: int, timeout: float = 10.0, quiet: float = 0.25) -> float:
+        """Wait until no worker uses CPU for `quiet` seconds (at most `timeout`); returns the seconds waited."""
+        import psutil
+
+        started = time.monotonic()
+
+        def cpu() -> list[float]:
+            try:
+                return [sum(w.cpu_times()[:2]) for w in psutil.Process(master_pid).children()]
+            except psutil.Error:
+                return []
+
+        last = cpu()
+        while time.monotonic() - started < timeout:
+            time.sleep(quiet)
+            now = cpu()
+            if now == last:
+                break
+            last = now
+        return round(time.monotonic() - started, 2)
+
     def _memory(self, master_pid: int) -> list[dict]:
         import psutil
 
@@ -436,6 +462,11 @@ class Command(BaseCommand):
             lines.append(f"{row['pid']:<12}{row['rss_mb']:>10.1f}{row['pss_mb']:>10.1f}{row['shared_mb']:>12.1f}{row['private_mb']:>12.1f}")
         if f["memory"]:
             lines.append(f"{'sum':<12}{sum(r['rss_mb'] for r in f['memory']):>10.1f}{sum(r['pss_mb'] for r in f['memory']):>10.1f}")
+            at_once = " / ".join(f"{r['pss_mb']:.1f}" for r in f["memory_just_after"])
+            lines.append(
+                f"(read when the workers had finished, {f['memory_idle_after_s']:.2f} s after the last answer; "
+                f"read at once, while they were still freeing it: PSS {at_once} MB)"
+            )
         p = f.get("peer")
         if p:
             lines += [
