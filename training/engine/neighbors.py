@@ -130,8 +130,8 @@ KMEANS_ITERATIONS = 8
 # Rows per leaf at most: the unit a query scans. Each leaf keeps the box (per-dimension minimum
 # and maximum) of its rows, which bounds a query's similarity to any of them.
 LEAF_SIZE = 16
-# The clusters a query scans in full first, most promising first: their k-th best similarity is
-# the threshold every other cluster and leaf must reach to be scanned.
+# The clusters a query scans in full first, those with the nearest centroids: their k-th best
+# similarity is the threshold every other cluster and leaf must reach to be scanned.
 SEED_CLUSTERS = 2
 # Up to this many queries, each one is searched alone (gathers, no loop over leaves).
 FEW_QUERIES = 4
