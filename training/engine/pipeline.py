@@ -31,7 +31,17 @@ from .neighbors import NeighborIndex
 from .routing import SignatureRanker, WorkCentreRanker, proposals
 from .search import search as search_settings
 from .tables import OCC_COLUMN, IndexData, Vocab, as_code_array, assign_occurrences, build_tables, occurrence_rank, ranges
-from .times import TARGETS, TimeFeatures, TimeModel, lookup_times, main_directions, make_estimator, numeric_attributes, single_blas_thread, single_thread
+from .times import (
+    TARGETS,
+    TimeFeatures,
+    TimeModel,
+    lookup_times,
+    main_directions,
+    make_estimator,
+    numeric_attributes,
+    single_blas_thread,
+    single_thread,
+)
 
 ProgressFn = Callable[[float, str], None]
 ROUTING_METRICS = ("process_match", "exact_match", "op_f1", "res_match")
