@@ -36,6 +36,10 @@ class ModelLoader:
         self._stamp: dict | None = None  # (size, mtime) of each file of the served bundle when it was verified
         self._failed_stamp: dict | None = None  # the same, of the active version that failed (retried only when its files change)
         self._verified_at = float("-inf")
+        # The periodic full re-hash runs in this thread, off the request path (~1 s for a 400 MiB bundle);
+        # what it finds waits in _found until the next check acts on it.
+        self._verifier: threading.Thread | None = None
+        self._found: tuple[str, str] | None = None  # (label, why) of a served bundle the re-hash refused
 
     def _load(self, version):
         """Load a version's bundle: its manifest must be the registered one and every file must match it."""
@@ -91,20 +95,54 @@ class ModelLoader:
     def _recheck(self, active, now: float) -> None:
         """Re-verify the served bundle: cheaply (file sizes and times) on every check, fully every MODEL_VERIFY_INTERVAL.
 
-        Its arrays are memory-mapped: a file changed on disk would be served silently. On a
-        mismatch the process falls back to the newest ready version it can verify, or serves none.
+        Its arrays are memory-mapped: a file changed on disk would be served silently. A changed
+        size or time is verified at once; the periodic full re-hash (which also catches a change
+        that kept both) runs in a background thread, so no request waits for it, and its verdict
+        is acted on at the next check. On a mismatch the process falls back to the newest ready
+        version it can verify, or serves none.
         """
+        if self._found is not None:
+            label, reason = self._found
+            self._found = None
+            if label == active.label:
+                self._refuse(active, reason)
+                return
+        if _stamp(active.artifact_dir) != self._stamp:
+            try:
+                active.verify_artifacts()
+            except ArtifactError as exc:
+                self._refuse(active, exc.message)
+                return
+            self._stamp, self._verified_at = _stamp(active.artifact_dir), now
+            return
         interval = getattr(settings, "MODEL_VERIFY_INTERVAL", 0)
-        full = interval > 0 and now - self._verified_at >= interval
-        if not full and _stamp(active.artifact_dir) == self._stamp:
-            return
+        if interval > 0 and now - self._verified_at >= interval and not self.verifying():
+            self._verified_at = now  # the next full check is due an interval after this one started
+            self._verifier = threading.Thread(target=self._verify_in_background, args=(active,), name="bundle-verify", daemon=True)
+            self._verifier.start()
+
+    def _verify_in_background(self, version) -> None:
         try:
-            active.verify_artifacts()
+            version.verify_artifacts()  # reads files only: no database connection in this thread
         except ArtifactError as exc:
-            logger.critical("The files of the served model version %s changed on disk: %s", active.label, exc.message)
-            self._fall_back(active, exc.message)
-            return
-        self._stamp, self._verified_at = _stamp(active.artifact_dir), now
+            self._found = (version.label, exc.message)
+            self._checked_at = float("-inf")  # the next request acts on it, not one MODEL_RELOAD_INTERVAL later
+        except Exception:
+            logger.exception("Could not re-verify the files of model version %s", version.label)
+
+    def verifying(self) -> bool:
+        """True while a background re-hash of the served bundle runs."""
+        return self._verifier is not None and self._verifier.is_alive()
+
+    def wait_for_verification(self, timeout: float | None = None) -> None:
+        """Wait for a running background re-hash to finish (tests, and an orderly shutdown)."""
+        verifier = self._verifier
+        if verifier is not None:
+            verifier.join(timeout)
+
+    def _refuse(self, active, reason: str) -> None:
+        logger.critical("The files of the served model version %s changed on disk: %s", active.label, reason)
+        self._fall_back(active, reason)
 
     def _fall_back(self, broken, reason: str) -> None:
         from .models import ModelVersion
@@ -173,6 +211,7 @@ class ModelLoader:
             self.last_error = self.failed_label = None
             self._stamp = self._failed_stamp = None
             self._verified_at = float("-inf")
+            self._found = None
             self._extra.clear()
             self._checked_at = float("-inf")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -352,6 +354,59 @@ def test_a_served_bundle_changed_on_disk_falls_back_to_a_version_that_verifies(t
     alert = QualityAlert.objects.get(metric="model_files")
     assert (alert.level, alert.status, alert.error_code, alert.cycle) == ("critical", "open", 1002, None)
     assert "v2" in alert.message and victim.name in alert.message and "Now serving: v1" in alert.message
+
+
+def test_the_periodic_rehash_runs_beside_requests_and_refuses_a_change_that_kept_size_and_time(two_versions, settings, monkeypatch):
+    v1, v2 = two_versions
+    v2.activate(reason="newer")
+    assert loader.active()[0] == "v2"
+    # Flip a byte but keep the file's size and time: only the full re-hash can see it.
+    victim = sorted(v2.artifact_dir.glob("*.npy"))[0]
+    before = victim.stat()
+    victim.chmod(0o644)
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    victim.chmod(before.st_mode & 0o777)
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    settings.MODEL_VERIFY_INTERVAL = 0.001
+    hashing, release = threading.Event(), threading.Event()
+    real_verify = ModelVersion.verify_artifacts
+
+    def slow_verify(version):
+        hashing.set()
+        assert release.wait(30)
+        return real_verify(version)
+
+    monkeypatch.setattr(ModelVersion, "verify_artifacts", slow_verify)
+    time.sleep(0.01)
+    assert loader.active()[0] == "v2"  # starts the re-hash and answers without waiting for it
+    assert hashing.wait(30) and loader.verifying()
+    assert loader.active()[0] == "v2"  # still answering while the hash runs; no second re-hash is started
+    release.set()
+    loader.wait_for_verification(30)
+    settings.MODEL_VERIFY_INTERVAL = 600
+    label, _ = loader.active()
+    assert label == "v1" and loader.failed_label == "v2" and victim.name in loader.last_error
+    from quality.models import QualityAlert
+
+    assert QualityAlert.objects.filter(metric="model_files", status="open").count() == 1
+
+
+def test_a_failing_periodic_rehash_is_reported_and_the_bundle_kept(two_versions, settings, monkeypatch, caplog):
+    v1, _ = two_versions
+    assert loader.active()[0] == "v1"
+    settings.MODEL_VERIFY_INTERVAL = 0.001
+
+    def broken(version):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(ModelVersion, "verify_artifacts", broken)
+    time.sleep(0.01)
+    loader.active()
+    loader.wait_for_verification(30)
+    assert loader.active()[0] == "v1" and loader.last_error is None
+    assert "Could not re-verify the files of model version v1" in caplog.text
 
 
 def test_the_admin_shows_a_version_whose_files_fail_verification(two_versions, ml_admin_client):
