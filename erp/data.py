@@ -72,7 +72,7 @@ def _unique_codes(item_codes: Iterable[str] | None) -> list[str] | None:
 
 
 # ---------------------------------------------------------------------------------- reading
-def _db_datetime(value: date | datetime | str, alias: str):
+def db_datetime(value: date | datetime | str, alias: str):
     """A value to compare a DateTimeField with in raw SQL (naive values are taken as UTC)."""
     if isinstance(value, str):
         value = frames.to_timestamp(value).to_pydatetime()
@@ -221,7 +221,7 @@ def load_current_routings(item_codes: Iterable[str] | None = None, when: date | 
     """
     alias = erp_alias(RoutingOperation)
     qn = connections[alias].ops.quote_name
-    at = _db_datetime(when if when is not None else frames.to_timestamp(None), alias)
+    at = db_datetime(when if when is not None else frames.to_timestamp(None), alias)
     where = f"({qn('VALID_FROM_DT')} IS NULL OR {qn('VALID_FROM_DT')} <= %s) AND ({qn('VALID_TO_DT')} IS NULL OR {qn('VALID_TO_DT')} >= %s)"
     # TIME_UNIT is nearly always minutes: NULL costs no string object per row, and frames read NULL as minutes
     expressions = {"TIME_UNIT": f"NULLIF({qn('TIME_UNIT')}, 'MIN')"}
@@ -251,10 +251,10 @@ def load_work_results(
         conditions.append(f"{qn('ORDER_QTY')} > 0 AND {qn('MACH_WORKED_HOURS')} IS NOT NULL")
     if since is not None:
         conditions.append(f"{qn('REPORT_DT')} >= %s")
-        params.append(_db_datetime(since, alias))
+        params.append(db_datetime(since, alias))
     if until is not None:
         conditions.append(f"{qn('REPORT_DT')} < %s")
-        params.append(_db_datetime(until, alias))
+        params.append(db_datetime(until, alias))
     return select_frame(WorkResult, columns, item_codes, " AND ".join(conditions), params, categorical=categorical)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from django.db import connections, router
 
+from erp.data import db_datetime
 from erp.models import Item, RoutingOperation, WorkResult
 
 
@@ -50,7 +51,9 @@ def eligible_items(
         f'WHERE EXISTS (SELECT 1 FROM "{ro}" r WHERE r."ITEM_CD" = w."ITEM_CD")'
     )
     with connections[_alias()].cursor() as cursor:
-        cursor.execute(sql, [start, end, min_rows])
+        # Adapted as the ORM adapts a DateTimeField: SQLite stores naive UTC text, and a raw aware datetime
+        # ("+00:00") would be compared with it as text, leaving out a row reported exactly at the start.
+        cursor.execute(sql, [db_datetime(start, _alias()), db_datetime(end, _alias()), min_rows])
         rows = cursor.fetchall()
     frame = pd.DataFrame(rows, columns=["ITEM_CD", "PART_TYPE", "rows", "last_report"])
     frame["PART_TYPE"] = frame["PART_TYPE"].fillna("(none)")

@@ -248,3 +248,28 @@ def test_two_cycles_requested_together_run_one_and_enqueue_one_retraining_job(tr
     assert cycles[0].retraining_job == TrainingJob.objects.get(trigger="quality_alert")
     second = run_cycle(sample_size=30)
     assert second.retraining_job is None and "cooldown" in second.retraining_decision
+
+
+@pytest.mark.django_db
+def test_a_work_result_reported_exactly_at_a_window_bound_counts_on_every_database():
+    """The window is [end - days, end], compared as datetimes: on SQLite the bounds used to be compared as text
+    with a "+00:00" suffix, so a result reported exactly at the start was left out there and counted on PostgreSQL."""
+    from datetime import timedelta
+
+    from erp.data import load_actuals
+    from quality.sampling import eligible_items, newest_report_date
+
+    call_command("seed_demo_erp", items=60, seed=5, stdout=io.StringIO())
+    end = newest_report_date()
+    start = end - timedelta(days=30)
+    inside = set(eligible_items(30)[0]["ITEM_CD"])
+    outsider = WorkResult.objects.exclude(item_cd__in=inside).filter(report_dt__lt=start).values_list("item_cd", flat=True).first()
+    assert outsider, "the test needs an item produced only before the window"
+    WorkResult.objects.filter(pk=WorkResult.objects.filter(item_cd=outsider).values("pk")[:1]).update(report_dt=start)
+    eligible, window_start, window_end = eligible_items(30)
+    assert (window_start, window_end) == (start, end)
+    assert outsider in set(eligible["ITEM_CD"])
+    assert outsider in set(load_actuals([outsider], since=start)["ITEM_CD"])  # the evaluation reads the same row
+    # One microsecond earlier is outside on every database.
+    WorkResult.objects.filter(item_cd=outsider, report_dt=start).update(report_dt=start - timedelta(microseconds=1))
+    assert outsider not in set(eligible_items(30)[0]["ITEM_CD"])
