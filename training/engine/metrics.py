@@ -147,7 +147,14 @@ def evaluate(
     evaluated = [p for p in predictions if p.get("item_cd") is not None and str(p["item_cd"]) in actual_routings]
     codes = {str(p["item_cd"]) for p in evaluated}
     stats = actual_time_stats(actual_times, codes)
-    lookup = stats.to_dict("index")  # {(item, job, occurrence): {...}}: a few thousand rows at most here
+    # {(item, job, occurrence): (run mean, run count, setup mean)}; to_dict("index") cost more than the loop below.
+    lookup = dict(
+        zip(
+            stats.index,
+            zip(stats["run_mean"].to_numpy(float), stats["run_count"].to_numpy(), stats["setup_mean"].to_numpy(float), strict=True),
+            strict=True,
+        )
+    )
     items_with_actuals = {key[0] for key in lookup}
 
     matches: list[float] = []
@@ -164,10 +171,12 @@ def evaluate(
         ops = pred.get("operations") or []
         predicted = [str(op["job_cd"]) for op in ops] if ops else [str(j) for j in pred.get("signature", [])]
         longest = max(len(predicted), len(actual))
-        pairs = lcs_pairs(predicted, actual)
+        same = predicted == actual
+        # Most predictions are exact: their alignment is position by position, as lcs_pairs would find.
+        pairs = [(i, i) for i in range(len(actual))] if same else lcs_pairs(predicted, actual)
         matches.append(len(pairs) / longest if longest else 1.0)
-        exact += predicted == actual
-        inter += sum((Counter(predicted) & Counter(actual)).values())
+        exact += same
+        inter += len(actual) if same else sum((Counter(predicted) & Counter(actual)).values())
         n_pred += len(predicted)
         n_act += len(actual)
         if actual_work_centres is not None and item in actual_work_centres:
@@ -184,13 +193,14 @@ def evaluate(
             row = lookup.get((item, actual[j], occurrence[j]))
             if row is None or i >= len(ops):
                 continue
+            run_mean, run_count, setup_mean = row
             run = ops[i].get("run_minutes_per_unit")
             if run is not None:
-                run_err.append(abs(float(run) - row["run_mean"]))
-                counts.append(int(row["run_count"]))
+                run_err.append(abs(float(run) - run_mean))
+                counts.append(int(run_count))
             setup = ops[i].get("setup_minutes")
-            if setup is not None and row["setup_mean"] == row["setup_mean"]:
-                setup_err.append(abs(float(setup) - row["setup_mean"]))
+            if setup is not None and setup_mean == setup_mean:
+                setup_err.append(abs(float(setup) - setup_mean))
 
     precision = inter / n_pred if n_pred else 0.0
     recall = inter / n_act if n_act else 0.0
