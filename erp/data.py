@@ -272,6 +272,7 @@ def load_training_frames(
     when: date | datetime | str | None = None,
     snapshot: bool | None = None,
     on_read=None,
+    background_write: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(items, current routings, actuals) — everything the training engine needs, in bulk.
 
@@ -282,12 +283,13 @@ def load_training_frames(
     travels) when `snapshot` is True, or None and the `ERP_SNAPSHOT` setting is on; a full read
     otherwise. Both give the same frames, items sorted by ITEM_CD and actuals in
     `frames.canonical_actuals` order. `on_read(stats)` hears what the snapshot read.
+    `background_write`: the refreshed snapshot is written in a thread (`erp.snapshot.wait_for_writes`).
     """
     from . import snapshot as erp_snapshot
 
     routing_moment = when if when is not None else until
     if snapshot if snapshot is not None else erp_snapshot.enabled():
-        items, routings, actuals, stats = erp_snapshot.training_frames(until=until, when=routing_moment)
+        items, routings, actuals, stats = erp_snapshot.training_frames(until=until, when=routing_moment, background_write=background_write)
         if on_read is not None:
             on_read(stats)
     else:

@@ -261,6 +261,52 @@ def test_a_crashed_write_leaves_the_previous_snapshot_in_use(erp, monkeypatch):
     assert_same_frames(merged, full_read())
 
 
+def test_a_background_write_hands_the_frames_over_first_and_lands_a_complete_snapshot(erp, monkeypatch):
+    """A training reads, then trains while the refreshed snapshot is written: the frames do not wait for the files."""
+    import threading
+
+    snapshot_read()
+    before, _ = _generation()
+    update_item()
+    update_work_result()
+    release = threading.Event()
+    real_write = snapshot._write_generation
+
+    def held_write(*args, **kwargs):
+        assert release.wait(30)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "_write_generation", held_write)
+    seen = []
+    merged = data.load_training_frames(snapshot=True, on_read=seen.append, background_write=True)
+    assert seen[0].mode["items"] == "partial" and _generation()[0] == before  # answered while the write waits
+    assert_same_frames(merged, full_read())
+    release.set()
+    snapshot.wait_for_writes(30)
+    assert _generation()[0] != before
+    again, stats = snapshot_read()
+    assert set(stats.mode.values()) == {"unchanged"}  # the background generation holds both changes
+    assert_same_frames(again, full_read())
+
+
+def test_a_failed_background_write_is_logged_and_the_change_read_again_next_time(erp, monkeypatch, caplog):
+    snapshot_read()
+    before, _ = _generation()
+    update_item()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(snapshot, "_write_generation", disk_full)
+    data.load_training_frames(snapshot=True, background_write=True)
+    snapshot.wait_for_writes(30)
+    monkeypatch.undo()
+    assert "ERP snapshot not written" in caplog.text and _generation()[0] == before
+    merged, stats = snapshot_read()
+    assert stats.mode["items"] == "partial"
+    assert_same_frames(merged, full_read())
+
+
 def test_interleaved_refreshes_each_leave_a_complete_snapshot(erp):
     """Two trainings refreshing at once: each writes its own generation; whichever rename lands last is complete."""
     snapshot_read()
