@@ -292,13 +292,15 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 
-# Caches: "throttle" counts token requests for every process of a host (Redis when there is one).
+# Caches: "throttle" counts the API's and the token endpoint's requests for every process of a host (Redis when
+# there is one, else files in THROTTLE_CACHE_DIR).
+THROTTLE_CACHE_DIR = env.str("THROTTLE_CACHE_DIR", default=str(BASE_DIR / "var" / "cache" / "throttle"))
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "throttle": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "routing_ml"}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(BASE_DIR / "var" / "cache" / "throttle")}
+        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": THROTTLE_CACHE_DIR}
     ),
 }
 

@@ -78,9 +78,13 @@ def admin_api(ml_admin):
 
 @pytest.fixture(autouse=True)
 def fresh_throttle_counts():
-    """Token-endpoint throttle counts start at zero in every test."""
+    """Throttle counts (the token endpoint's, the API's shared and per-process ones) start at zero in every test."""
     from django.core.cache import caches
 
+    from routing_ml.throttling import UserRateThrottle
+
     caches["throttle"].clear()
+    UserRateThrottle.counts.clear()
     yield
     caches["throttle"].clear()
+    UserRateThrottle.counts.clear()
