@@ -1,9 +1,9 @@
-"""Change markers on the ERP tables: which month-partitions of a table changed since a snapshot.
+"""Change markers on the ERP tables: which day-partitions of a table changed since a snapshot.
 
 The ERP views carry no update timestamp (`INSRT_DT` is set once, `REPORT_DT` is the report's
 own date) and no row id, so "modified since" cannot be asked of them, and a deleted row leaves
-nothing to ask about. Two kinds of marker, per table and per *partition* (the month of
-`INSRT_DT` for items and routings, of `REPORT_DT` for work results, as an integer YYYYMM; 0 for
+nothing to ask about. Two kinds of marker, per table and per *partition* (the day of
+`INSRT_DT` for items and routings, of `REPORT_DT` for work results, as an integer YYYYMMDD; 0 for
 an empty date):
 
 * **counters** — when the ERP tables are ours (the demo/CSV tables in the default database,
@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connections
 
@@ -38,7 +39,7 @@ EVERYTHING = -1  # the partition a PostgreSQL TRUNCATE bumps: re-read the whole 
 # whole-table markers: when one moves, the table is read in full.
 EPOCH = -2
 
-# table -> the datetime column whose month partitions it
+# table -> the datetime column whose day partitions it
 PARTITION_COLUMN = {
     "BI_ITEM_INFO_VIEW": "INSRT_DT",
     "BI_ROUTING_VIEW": "INSRT_DT",
@@ -48,14 +49,45 @@ TRIGGER_PREFIX = "erp_chg_"
 
 
 def partition_expr(vendor: str, column_sql: str) -> str:
-    """SQL for the integer YYYYMM (UTC) of a datetime column, 0 when it is empty. One definition for every vendor."""
+    """SQL for the integer YYYYMMDD (UTC) of a datetime column, 0 when it is empty. One definition for every vendor.
+
+    Days, not months: new work results arrive every day, and a retrain re-reads whole partitions,
+    so with months it re-read ~8 % of 3 M work results (the current month) to pick up a day's.
+    """
     if vendor == "sqlite":
         # Django stores datetimes on SQLite as 'YYYY-MM-DD HH:MM:SS[.ffffff]' text in UTC
-        return f"COALESCE(CAST(substr({column_sql}, 1, 4) || substr({column_sql}, 6, 2) AS INTEGER), 0)"
+        return (
+            f"COALESCE(CAST(substr({column_sql}, 1, 4) || substr({column_sql}, 6, 2) || substr({column_sql}, 9, 2) AS INTEGER), 0)"
+        )
     if vendor == "postgresql":
-        return f"COALESCE(CAST(to_char({column_sql} AT TIME ZONE 'UTC', 'YYYYMM') AS integer), 0)"
-    # SQL Server (mssql-django) and anything else speaking ANSI-ish SQL with YEAR()/MONTH()
-    return f"COALESCE(YEAR({column_sql}) * 100 + MONTH({column_sql}), 0)"
+        return f"COALESCE(CAST(to_char({column_sql} AT TIME ZONE 'UTC', 'YYYYMMDD') AS integer), 0)"
+    # SQL Server (mssql-django) and anything else speaking ANSI-ish SQL with YEAR()/MONTH()/DAY()
+    return f"COALESCE(YEAR({column_sql}) * 10000 + MONTH({column_sql}) * 100 + DAY({column_sql}), 0)"
+
+
+def partition_ranges(vendor: str, parts: Sequence[int]) -> list[tuple[object, object]] | None:
+    """[start, end) bounds of the partition column covering `parts`, consecutive days merged; None when unsure.
+
+    They let the read of a few changed days use an index on the column instead of computing the
+    partition of every row. Only where the bounds are known to cover the partition expression
+    exactly (SQLite's ISO text, compared as text from the date on; PostgreSQL in UTC) and never
+    for partition 0, which also holds values SQLite cannot read as a date.
+    """
+    if vendor not in ("sqlite", "postgresql") or not parts or min(parts) <= 0:
+        return None
+    try:
+        days = sorted({date(p // 10000, p // 100 % 100, p % 100) for p in parts})
+    except ValueError:
+        return None
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and day == runs[-1][1]:
+            runs[-1][1] = day + timedelta(days=1)
+        else:
+            runs.append([day, day + timedelta(days=1)])
+    if vendor == "sqlite":  # 'YYYY-MM-DD' <= any text of that day < the next day's 'YYYY-MM-DD'
+        return [(start.isoformat(), end.isoformat()) for start, end in runs]
+    return [(datetime.combine(start, time.min, tzinfo=UTC), datetime.combine(end, time.min, tzinfo=UTC)) for start, end in runs]
 
 
 def _trigger_names(table: str) -> list[str]:

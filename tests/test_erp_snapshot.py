@@ -160,6 +160,30 @@ def test_triggers_installed_after_the_data_still_read_only_the_changed_partition
     assert_same_frames(merged, full_read())
 
 
+def test_changed_days_are_read_through_date_ranges_that_cover_the_partition_exactly():
+    assert changes.partition_ranges("sqlite", [20250304, 20250305, 20250307]) == [("2025-03-04", "2025-03-06"), ("2025-03-07", "2025-03-08")]
+    assert changes.partition_ranges("sqlite", [20241231, 20250101]) == [("2024-12-31", "2025-01-02")]
+    (start, end), = changes.partition_ranges("postgresql", [20250304])
+    assert (start, end) == (datetime(2025, 3, 4, tzinfo=UTC), datetime(2025, 3, 5, tzinfo=UTC))
+    assert changes.partition_ranges("sqlite", [0, 20250304]) is None  # partition 0 also holds text SQLite cannot read as a date
+    assert changes.partition_ranges("microsoft", [20250304]) is None  # its expression is its own: no ranges
+    assert changes.partition_ranges("sqlite", [20251399]) is None
+
+
+@pytest.mark.parametrize("text", ["{day} 10:00:00", "{day}", "{day}T23:59:59.999999", "{day} 00:00:00+00:00"])
+def test_a_row_of_a_changed_day_is_read_again_whatever_the_form_of_its_date_text(erp, text):
+    if connection.vendor != "sqlite":
+        pytest.skip("dates are stored as text on SQLite only")
+    snapshot_read()
+    row = _first(WorkResult)
+    day = WorkResult.objects.order_by("-report_dt").values_list("report_dt", flat=True).first().date().isoformat()
+    with connection.cursor() as cursor:  # as a raw import might have written it
+        cursor.execute('UPDATE "BI_WORK_ORDER_RESULTS" SET "REPORT_DT" = %s, "SETUP_HOURS" = 0.5 WHERE "ROW_ID" = %s', [text.format(day=day), row.pk])
+    merged, stats = snapshot_read()
+    assert stats.mode["work_results"] == "partial" and stats.partitions_read["work_results"] <= 2
+    assert_same_frames(merged, full_read())
+
+
 def test_all_changes_at_once_across_trainings(erp):
     snapshot_read()
     for table_changes in CHANGES.values():

@@ -99,11 +99,13 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(figures))
 
     def _time_erp_reads(self) -> dict[str, float]:
-        """Seconds to get the training frames: a full read, the read that builds the snapshot, a warm one, one after a small change.
+        """Seconds to get the training frames: a full read, the read that builds the snapshot, a warm one, and one after
+        each of two small changes.
 
-        The small change (a few work results of the newest month re-reported, one routing operation
-        deleted, one item's attribute edited) is made in a transaction that is rolled back: the
-        database is left as it was, and the next read re-reads those partitions again.
+        A small change (100 work results of the newest day, then of the newest month, re-reported;
+        one routing operation deleted, one item's attribute edited) is made in a transaction that
+        is rolled back: the database is left as it was, and the next read re-reads those
+        partitions again.
         """
         from erp import snapshot
         from erp.data import load_training_frames
@@ -125,23 +127,28 @@ class Command(BaseCommand):
         if settings.ERP_EXTERNAL:
             self.stdout.write("A real ERP is attached (read-only): the read after a change is not timed.")
             return figures
-        with transaction.atomic(using=erp_write_alias()):
-            changed = _small_change()
-            figures["snapshot_after_change"] = timed(snapshot=True)
-            transaction.set_rollback(True, using=erp_write_alias())
-        self.stdout.write(f"ERP read after a small change ({changed}): {figures['snapshot_after_change']:.2f} s")
+        # A day's corrections (what a nightly retrain meets), then the same spread over the newest month.
+        for scope, name in (("day", "snapshot_after_day_change"), ("month", "snapshot_after_change")):
+            with transaction.atomic(using=erp_write_alias()):
+                changed = _small_change(scope)
+                figures[name] = timed(snapshot=True)
+                transaction.set_rollback(True, using=erp_write_alias())
+            self.stdout.write(f"ERP read after a small change ({changed}): {figures[name]:.2f} s")
         return figures
 
 
-def _small_change() -> str:
-    """Re-report 100 work results of the newest month, delete one routing operation, edit one item; say what."""
+def _small_change(scope: str = "month") -> str:
+    """Re-report 100 work results of the newest month (`scope` "day": of the newest day), delete one routing operation,
+    edit one item; say what. The snapshot re-reads whole days: spread over a month, 100 rows touch most of its days."""
     from erp.models import Item, RoutingOperation, WorkResult
 
     newest = WorkResult.objects.order_by("-report_dt").values_list("report_dt", flat=True).first()
-    month = WorkResult.objects.filter(report_dt__year=newest.year, report_dt__month=newest.month).order_by("pk")
-    work = WorkResult.objects.filter(pk__in=list(month.values_list("pk", flat=True)[:100])).update(mach_worked_hours=F("mach_worked_hours") * 1.1)
+    rows = WorkResult.objects.filter(report_dt__year=newest.year, report_dt__month=newest.month)
+    if scope == "day":
+        rows = rows.filter(report_dt__day=newest.day)
+    work = WorkResult.objects.filter(pk__in=list(rows.order_by("pk").values_list("pk", flat=True)[:100])).update(mach_worked_hours=F("mach_worked_hours") * 1.1)
     operation = RoutingOperation.objects.order_by("-pk").first()
     RoutingOperation.objects.filter(pk=operation.pk).delete()
     item = Item.objects.order_by("-insrt_dt").first()
     Item.objects.filter(pk=item.pk).update(item_material="BENCH-EDIT")
-    return f"{work} work results updated, 1 routing operation deleted, 1 item edited"
+    return f"{work} work results of the newest {scope} updated, 1 routing operation deleted, 1 item edited"
