@@ -300,7 +300,8 @@ CACHES = {
     "throttle": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "routing_ml"}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": THROTTLE_CACHE_DIR}
+        # Room for every user's 61 counters: past MAX_ENTRIES the file cache deletes a third of its files at random.
+        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": THROTTLE_CACHE_DIR, "OPTIONS": {"MAX_ENTRIES": 200_000}}
     ),
 }
 

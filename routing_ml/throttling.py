@@ -19,17 +19,40 @@ not passed on yet.
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import math
+import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.core.cache import caches
 from rest_framework import throttling
 
+logger = logging.getLogger(__name__)
+
 # The window is counted in this many buckets (one minute of an hourly rate, one second of a per-minute one).
 BUCKETS = 60
 # How often a process exchanges its counts with the others, per user (seconds).
 SYNC_SECONDS = 1.0
+
+
+@contextmanager
+def _host_lock(cache):
+    """Around an exchange with a file-based cache, whose `incr` is a read and a write: without it two workers adding
+    at once both read n and both write n + 1, and a request goes uncounted. Redis increments atomically: no lock."""
+    directory = getattr(cache, "_dir", None)
+    if directory is None:
+        yield
+        return
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "exchange.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -59,7 +82,8 @@ class UserRateThrottle(throttling.UserRateThrottle):
     A bucket is counted until it has wholly left the window, so the count may include requests
     up to one bucket older than the window and never misses one of this process's: no client gets
     more than the rate in any window from one process, and across processes about one request per
-    other process more. A client at its limit may wait up to 1/BUCKETS of the window longer.
+    other process more (up to a handful of workers; with many, each may hold an eighth of what is
+    left uncounted at once). A client at its limit may wait up to 1/BUCKETS of the window longer.
     """
 
     cache = caches["throttle"]
@@ -100,17 +124,35 @@ class UserRateThrottle(throttling.UserRateThrottle):
         self.count = sum(requests for _, requests in self.buckets)
 
     def _exchange(self, user: _UserCounts | None, oldest: int, current: int) -> _UserCounts:
-        """Add this process's pending requests to the shared counters, then read every process's."""
+        """Add this process's pending requests to the shared counters, then read every process's.
+
+        Should the shared cache fail (Redis down), the process goes on counting on its own and
+        tries again SYNC_SECONDS later: the API keeps answering, with a per-process limit meanwhile.
+        """
         timeout = math.ceil(self.duration + 2 * self.width)
-        for bucket, requests in (user.pending if user else {}).items():
-            key = self._bucket_key(bucket)
-            if not self.cache.add(key, requests, timeout):
-                try:
-                    self.cache.incr(key, requests)
-                except ValueError:  # expired between add and incr
-                    self.cache.set(key, requests, timeout)
         keys = {self._bucket_key(bucket): bucket for bucket in range(oldest, current + 1)}
-        shared = {keys[key]: int(requests) for key, requests in self.cache.get_many(list(keys)).items()}
+        pending = user.pending if user else {}
+        try:
+            with _host_lock(self.cache):
+                for bucket in sorted(pending):
+                    key = self._bucket_key(bucket)
+                    if not self.cache.add(key, pending[bucket], timeout):
+                        try:
+                            self.cache.incr(key, pending[bucket])
+                            self.cache.touch(key, timeout)  # the file cache's incr rewrites the entry with its default timeout
+                        except ValueError:  # expired between add and incr
+                            self.cache.set(key, pending[bucket], timeout)
+                    # Passed on: never added twice, even if a later one fails, and still seen here until the read.
+                    if user is not None:
+                        user.shared[bucket] = user.shared.get(bucket, 0) + pending.pop(bucket)
+                shared = {keys[key]: int(requests) for key, requests in self.cache.get_many(list(keys)).items()}
+        except Exception as exc:
+            logger.warning("API rate limit: the shared counts could not be exchanged (%s); counting in this process meanwhile", exc)
+            if user is None:
+                user = _UserCounts(synced_at=self.now)
+                self.counts.users[self.key] = user
+            user.synced_at = self.now  # what was not passed on stays pending, counted here
+            return user
         fresh = _UserCounts(synced_at=self.now, shared=shared)
         self.counts.users[self.key] = fresh
         if len(self.counts.users) > 1000:  # forget users idle for a whole window

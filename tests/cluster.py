@@ -1,12 +1,15 @@
-"""Run a real django-q2 cluster (`manage.py qcluster`) against the test database."""
+"""Run real processes against the test database: a django-q2 cluster (`manage.py qcluster`), gunicorn."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,15 +46,55 @@ def qcluster(log_path: Path | None = None):
     try:
         yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        _stop(process)
         if log_path:
             log.close()
+
+
+@contextmanager
+def gunicorn(log_path: Path, env: dict | None = None, workers: int = 2, timeout: int = 120):
+    """gunicorn serving the app on a free loopback port for the duration of the block, once it answers; yields its base URL."""
+    port = free_port()
+    log = open(log_path, "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "routing_ml.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", str(timeout)],
+        cwd=ROOT, env=env or cluster_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(base), timeout=60, message="gunicorn to answer")
+        yield base
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group, SIGKILL after 30 s; always reaped."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(base: str) -> bool:
+    """Whether a server answers HTTP at `base` (any status)."""
+    try:
+        with urllib.request.urlopen(f"{base}/health/db", timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, message: str = "condition"):

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import urllib.request
 import pytest
 
 from quality.models import QualityAlert
-from tests.cluster import ROOT, cluster_env, wait_for
+from tests.cluster import ROOT, cluster_env, gunicorn, wait_for
 from tests.fixtures_model import *  # noqa: F403
 from tests.fixtures_model import _trained_bundle, register_bundle
 
@@ -61,8 +60,6 @@ def test_a_cycle_killed_with_sigkill_is_reaped_by_the_housekeeping_schedule(trai
     """A real `run_quality_cycle --sync` process, SIGKILLed mid-cycle: its row stays running until the heartbeat timeout, then is failed."""
     import os
     import signal
-    import subprocess
-    import sys
 
     from django_q.models import Schedule
     from django_q.tasks import async_task
@@ -90,13 +87,6 @@ def test_a_cycle_killed_with_sigkill_is_reaped_by_the_housekeeping_schedule(trai
     assert QualityCycle.request().status == "queued"  # it no longer blocks the next cycle
 
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _http(method: str, url: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
     request.add_header("Content-Type", "application/json")
@@ -115,16 +105,8 @@ def test_a_bundle_corrupted_under_a_running_gunicorn_is_no_longer_served(trained
 
     register_bundle(_trained_bundle(tmp_path_factory), "demo-v0")  # an older ready version to fall back to
     code = Item.objects.order_by("item_cd").values_list("item_cd", flat=True).first()
-    port = _free_port()
     env = {**cluster_env(), "MODEL_RELOAD_INTERVAL": "0.2"}
-    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "routing_ml.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _up(base), timeout=60, message="gunicorn to answer")
+    with gunicorn(tmp_path / "gunicorn.log", env) as base:
         status, tokens = _http("POST", f"{base}/api/v1/auth/token/", {"username": planner.username, "password": "pw-" + planner.username})
         assert status == 200, tokens
         predict = lambda: _http("POST", f"{base}/api/v1/predictions/", {"item_codes": [code]}, tokens["access"])  # noqa: E731
@@ -143,21 +125,3 @@ def test_a_bundle_corrupted_under_a_running_gunicorn_is_no_longer_served(trained
         assert alert.level == "critical" and victim.name in alert.message
         status, health = _http("GET", f"{base}/health")  # loopback: with details
         assert health["checks"]["model"]["status"] == "degraded" and health["checks"]["model"]["served_by_this_process"] == "demo-v0"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-
-
-def _up(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/health/db", timeout=2):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False

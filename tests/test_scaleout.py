@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from django_q.models import Success
 
 from quality.models import QualityCycle, QualitySettings
 from routing_ml.schedules import ensure_schedules
-from tests.cluster import ROOT, cluster_env, wait_for
+from tests.cluster import ROOT, cluster_env, free_port, wait_for
 from tests.fixtures_model import *  # noqa: F401,F403
 from training.models import TrainingJob
 
@@ -135,12 +134,6 @@ def running(process: Process):
         process.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Api:
     def __init__(self, base: str):
         self.base, self.token, self.credentials = base, None, None
@@ -207,7 +200,7 @@ def test_closed_loop_on_postgresql_and_redis_with_a_training_cluster_and_no_task
     cfg.save()
     ensure_schedules()  # the training cluster's heartbeat schedule
     codes = list(Item.objects.order_by("item_cd").values_list("item_cd", flat=True)[:5])
-    port = _free_port()
+    port = free_port()
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     qcluster = [sys.executable, "manage.py", "qcluster"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -128,35 +129,103 @@ def test_a_request_is_counted_without_going_to_the_shared_cache(monkeypatch):
     assert "get_many" in calls and ("add" in calls or "incr" in calls)
 
 
+def test_counts_in_the_file_cache_last_the_whole_window_and_many_users_fit(tmp_path, monkeypatch):
+    """The file cache's incr rewrote an entry with its default 300 s timeout, and past 300 entries it deleted files at random."""
+    from django.core.cache.backends import filebased
+
+    import routing_ml.settings as production
+
+    config = production.CACHES["throttle"] if not production.REDIS_URL else {"OPTIONS": {"MAX_ENTRIES": 200_000}}
+    file_cache = filebased.FileBasedCache(str(tmp_path), {"OPTIONS": config.get("OPTIONS", {})})
+    clock = Clock()
+    worker = ProcessCounts()
+
+    def throttle(process: ProcessCounts, user: int = 1) -> UserRateThrottle:
+        made = _throttle("100/hour", clock, process)
+        made.cache = file_cache
+        assert made.allow_request(_request(user), None)
+        return made
+
+    for _ in range(4):  # the first exchange adds the counters, the later ones increment them
+        throttle(worker)
+        clock.now += SYNC_SECONDS
+    for user in range(2, 12):  # ten more users: 600+ counters over the hour
+        for _ in range(61):
+            throttle(worker, user)
+            clock.now += 60
+    assert len(list(tmp_path.glob("*.djcache"))) > 300  # more than the file cache's default room, none deleted
+    later = time.time() + 1200  # past the file cache's default timeout, well inside the hour
+    monkeypatch.setattr(filebased.time, "time", lambda: later)
+    clock.now = Clock().now + 1200
+    assert throttle(ProcessCounts()).count >= 3  # another worker still sees the first user's requests
+
+
+def test_a_failing_shared_cache_leaves_the_api_answering_and_nothing_counted_twice(caplog):
+    class Flaky:
+        """The shared cache as Redis behaves when it goes down and comes back."""
+
+        def __init__(self):
+            self.down, self.values = False, {}
+
+        def _check(self):
+            if self.down:
+                raise ConnectionError("Redis is down")
+
+        def add(self, key, value, timeout=None):
+            self._check()
+            return self.values.setdefault(key, value) is value
+
+        def incr(self, key, delta=1):
+            self._check()
+            self.values[key] += delta
+            return self.values[key]
+
+        def touch(self, key, timeout=None):
+            return True
+
+        def set(self, key, value, timeout=None):
+            self.values[key] = value
+
+        def get_many(self, keys):
+            self._check()
+            return {k: self.values[k] for k in keys if k in self.values}
+
+    shared, clock, worker = Flaky(), Clock(), ProcessCounts()
+
+    def allowed() -> bool:
+        made = _throttle("1000/minute", clock, worker)
+        made.cache = shared
+        ok = made.allow_request(_request(), None)
+        clock.now += SYNC_SECONDS
+        return ok
+
+    assert allowed()
+    shared.down = True
+    assert all(allowed() for _ in range(3))  # answered, counted here meanwhile
+    assert "could not be exchanged" in caplog.text
+    shared.down = False
+    allowed()
+    allowed()
+    assert sum(shared.values.values()) == 5  # every request before the last one, each once
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_gunicorn_workers_hold_one_limit_between_them(ml_admin, tmp_path):
     """Through real HTTP, two requests in flight at once so both workers serve: the limit is the host's, not each worker's."""
-    import os
-    import signal
-    import subprocess
-    import sys
     import urllib.error
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
     from rest_framework.test import APIClient
 
-    from tests.cluster import ROOT, cluster_env, wait_for
-    from tests.test_faults import _free_port, _up
+    from tests.cluster import cluster_env, gunicorn
 
     token = APIClient().post("/api/v1/auth/token/", {"username": ml_admin.username, "password": "pw-" + ml_admin.username}, format="json")
     access = token.json()["access"]
-    port = _free_port()
     env = {**cluster_env(), "API_THROTTLE_RATE": "20/minute", "THROTTLE_CACHE_DIR": str(tmp_path / "throttle")}
     env.pop("REDIS_URL", None)
-    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "routing_ml.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "60"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
 
-    def status() -> int:
+    def status(base: str) -> int:
         request = urllib.request.Request(f"{base}/api/v1/models/", headers={"Authorization": f"Bearer {access}"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -164,17 +233,7 @@ def test_two_gunicorn_workers_hold_one_limit_between_them(ml_admin, tmp_path):
         except urllib.error.HTTPError as error:
             return error.code
 
-    try:
-        wait_for(lambda: _up(base), timeout=60, message="gunicorn to answer")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            statuses = list(pool.map(lambda _: status(), range(60)))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+    with gunicorn(tmp_path / "gunicorn.log", env, timeout=60) as base, ThreadPoolExecutor(max_workers=2) as pool:
+        statuses = list(pool.map(lambda _: status(base), range(60)))
     assert set(statuses) <= {200, 429}, statuses
     assert 20 <= statuses.count(200) <= 21, statuses  # each worker counting alone let ~40 through
