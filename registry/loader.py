@@ -39,7 +39,9 @@ class ModelLoader:
         # The periodic full re-hash runs in this thread, off the request path (~1 s for a 400 MiB bundle);
         # what it finds waits in _found until the next check acts on it.
         self._verifier: threading.Thread | None = None
-        self._found: tuple[str, str] | None = None  # (label, why) of a served bundle the re-hash refused
+        # (label, the files' stamp when the re-hash began, why) of a served bundle the re-hash refused
+        self._found: tuple[str, dict | None, str] | None = None
+        self._generation = 0  # moves whenever what is served changes: a verdict about an older state is dropped
 
     def _load(self, version):
         """Load a version's bundle: its manifest must be the registered one and every file must match it."""
@@ -84,6 +86,8 @@ class ModelLoader:
             self._serve(active, model)
 
     def _serve(self, version, model) -> None:
+        self._generation += 1
+        self._found = None
         self._active_label, self._active_model = version.label, model
         self._stamp, self._verified_at = _stamp(version.artifact_dir), time.monotonic()
         self.last_error = self.failed_label = self._failed_stamp = None
@@ -102,9 +106,10 @@ class ModelLoader:
         version it can verify, or serves none.
         """
         if self._found is not None:
-            label, reason = self._found
+            label, stamp, reason = self._found
             self._found = None
-            if label == active.label:
+            # Only about the files as they still are: a bundle replaced meanwhile is verified afresh below.
+            if label == active.label and stamp == self._stamp == _stamp(active.artifact_dir):
                 self._refuse(active, reason)
                 return
         if _stamp(active.artifact_dir) != self._stamp:
@@ -118,15 +123,19 @@ class ModelLoader:
         interval = getattr(settings, "MODEL_VERIFY_INTERVAL", 0)
         if interval > 0 and now - self._verified_at >= interval and not self.verifying():
             self._verified_at = now  # the next full check is due an interval after this one started
-            self._verifier = threading.Thread(target=self._verify_in_background, args=(active,), name="bundle-verify", daemon=True)
+            self._verifier = threading.Thread(
+                target=self._verify_in_background, args=(active, self._stamp, self._generation), name="bundle-verify", daemon=True
+            )
             self._verifier.start()
 
-    def _verify_in_background(self, version) -> None:
+    def _verify_in_background(self, version, stamp: dict | None, generation: int) -> None:
         try:
             version.verify_artifacts()  # reads files only: no database connection in this thread
         except ArtifactError as exc:
-            self._found = (version.label, exc.message)
-            self._checked_at = float("-inf")  # the next request acts on it, not one MODEL_RELOAD_INTERVAL later
+            with self._lock:
+                if generation == self._generation:  # still serving what was verified
+                    self._found = (version.label, stamp, exc.message)
+                    self._checked_at = float("-inf")  # the next request acts on it, not one MODEL_RELOAD_INTERVAL later
         except Exception:
             logger.exception("Could not re-verify the files of model version %s", version.label)
 
@@ -147,6 +156,8 @@ class ModelLoader:
     def _fall_back(self, broken, reason: str) -> None:
         from .models import ModelVersion
 
+        self._generation += 1
+        self._found = None
         self._active_label, self._active_model = None, None
         self._extra.clear()
         for candidate in ModelVersion.objects.ready().exclude(pk=broken.pk).order_by("-activated_at", "-created_at")[:5]:
@@ -212,6 +223,7 @@ class ModelLoader:
             self._stamp = self._failed_stamp = None
             self._verified_at = float("-inf")
             self._found = None
+            self._generation += 1
             self._extra.clear()
             self._checked_at = float("-inf")
 

@@ -393,6 +393,34 @@ def test_the_periodic_rehash_runs_beside_requests_and_refuses_a_change_that_kept
     assert QualityAlert.objects.filter(metric="model_files", status="open").count() == 1
 
 
+def test_a_rehash_verdict_about_files_replaced_meanwhile_is_dropped(two_versions, settings, monkeypatch):
+    """The re-hash read the old files (say, mid-restore); the files it judged are gone: the new ones are verified afresh."""
+    v1, v2 = two_versions
+    v2.activate(reason="newer")
+    assert loader.active()[0] == "v2"
+    settings.MODEL_VERIFY_INTERVAL = 0.001
+    hashing, release = threading.Event(), threading.Event()
+    real_verify = ModelVersion.verify_artifacts
+
+    def verify(version):
+        if threading.current_thread().name == "bundle-verify":
+            hashing.set()
+            assert release.wait(30)
+            raise ArtifactError("Model version v2 cannot be served: a file did not match (as it was then)")
+        return real_verify(version)
+
+    monkeypatch.setattr(ModelVersion, "verify_artifacts", verify)
+    time.sleep(0.01)
+    loader.active()
+    assert hashing.wait(30)
+    victim = sorted(v2.artifact_dir.glob("*.npy"))[0]
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))  # rewritten, same valid content
+    release.set()
+    loader.wait_for_verification(30)
+    settings.MODEL_VERIFY_INTERVAL = 600
+    assert loader.active()[0] == "v2" and loader.last_error is None
+
+
 def test_a_failing_periodic_rehash_is_reported_and_the_bundle_kept(two_versions, settings, monkeypatch, caplog):
     v1, _ = two_versions
     assert loader.active()[0] == "v1"
