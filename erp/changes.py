@@ -7,7 +7,7 @@ nothing to ask about. Two kinds of marker, per table and per *partition* (the da
 an empty date):
 
 * **counters** — when the ERP tables are ours (the demo/CSV tables in the default database,
-  SQLite or PostgreSQL), migration 0003 installs triggers that bump
+  SQLite or PostgreSQL), migrations 0003 and 0005 (days; months before) install triggers that bump
   `ERP_CHANGE_COUNTER(TABLE_NAME, PART, CHANGES)` on every INSERT, UPDATE (the old *and* the new
   row's partition) and DELETE, in the writer's own transaction; a PostgreSQL TRUNCATE bumps
   partition -1, which means "everything". Reading them costs one tiny query. Any write that
@@ -65,15 +65,29 @@ def partition_expr(vendor: str, column_sql: str) -> str:
     return f"COALESCE(YEAR({column_sql}) * 10000 + MONTH({column_sql}) * 100 + DAY({column_sql}), 0)"
 
 
+def partition_index_sql(vendor: str, table: str) -> tuple[str, str] | None:
+    """(CREATE, DROP) of an index on the partition expression itself, where the database has such indexes (SQLite).
+
+    The read of a few changed days then searches that index instead of computing the partition of
+    every row (3 M work results: 1.3 s -> 0.07 s for two days), and finds exactly the rows the
+    expression puts there, whatever the form of their date text.
+    """
+    if vendor != "sqlite":
+        return None
+    name = f'"{TRIGGER_PREFIX}part_{table.lower()}"'
+    return f'CREATE INDEX IF NOT EXISTS {name} ON "{table}" ({partition_expr(vendor, chr(34) + PARTITION_COLUMN[table] + chr(34))})', f"DROP INDEX IF EXISTS {name}"
+
+
 def partition_ranges(vendor: str, parts: Sequence[int]) -> list[tuple[object, object]] | None:
     """[start, end) bounds of the partition column covering `parts`, consecutive days merged; None when unsure.
 
     They let the read of a few changed days use an index on the column instead of computing the
-    partition of every row. Only where the bounds are known to cover the partition expression
-    exactly (SQLite's ISO text, compared as text from the date on; PostgreSQL in UTC) and never
-    for partition 0, which also holds values SQLite cannot read as a date.
+    partition of every row. Only where the bounds cover the partition expression exactly: on
+    PostgreSQL, whose typed column the expression reads in UTC. Not on SQLite, where a date is
+    text the expression reads by position ('2025/03/04' is day 20250304 but outside any ISO range):
+    there the expression is indexed itself (`partition_index_sql`).
     """
-    if vendor not in ("sqlite", "postgresql") or not parts or min(parts) <= 0:
+    if vendor != "postgresql" or not parts or min(parts) <= 0:
         return None
     try:
         days = sorted({date(p // 10000, p // 100 % 100, p % 100) for p in parts})
@@ -85,8 +99,6 @@ def partition_ranges(vendor: str, parts: Sequence[int]) -> list[tuple[object, ob
             runs[-1][1] = day + timedelta(days=1)
         else:
             runs.append([day, day + timedelta(days=1)])
-    if vendor == "sqlite":  # 'YYYY-MM-DD' <= any text of that day < the next day's 'YYYY-MM-DD'
-        return [(start.isoformat(), end.isoformat()) for start, end in runs]
     return [(datetime.combine(start, time.min, tzinfo=UTC), datetime.combine(end, time.min, tzinfo=UTC)) for start, end in runs]
 
 

@@ -62,6 +62,8 @@ PART = "_PART"
 FULL_READ_SHARE = 0.5
 # Changed days are read through date ranges on the partition column (its index) up to this many runs of days.
 MAX_RANGES = 50
+# Past this many changed days, one full read: the days travel as one parameter each (SQL Server takes 2,100 a statement).
+MAX_PARTITIONS_LISTED = 500
 KEEP_OLD_GENERATIONS_SECONDS = 600  # a reader that resolved CURRENT just before a swap still finds its files
 
 
@@ -322,8 +324,12 @@ def _read_table(generation: Path, entry: dict, spec: TableSpec) -> pd.DataFrame:
 
 
 def _arrow_tables(tables: dict[str, pd.DataFrame], reuse: dict[str, tuple[Path, dict]]) -> dict:
-    """The tables to write, as Arrow tables: taken from the frames at once (a tenth of a second at 325k items, the
-    columns mostly shared, not copied), so the write that follows no longer depends on the frames."""
+    """The tables to write, as Arrow tables, taken from the frames at once (a tenth of a second at 325k items).
+
+    Numeric columns are shared with the frames, not copied: the background write relies on nobody
+    writing into the frames' arrays in place meanwhile, which pandas' copy-on-write (the default
+    since pandas 3) guarantees for the frames the training derives from them.
+    """
     import pyarrow as pa
 
     return {name: pa.Table.from_pandas(frame, preserve_index=False) for name, frame in tables.items() if name not in reuse}
@@ -441,7 +447,7 @@ def read_raw(rebuild: bool = False, write: bool = True, background: bool = False
         # Counters exist only for partitions written since the triggers were installed: the share is
         # of the partitions the data has.
         known = max(len(markers), int((old_entry or {}).get("partitions", 0)), 1)
-        if parts is not None and (not parts or len(parts) <= FULL_READ_SHARE * known):
+        if parts is not None and (not parts or len(parts) <= min(FULL_READ_SHARE * known, MAX_PARTITIONS_LISTED)):
             try:
                 old = _read_table(previous[0], old_entry, spec)
             except SnapshotCorrupt as exc:

@@ -35,6 +35,9 @@ from .storage import check_model_root_writable, make_read_only
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10
+# How long a job waits for the ERP snapshot it refreshed in the background before it reports its outcome (seconds):
+# ~2 s at 325k items; a hung disk must not hold the job (the write goes on, or CURRENT stays on the last generation).
+SNAPSHOT_WRITE_WAIT = 300
 TMP_PREFIX = ".tmp-"
 
 
@@ -226,7 +229,7 @@ def run_job(job: TrainingJob) -> str:
             items, routings, actuals, engine_config(params), progress=progress, check_cancel=check_cancel, exclude_from_time_fit=gate_items
         )
         check_cancel()
-        erp_snapshot.wait_for_writes()  # long done at scale; a job is not done before the snapshot it refreshed
+        erp_snapshot.wait_for_writes(SNAPSHOT_WRITE_WAIT)  # long done at scale; a job is not done before the snapshot it refreshed
         job.beat(92, "saving the bundle")
         from quality.models import QualitySettings
 
@@ -247,6 +250,7 @@ def run_job(job: TrainingJob) -> str:
         job.finish(version, candidate_scores=result.candidate_scores, selected=result.selected)
         return f"job {job.pk} succeeded: {version.label}"
     except TrainingCancelled as exc:
+        erp_snapshot.wait_for_writes(SNAPSHOT_WRITE_WAIT)
         discard_job_artifacts(job)
         job.mark_cancelled()
         return f"job {job.pk} cancelled: {exc}"
@@ -254,6 +258,7 @@ def run_job(job: TrainingJob) -> str:
         if was_deployed(version):
             return _finish_deployed(job, version, result, exc)
         logger.exception("Training job %s failed", job.pk)
+        erp_snapshot.wait_for_writes(SNAPSHOT_WRITE_WAIT)
         discard_job_artifacts(job, version)
         job.fail(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}", code=ErrorCode.TRAINING_FAILED)
         return f"job {job.pk} failed: {type(exc).__name__}: {exc}"
@@ -269,7 +274,7 @@ def run_job(job: TrainingJob) -> str:
             )
         raise
     finally:
-        erp_snapshot.wait_for_writes()
+        erp_snapshot.wait_for_writes(SNAPSHOT_WRITE_WAIT)
         heartbeat.stop()
 
 
