@@ -250,6 +250,46 @@ def test_reinstalled_triggers_make_the_next_read_a_full_one(erp):
     assert_same_frames(merged, full_read())
 
 
+def test_past_the_listed_partition_limit_a_read_is_a_full_one(erp, monkeypatch):
+    """Each changed day travels as one parameter (SQL Server takes 2,100 a statement): many days, one full read."""
+    snapshot_read()
+    days = WorkResult.objects.dates("report_dt", "day")
+    for day in (days[0], days[len(days) - 1]):
+        row = WorkResult.objects.filter(report_dt__date=day).order_by("pk").first()
+        WorkResult.objects.filter(pk=row.pk).update(mach_worked_hours=55.0)
+    monkeypatch.setattr(snapshot, "MAX_PARTITIONS_LISTED", 1)
+    merged, stats = snapshot_read()
+    assert stats.mode["work_results"] == "full"
+    assert_same_frames(merged, full_read())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_back_before_day_partitions_removes_the_triggers_and_forward_installs_them_again():
+    """Going back: no triggers (older month code then uses checksums); forward again: day triggers and, on SQLite, the index."""
+    alias = connection.alias
+
+    def partition_index() -> bool:
+        if connection.vendor != "sqlite":
+            return False
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'erp_chg_part_%%'")
+            return cursor.fetchone()[0] == 3
+
+    assert changes.triggers_installed(alias, "BI_WORK_ORDER_RESULTS") and partition_index() == (connection.vendor == "sqlite")
+    try:
+        call_command("migrate", "erp", "0004", verbosity=0)
+        assert not any(changes.triggers_installed(alias, table) for table in changes.PARTITION_COLUMN)
+        assert not partition_index()
+    finally:
+        call_command("migrate", verbosity=0)
+    assert all(changes.triggers_installed(alias, table) for table in changes.PARTITION_COLUMN)
+    assert partition_index() == (connection.vendor == "sqlite")
+    call_command("seed_demo_erp", items=40, seed=2, stdout=io.StringIO())
+    assert {part for part in changes.read_counters(alias, "BI_WORK_ORDER_RESULTS") if part >= 0} <= {
+        int(day.strftime("%Y%m%d")) for day in WorkResult.objects.dates("report_dt", "day")
+    }  # counted by day
+
+
 def test_triggers_count_every_kind_of_write(erp):
     before = changes.read_counters(connection.alias, "BI_ROUTING_VIEW")
     update_routing()
