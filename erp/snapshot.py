@@ -474,12 +474,12 @@ def read_raw(rebuild: bool = False, write: bool = True, background: bool = False
     if write and len(reuse) < len(SPECS):
         arrow = _arrow_tables(tables, reuse)
         if background:
-            writer = threading.Thread(target=_write_quietly, args=(base, arrow, reuse, manifest), name="erp-snapshot-write")
+            writer = threading.Thread(target=_write_in_background, args=(base, arrow, reuse, manifest), name="erp-snapshot-write")
             with _WRITERS_LOCK:
                 _WRITERS.append(writer)
             writer.start()
         else:
-            _write_quietly(base, arrow, reuse, manifest)
+            _write_unless_disk_full(base, arrow, reuse, manifest)
     stats.seconds = time.perf_counter() - started
     return tables, stats
 
@@ -490,11 +490,17 @@ _WRITERS: list[threading.Thread] = []
 _WRITERS_LOCK = threading.Lock()
 
 
-def _write_quietly(base: Path, arrow: dict, reuse: dict[str, tuple[Path, dict]], manifest: dict) -> None:
+def _write_unless_disk_full(base: Path, arrow: dict, reuse: dict[str, tuple[Path, dict]], manifest: dict) -> None:
     try:
         _write_generation(base, arrow, reuse, manifest)
     except OSError as exc:  # a full disk must not fail the training that only wanted to read
         logger.warning("ERP snapshot not written: %s", exc)
+
+
+def _write_in_background(base: Path, arrow: dict, reuse: dict[str, tuple[Path, dict]], manifest: dict) -> None:
+    """A thread has no caller to raise to: any failure is logged (CURRENT stays on the previous generation)."""
+    try:
+        _write_unless_disk_full(base, arrow, reuse, manifest)
     except Exception:
         logger.exception("ERP snapshot not written")
 

@@ -394,6 +394,16 @@ def test_a_failed_background_write_is_logged_and_the_change_read_again_next_time
     assert_same_frames(merged, full_read())
 
 
+def test_a_refresh_in_line_still_raises_what_is_not_a_full_disk(erp, monkeypatch):
+    """Only a background write swallows (and logs) its failures: `erp_snapshot --rebuild` must not report a broken write as done."""
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the writer")
+
+    monkeypatch.setattr(snapshot, "_write_generation", broken)
+    with pytest.raises(ValueError, match="a bug in the writer"):
+        snapshot.read_raw(rebuild=True)
+
+
 def test_interleaved_refreshes_each_leave_a_complete_snapshot(erp):
     """Two trainings refreshing at once: each writes its own generation; whichever rename lands last is complete."""
     snapshot_read()
