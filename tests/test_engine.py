@@ -688,6 +688,82 @@ def test_training_passes_the_gate_sample_out_of_the_time_fit(factory, monkeypatc
     assert not set(gate_sample) & set(result.model.fit_codes.tolist()) and len(result.model.fit_codes) > 0
 
 
+
+class _InlineExecutor:
+    """Runs a submitted call at once, on the calling thread: the time estimators fitted before the classifiers."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args, **kwargs):
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _time_estimator_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("time-estimators")]
+
+
+def test_time_estimators_fitted_beside_the_classifiers_equal_those_fitted_on_their_own(factory, monkeypatch):
+    config = FAST.replace(candidates=("baseline", "mlp", "boost"), min_improvement_pct=-1000.0)
+    beside = train(*factory, config)
+    assert beside.stage_seconds["time estimators on the second thread"] > 0
+    monkeypatch.setattr(train_module, "ThreadPoolExecutor", _InlineExecutor)
+    alone = train(*factory, config)
+    assert beside.candidate_scores == alone.candidate_scores
+    assert (beside.selected, beside.selected_setup, beside.selected_routing) == (alone.selected, alone.selected_setup, alone.selected_routing)
+    assert beside.model.predict(factory[0].iloc[:40]) == alone.model.predict(factory[0].iloc[:40])
+    assert beside.model.fit_codes.tolist() == alone.model.fit_codes.tolist()
+
+
+def test_a_failing_time_estimator_fails_the_training_and_leaves_no_thread_running(factory, monkeypatch):
+    def broken_fit(model, name, rng, **kwargs):
+        raise FloatingPointError(f"{name} diverged")
+
+    monkeypatch.setattr(train_module, "fit_time_models", broken_fit)
+    with pytest.raises(FloatingPointError, match="mlp diverged"):
+        train(*factory, FAST.replace(candidates=("baseline", "mlp")))
+    assert not _time_estimator_threads()
+
+
+def test_a_training_cancelled_beside_the_time_fit_stops_only_once_that_thread_is_done(factory, monkeypatch):
+    import threading
+
+    cancelled, finished = threading.Event(), threading.Event()
+    real_fit = train_module.fit_time_models
+
+    def fit_until_after_the_cancel(model, name, rng, **kwargs):
+        assert cancelled.wait(60)  # still fitting when the training is cancelled
+        result = real_fit(model, name, rng, **kwargs)
+        finished.set()
+        return result
+
+    def cancel_at_the_classifier():
+        if cancel_at_the_classifier.stage == "fitting and scoring the routing classifier":
+            cancelled.set()
+            raise TrainingCancelled("cancelled on request")
+
+    def progress(percent, stage):
+        cancel_at_the_classifier.stage = stage
+
+    cancel_at_the_classifier.stage = None
+    monkeypatch.setattr(train_module, "fit_time_models", fit_until_after_the_cancel)
+    with pytest.raises(TrainingCancelled):
+        train(*factory, FAST.replace(candidates=("baseline", "mlp")), progress=progress, check_cancel=cancel_at_the_classifier)
+    # The estimators were still being fitted when the cancellation came; it is reported after them, not beside them.
+    assert finished.is_set() and not _time_estimator_threads()
+
 @pytest.mark.parametrize("name", ["mlp", "stacking", "boost"])
 def test_fast_time_prediction_equals_sklearn_predict(name):
     from training.engine.times import TimeFeatures, TimeModel, make_estimator, single_thread

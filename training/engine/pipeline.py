@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,6 +199,15 @@ def fit_time_models(
     return fitted, (chosen if fitted else np.zeros(0, dtype=np.int64))
 
 
+def _fit_learned_times(
+    model: RoutingModel, names: Sequence[str], rng: np.random.Generator, exclude_codes: frozenset[str]
+) -> tuple[dict[str, tuple[dict[str, TimeModel], np.ndarray]], float]:
+    """`fit_time_models` for each of `names` in order, and the seconds it took (run on its own thread)."""
+    started = time.perf_counter()
+    fits = {name: fit_time_models(model, name, rng, exclude_codes=exclude_codes) for name in names}
+    return fits, time.perf_counter() - started
+
+
 def _prepare_items(items: pd.DataFrame) -> pd.DataFrame:
     if "ITEM_CD" not in items.columns:
         raise ValueError("items frame lacks column ITEM_CD")
@@ -311,12 +321,18 @@ class ClassifierSample:
     nbr: np.ndarray
     sims: np.ndarray
 
-    @classmethod
-    def draw(cls, model: RoutingModel, rows: np.ndarray, rng: np.random.Generator) -> ClassifierSample | None:
+    @staticmethod
+    def choose(model: RoutingModel, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         """Up to `max_classifier_items` of index rows `rows`; None when there are too few to learn from."""
         if rows.size < 20:
             return None
-        chosen = np.sort(rng.choice(rows, size=min(model.config.max_classifier_items, rows.size), replace=False))
+        return np.sort(rng.choice(rows, size=min(model.config.max_classifier_items, rows.size), replace=False))
+
+    @classmethod
+    def search(cls, model: RoutingModel, chosen: np.ndarray | None) -> ClassifierSample | None:
+        """The sample of `choose`'s rows, with their neighbours."""
+        if chosen is None:
+            return None
         emb = model.neighbors.vectors(chosen)
         nbr, sims = model.neighbors.search(emb, model.config.top_k, exclude=chosen)
         return cls(chosen, emb, nbr, sims)
@@ -469,49 +485,63 @@ def _train(
         )
         query_emb = full_neighbors.vectors(holdout_rows)
         query_numeric = known_numeric[item_pos[holdout_rows]]
-        vote_core = scoring_model.route(query_emb, None, cfg.top_k, ranker=None)
+        learned = [c for c in cfg.candidates if c != "baseline"]
+        excluded_local = frozenset(scoring_model.index.item_codes[~fit_allowed[train_rows]].tolist())
+        with_classifiers = "classifier" in cfg.routing_candidates
+        classifier_rows = ClassifierSample.choose(scoring_model, np.flatnonzero(fit_allowed[train_rows]), rng) if with_classifiers else None
 
         def score(core: RoutingCore, run_model: TimeModel | None, setup_model: TimeModel | None) -> dict[str, Any]:
             choice = scoring_model.choose_times(core, query_emb, run_model, setup_model, query_numeric)
             predictions = scoring_model.to_dicts(core, holdout_codes, choice, with_similar=False)
             return metrics.evaluate(predictions, actual_routings, holdout_actuals, actual_centres)
 
-        stage(50, "scoring baseline")
-        scores["baseline"] = score(vote_core, None, None)
-        routing_scores["vote"] = {k: scores["baseline"].get(k) for k in ROUTING_METRICS}
-        centre_scores["vote"] = {"res_match": scores["baseline"].get("res_match")}
-        core = vote_core
-        if "classifier" in cfg.routing_candidates:
-            stage(52, "fitting and scoring the routing classifier")
-            allowed_local = np.flatnonzero(fit_allowed[train_rows])
-            sample = ClassifierSample.draw(scoring_model, allowed_local, rng)
-            ranker, rows = fit_routing_ranker(scoring_model, sample)
-            if ranker is not None:
-                learned_parts["routing"] = (ranker, scoring_model.index.item_codes[rows].tolist())
-                ranked_core = scoring_model.route_neighbors(query_emb, vote_core.nbr, vote_core.sims, ranker)
-                ranked = score(ranked_core, None, None)
-                routing_scores["classifier"] = {k: ranked.get(k) for k in ROUTING_METRICS}
-                if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier":
-                    core = ranked_core
-                    scores["baseline"] = ranked
-                    centre_scores["vote"] = {"res_match": ranked.get("res_match")}
-        if "classifier" in cfg.routing_candidates:
-            stage(54, "fitting and scoring the work-centre classifier")
-            scoring_model.routing_ranker = ranker if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier" else None
-            res_ranker, rows = fit_work_centre_ranker(scoring_model, sample)
-            if res_ranker is not None:
-                learned_parts["centre"] = (res_ranker, scoring_model.index.item_codes[rows].tolist())
-                centred_core = scoring_model.route_neighbors(query_emb, vote_core.nbr, vote_core.sims, scoring_model.routing_ranker, res_ranker)
-                centred = score(centred_core, None, None)
-                centre_scores["classifier"] = {"res_match": centred.get("res_match")}
-                if select_work_centre(centre_scores, cfg.min_improvement_pct) == "classifier":
-                    core = centred_core
-                    scores["baseline"] = centred
-        learned = [c for c in cfg.candidates if c != "baseline"]
-        excluded_local = frozenset(scoring_model.index.item_codes[~fit_allowed[train_rows]].tolist())
+        # The time estimators depend on no routing choice below, and from here the random generator
+        # is theirs alone: they are fitted on a second thread (the second core: their trees and
+        # products release the GIL) while this one routes, fits the classifiers and scores. Same
+        # draws in the same order, so the same estimators as one after the other. Leaving the block
+        # waits for the thread, so a cancelled or failed training leaves nothing running. The thread
+        # limits and warning filters are process-wide: this thread sets them around the other's whole
+        # life, so neither thread's own set-and-restore can undo the other's.
+        with single_thread(), warnings.catch_warnings(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="time-estimators") as lane:
+            time_fits = lane.submit(_fit_learned_times, scoring_model, learned, rng, excluded_local)
+            vote_core = scoring_model.route(query_emb, None, cfg.top_k, ranker=None)
+            stage(50, "scoring baseline")
+            scores["baseline"] = score(vote_core, None, None)
+            routing_scores["vote"] = {k: scores["baseline"].get(k) for k in ROUTING_METRICS}
+            centre_scores["vote"] = {"res_match": scores["baseline"].get("res_match")}
+            core = vote_core
+            if with_classifiers:
+                stage(52, "fitting and scoring the routing classifier")
+                sample = ClassifierSample.search(scoring_model, classifier_rows)
+                ranker, rows = fit_routing_ranker(scoring_model, sample)
+                if ranker is not None:
+                    learned_parts["routing"] = (ranker, scoring_model.index.item_codes[rows].tolist())
+                    ranked_core = scoring_model.route_neighbors(query_emb, vote_core.nbr, vote_core.sims, ranker)
+                    ranked = score(ranked_core, None, None)
+                    routing_scores["classifier"] = {k: ranked.get(k) for k in ROUTING_METRICS}
+                    if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier":
+                        core = ranked_core
+                        scores["baseline"] = ranked
+                        centre_scores["vote"] = {"res_match": ranked.get("res_match")}
+                stage(54, "fitting and scoring the work-centre classifier")
+                scoring_model.routing_ranker = ranker if select_routing(routing_scores, cfg.min_improvement_pct) == "classifier" else None
+                res_ranker, rows = fit_work_centre_ranker(scoring_model, sample)
+                if res_ranker is not None:
+                    learned_parts["centre"] = (res_ranker, scoring_model.index.item_codes[rows].tolist())
+                    centred_core = scoring_model.route_neighbors(
+                        query_emb, vote_core.nbr, vote_core.sims, scoring_model.routing_ranker, res_ranker
+                    )
+                    centred = score(centred_core, None, None)
+                    centre_scores["classifier"] = {"res_match": centred.get("res_match")}
+                    if select_work_centre(centre_scores, cfg.min_improvement_pct) == "classifier":
+                        core = centred_core
+                        scores["baseline"] = centred
+            if learned:
+                stage(55, f"fitting {', '.join(learned)} (waiting for the second thread)")
+            lane_fits, stage.seconds["time estimators on the second thread"] = time_fits.result()
         for i, name in enumerate(learned):
-            stage(55 + 25 * i / max(len(learned), 1), f"fitting and scoring {name}")
-            fitted[name], rows = fit_time_models(scoring_model, name, rng, exclude_codes=excluded_local)
+            stage(60 + 20 * i / max(len(learned), 1), f"scoring {name}")
+            fitted[name], rows = lane_fits[name]
             time_fit_codes[name] = scoring_model.index.item_codes[rows].tolist()
             if fitted[name]:
                 scores[name] = score(core, fitted[name].get("run"), fitted[name].get("setup"))
