@@ -690,7 +690,7 @@ def test_training_passes_the_gate_sample_out_of_the_time_fit(factory, monkeypatc
 
 
 class _InlineExecutor:
-    """Runs a submitted call at once, on the calling thread: the time estimators fitted before the classifiers."""
+    """Runs each call at once, on the calling thread: what training did before it used a second thread."""
 
     def __init__(self, **kwargs):
         pass
@@ -707,6 +707,9 @@ class _InlineExecutor:
         future = Future()
         future.set_result(fn(*args, **kwargs))
         return future
+
+    def map(self, fn, *iterables):
+        return [fn(*args) for args in zip(*iterables, strict=True)]
 
 
 def _time_estimator_threads() -> list:
@@ -726,6 +729,29 @@ def test_time_estimators_fitted_beside_the_classifiers_equal_those_fitted_on_the
     assert beside.model.predict(factory[0].iloc[:40]) == alone.model.predict(factory[0].iloc[:40])
     assert beside.model.fit_codes.tolist() == alone.model.fit_codes.tolist()
 
+
+
+def test_the_settings_search_runs_independent_trials_two_at_a_time_and_keeps_the_same_table(factory, monkeypatch):
+    import threading
+
+    from training.engine import search as search_module
+
+    threads = []
+    real_compute = search_module._Trials._compute
+
+    def spy_compute(self, *args):
+        threads.append(threading.current_thread().name)
+        return real_compute(self, *args)
+
+    monkeypatch.setattr(search_module._Trials, "_compute", spy_compute)
+    config = FAST.replace(candidates=("baseline",))
+    two = train(*factory, config)
+    assert sum(name.startswith("settings-search") for name in threads) >= 4  # the weightings, then the widths
+    monkeypatch.setattr(search_module, "ThreadPoolExecutor", _InlineExecutor)
+    one = train(*factory, config)
+    assert two.metrics["search"]["trials"] == one.metrics["search"]["trials"] and len(one.metrics["search"]["trials"]) >= 8
+    assert two.metrics["search"] == one.metrics["search"]
+    assert two.model.predict(factory[0].iloc[:40]) == one.model.predict(factory[0].iloc[:40])
 
 def test_a_failing_time_estimator_fails_the_training_and_leaves_no_thread_running(factory, monkeypatch):
     def broken_fit(model, name, rng, **kwargs):
