@@ -292,8 +292,8 @@ def load_training_frames(
         items, routings, actuals, stats = erp_snapshot.training_frames(until=until, when=routing_moment, background_write=background_write)
         if on_read is not None:
             on_read(stats)
-    else:
-        items, routings, actuals = load_items(), load_current_routings(when=routing_moment), load_actuals(until=until)
+        return items, routings, actuals
+    items, routings, actuals = load_items(), load_current_routings(when=routing_moment), load_actuals(until=until)
     return frames.canonical_items(items), routings, frames.canonical_actuals(actuals)
 
 

@@ -125,6 +125,38 @@ def test_the_newest_orders_win_undated_ones_come_last_and_ties_keep_their_order(
     assert latest_per_operation(actuals, 5)["RUN_MINUTES_PER_UNIT"].tolist() == [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
 
 
+
+def _latest_by_hand(actuals: pd.DataFrame, keep: int) -> set:
+    """The rule, one operation at a time: undated rows last, newest first, ties in frame order."""
+    kept = set()
+    for _, rows in actuals.reset_index(names="label").assign(pos=range(len(actuals))).groupby(["ITEM_CD", "JOB_CD", "OP_OCC"]):
+        dated = rows["REPORT_DT"].notna()
+        ranked = rows.assign(undated=~dated, newest=-rows["REPORT_DT"].where(dated, pd.Timestamp(0)).astype("int64"))
+        kept.update(ranked.sort_values(["undated", "newest", "pos"])["label"].head(keep))
+    return kept
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_newest_orders_are_kept_alike_from_the_canonical_order_and_from_any_other(seed):
+    rng = np.random.default_rng(seed)
+    n = 3000
+    actuals = pd.DataFrame(
+        {
+            "ITEM_CD": rng.integers(0, 60, n).astype(str),
+            "JOB_CD": rng.choice(["GRIND", "TURN", "MILL"], n),
+            "OP_OCC": rng.integers(0, 2, n),
+            "REPORT_DT": pd.to_datetime(rng.integers(0, 12, n), unit="D", origin="2026-01-01"),  # many ties
+        }
+    )
+    actuals.loc[rng.random(n) < 0.05, "REPORT_DT"] = pd.NaT
+    # The ERP snapshot's order (by item, then time; undated first) takes the one-sort path; a shuffle the other.
+    canonical = actuals.sort_values(["ITEM_CD", "REPORT_DT"], kind="stable", na_position="first")
+    for frame in (canonical, actuals):
+        for keep in (1, 3):
+            kept = latest_per_operation(frame, keep)
+            assert set(kept.index) == _latest_by_hand(frame, keep)
+            assert kept.index.is_monotonic_increasing
+
 # --- drift, the cut-off rule ------------------------------------------------------------------------
 
 
