@@ -692,7 +692,7 @@ def test_training_passes_the_gate_sample_out_of_the_time_fit(factory, monkeypatc
 class _InlineExecutor:
     """Runs each call at once, on the calling thread: what training did before it used a second thread."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *args, **kwargs):
         pass
 
     def __enter__(self):
@@ -719,9 +719,21 @@ def _time_estimator_threads() -> list:
 
 
 def test_time_estimators_fitted_beside_the_classifiers_equal_those_fitted_on_their_own(factory, monkeypatch):
+    import threading
+
     config = FAST.replace(candidates=("baseline", "mlp", "boost"), min_improvement_pct=-1000.0)
+    assert train(*factory, config).stage_seconds["time estimators on the second thread"] > 0
+    threads = set()
+    real_fit = train_module.TimeModel
+
+    def spy_model(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "TimeModel", spy_model)
     beside = train(*factory, config)
-    assert beside.stage_seconds["time estimators on the second thread"] > 0
+    # Each candidate's run and setup estimators were fitted side by side, beside the classifiers.
+    assert len(threads) == 2 and all(name.startswith("time-estimators") for name in threads)
     monkeypatch.setattr(train_module, "ThreadPoolExecutor", _InlineExecutor)
     alone = train(*factory, config)
     assert beside.candidate_scores == alone.candidate_scores

@@ -129,7 +129,12 @@ def build_model(
 
 
 def fit_time_models(
-    model: RoutingModel, name: str, rng: np.random.Generator, targets: tuple[str, ...] = TARGETS, exclude_codes: frozenset[str] = frozenset()
+    model: RoutingModel,
+    name: str,
+    rng: np.random.Generator,
+    targets: tuple[str, ...] = TARGETS,
+    exclude_codes: frozenset[str] = frozenset(),
+    side_by_side: bool = False,
 ) -> tuple[dict[str, TimeModel], np.ndarray]:
     """Fit estimator `name` for each target on the operation rows of the model's indexed items.
 
@@ -140,6 +145,7 @@ def fit_time_models(
     from the item's neighbours *without* the item itself: the same situation as a new item
     at predict time. Items in `exclude_codes` are never fitted on (a deployment gate scores
     the model on them later). A target with fewer than two usable items gets no estimator.
+    `side_by_side`: the targets' estimators are fitted on threads of their own at once (same estimators).
     """
     cfg = model.config
     idx, n_jobs, stride = model.index, model.vocab.n_jobs, model.vocab.stride
@@ -178,7 +184,7 @@ def fit_time_models(
         res_counts=np.bincount(idx.op_res, minlength=len(model.vocab.res_codes)),
         n_numeric=0 if numeric is None else numeric.shape[1],
     )
-    fitted: dict[str, TimeModel] = {}
+    jobs = []  # (target, estimator, x, y)
     for target in targets:
         rows = np.flatnonzero(usable[target] & (local[pair_item] >= 0))
         if np.unique(pair_item[rows]).size < 2:
@@ -190,12 +196,26 @@ def fit_time_models(
         base, std = lookup_times(idx, stride, nbr, sims, op_query, op_token).of(target)
         x = features.build(emb[op_query], op_job, op_res, base, std, numeric[op_query] if numeric is not None else None)
         y = np.log1p(np.maximum(np.asarray(medians[target][rows], dtype=np.float64), 0.0))
-        estimator = make_estimator(name, features, cfg.seed, n_rows=len(y))
+        jobs.append((target, make_estimator(name, features, cfg.seed, n_rows=len(y)), x, y))
+
+    def fit(job: tuple) -> TimeModel:
+        target, estimator, x, y = job
         with single_thread(), warnings.catch_warnings():
             # Iterations are capped on purpose (training time); the early-stopped fit is good enough.
             warnings.simplefilter("ignore", ConvergenceWarning)
             estimator.fit(x, y)
-        fitted[target] = TimeModel(name=name, features=features, estimator=estimator, target=target)
+        return TimeModel(name=name, features=features, estimator=estimator, target=target)
+
+    if side_by_side and len(jobs) > 1:
+        # Each target's estimator is seeded and fitted on one thread of its own, so side by side they are
+        # the ones fitted in turn. The process-wide limits and filters are held around the helper's life.
+        with single_thread(), warnings.catch_warnings(), ThreadPoolExecutor(max_workers=len(jobs) - 1, thread_name_prefix="time-estimators-fit") as pool:
+            warnings.simplefilter("ignore", ConvergenceWarning)  # what each fit's own filter restores to meanwhile
+            others = [pool.submit(fit, job) for job in jobs[1:]]
+            models = [fit(jobs[0]), *(other.result() for other in others)]
+    else:
+        models = [fit(job) for job in jobs]
+    fitted = {model.target: model for model in models}
     return fitted, (chosen if fitted else np.zeros(0, dtype=np.int64))
 
 
@@ -204,7 +224,7 @@ def _fit_learned_times(
 ) -> tuple[dict[str, tuple[dict[str, TimeModel], np.ndarray]], float]:
     """`fit_time_models` for each of `names` in order, and the seconds it took (run on its own thread)."""
     started = time.perf_counter()
-    fits = {name: fit_time_models(model, name, rng, exclude_codes=exclude_codes) for name in names}
+    fits = {name: fit_time_models(model, name, rng, exclude_codes=exclude_codes, side_by_side=True) for name in names}
     return fits, time.perf_counter() - started
 
 
