@@ -44,6 +44,13 @@ from .times import (
     single_thread,
 )
 
+# The time estimators' iterations are capped on purpose, so the MLP warns on every fit. Training fits
+# on several threads, and a `warnings.catch_warnings` block is not thread-safe (sklearn enters them too,
+# and one thread's exit can restore a list without another's filter), so this one filter is installed
+# for the process rather than only around each fit. (pytest wraps the import in a block of its own, so
+# the tests set the same filter in pyproject.toml.)
+warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.neural_network")
+
 ProgressFn = Callable[[float, str], None]
 ROUTING_METRICS = ("process_match", "exact_match", "op_f1", "res_match")
 CancelFn = Callable[[], None]
