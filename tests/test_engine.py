@@ -241,6 +241,18 @@ def test_clustered_index_returns_exactly_the_brute_force_neighbours(n_queries):
     assert np.allclose(sims, -np.sort(-brute, axis=1)[:, :5], atol=1e-6)
 
 
+
+def test_every_row_is_assigned_its_most_similar_centroid_when_blocks_go_on_two_threads():
+    from training.engine.neighbors import ASSIGN_BLOCK, _nearest_centroids
+
+    rng = np.random.default_rng(5)
+    rows = _clustered_points(rng, 50, 3 * ASSIGN_BLOCK + 123, 16)  # four blocks, the last one short
+    centroids = _clustered_points(rng, 50, 64, 16)
+    labels = _nearest_centroids(rows, centroids)
+    sims = rows.astype(np.float64) @ centroids.astype(np.float64).T
+    assert labels.shape == (rows.shape[0],)
+    assert np.allclose(sims[np.arange(rows.shape[0]), labels], sims.max(axis=1), atol=1e-6)
+
 def test_a_large_batch_searched_in_blocks_answers_exactly_as_in_one_go(monkeypatch):
     from training.engine import neighbors
 
