@@ -150,6 +150,46 @@ def test_interrupted_sync_training_fails_the_job_and_leaves_no_directory(small_e
     assert not ModelVersion.objects.exists() and leftover_dirs() == []
 
 
+
+@pytest.mark.parametrize("outcome", ["failed", "cancelled"])
+def test_a_training_that_stops_reports_only_once_its_snapshot_write_has_landed(small_erp, monkeypatch, outcome):
+    """The refreshed ERP snapshot is written beside the engine; a job that fails or is cancelled meanwhile
+    waits for that write before it reports, so nothing of it is still running once it says it stopped."""
+    import threading
+
+    from training import engine
+    from training.engine import TrainingCancelled
+
+    release, landed = threading.Event(), threading.Event()
+    real_write = snapshot._write_generation
+
+    def slow_write(*args, **kwargs):
+        assert release.wait(30)
+        result = real_write(*args, **kwargs)
+        landed.set()
+        return result
+
+    def engine_stops(*args, **kwargs):
+        threading.Timer(0.5, release.set).start()  # the write is still going when the engine stops
+        raise TrainingCancelled("cancelled on request") if outcome == "cancelled" else MemoryError("the engine ran out of memory")
+
+    reported = []
+    for method in ("fail", "mark_cancelled"):
+        real = getattr(TrainingJob, method)
+
+        def spy(self, *args, _real=real, **kwargs):
+            reported.append(landed.is_set())
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(TrainingJob, method, spy)
+    monkeypatch.setattr(snapshot, "_write_generation", slow_write)
+    monkeypatch.setattr(engine, "train", engine_stops)
+    with pytest.raises(CommandError, match="cancelled" if outcome == "cancelled" else "out of memory"):
+        train_sync(label="stops", candidates="baseline")
+    assert TrainingJob.objects.get(label="stops").status == outcome
+    assert reported == [True]  # it reported once, after the write had landed
+    assert snapshot.load_manifest() is not None and leftover_dirs() == []
+
 def test_cancellation_is_honoured_between_stages(small_erp, monkeypatch):
     real_load = pipeline.load_frames
 
