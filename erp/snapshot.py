@@ -439,34 +439,42 @@ def read_raw(rebuild: bool = False, write: bool = True, background: bool = False
     manifest = {"format": FORMAT, "source": _source_identity(alias), "vendor": connections[alias].vendor, "tables": {}}
     tables: dict[str, pd.DataFrame] = {}
     reuse: dict[str, tuple[Path, dict]] = {}
+    plans = []
     for spec in SPECS:
         kind, markers = _markers(spec, alias)  # before the rows: a change in between is re-read next time, never lost
         manifest["tables"][spec.name] = {"kind": kind, "markers": {str(p): m for p, m in sorted(markers.items())}}
         old_entry = previous[1]["tables"].get(spec.name) if previous else None
         parts = _changed_partitions(kind, old_entry, markers)
-        old = None
         # Counters exist only for partitions written since the triggers were installed: the share is
         # of the partitions the data has.
         known = max(len(markers), int((old_entry or {}).get("partitions", 0)), 1)
-        if parts is not None and (not parts or len(parts) <= min(FULL_READ_SHARE * known, MAX_PARTITIONS_LISTED)):
-            try:
-                old = _read_table(previous[0], old_entry, spec)
-            except SnapshotCorrupt as exc:
-                logger.warning("ERP snapshot unusable, re-reading %s in full: %s", spec.name, exc)
-                stats.reason = f"rebuilt {spec.name}: {exc}"
-        if old is None:
-            fresh = _normalise(spec, _read_rows(spec, alias, None))
-            tables[spec.name] = fresh
-            stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "full", len(fresh), len(markers)
-        elif not parts:
-            tables[spec.name] = old
-            reuse[spec.name] = (previous[0], old_entry)
-            stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "unchanged", 0, 0
-        else:
-            fresh = _normalise(spec, _read_rows(spec, alias, parts))
-            kept = old[~old[PART].isin(list(parts)).to_numpy()]
-            tables[spec.name] = _concat(spec, kept, fresh)
-            stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "partial", len(fresh), len(parts)
+        keep_old = parts is not None and (not parts or len(parts) <= min(FULL_READ_SHARE * known, MAX_PARTITIONS_LISTED))
+        plans.append((spec, markers, old_entry, parts, keep_old))
+    # The kept tables load from their files on other threads (checksum and Parquet release the GIL)
+    # while this one reads the changed rows from the ERP: a connection belongs to its thread.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="erp-snapshot-read") as pool:
+        loading = {spec.name: pool.submit(_read_table, previous[0], old_entry, spec) for spec, _, old_entry, _, keep in plans if keep}
+        for spec, markers, old_entry, parts, keep_old in plans:
+            fresh = _normalise(spec, _read_rows(spec, alias, parts)) if keep_old and parts else None
+            old = None
+            if keep_old:
+                try:
+                    old = loading[spec.name].result()
+                except SnapshotCorrupt as exc:
+                    logger.warning("ERP snapshot unusable, re-reading %s in full: %s", spec.name, exc)
+                    stats.reason = f"rebuilt {spec.name}: {exc}"
+            if old is None:
+                fresh = _normalise(spec, _read_rows(spec, alias, None))
+                tables[spec.name] = fresh
+                stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "full", len(fresh), len(markers)
+            elif not parts:
+                tables[spec.name] = old
+                reuse[spec.name] = (previous[0], old_entry)
+                stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "unchanged", 0, 0
+            else:
+                kept = old[~old[PART].isin(list(parts)).to_numpy()]
+                tables[spec.name] = _concat(spec, kept, fresh)
+                stats.mode[spec.name], stats.rows_read[spec.name], stats.partitions_read[spec.name] = "partial", len(fresh), len(parts)
     for spec in SPECS:
         if spec.name not in reuse and spec.name in SORTED_BY:  # stored in the order the training wants
             order = frames.item_time_order(tables[spec.name], SORTED_BY[spec.name])
