@@ -327,11 +327,11 @@ def latest_per_operation(actuals: pd.DataFrame, keep: int) -> pd.DataFrame:
     return recent if recent.index.is_monotonic_increasing else recent.sort_index(kind="stable")
 
 
-
 def _run_ends(new_run: np.ndarray) -> np.ndarray:
     """For each position, the end (exclusive) of its run; `new_run[i]` is True where a run begins."""
     starts = np.flatnonzero(new_run)
     return np.append(starts[1:], new_run.size)[np.cumsum(new_run) - 1]
+
 
 def _sort_codes(values: pd.Series | np.ndarray) -> np.ndarray:
     """int64 codes that sort like the values (missing first), for np.lexsort."""

@@ -218,7 +218,6 @@ def _group_starts(keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1], [True])))
 
 
-
 # Rows per similarity block when assigning rows to centroids (bounds a block to 16k x clusters floats).
 ASSIGN_BLOCK = 16384
 
@@ -243,6 +242,7 @@ def _nearest_centroids(rows: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     with _THREADS.limit(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=2, thread_name_prefix="index-build") as pool:
         list(pool.map(assign, starts))
     return labels
+
 
 class NeighborIndex:
     """Exact cosine top-k with pruning: spherical k-means clusters, each cut into small leaves.

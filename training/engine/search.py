@@ -305,7 +305,9 @@ def search(
     )
     for name, weighted in weightings.items():
         if name != best_weighting:
-            candidate = best_of(trials.run(weighted.replace(size_transform=current.size_transform, n_components=current.n_components), name, (best["k"],)))
+            candidate = best_of(
+                trials.run(weighted.replace(size_transform=current.size_transform, n_components=current.n_components), name, (best["k"],))
+            )
             if candidate["objective"] > best["objective"]:
                 best, best_weighting = candidate, name
     current = weightings[best_weighting].replace(n_components=config.n_components)
@@ -318,7 +320,9 @@ def search(
                 current = current.replace(size_transform=transform)
     # 4. the embedding width (or none).
     widths = (*(w for w in WIDTH_GRID if w <= config.max_embedding_width), 0)
-    trials.prefetch([(current.replace(n_components=width), best_weighting, (best["k"],)) for width in widths if width != current.n_components])
+    trials.prefetch(
+        [(current.replace(n_components=width), best_weighting, (best["k"],)) for width in widths if width != current.n_components]
+    )
     for width in widths:
         if width != current.n_components:
             results = trials.run(current.replace(n_components=width), best_weighting, (best["k"],))
@@ -339,4 +343,3 @@ def search(
         "query_items": int(query_rows.size),
     }
     return SearchResult(config=chosen_config, chosen=chosen, trials=trials.trials, gains={k: round(v, 5) for k, v in gains.items()})
-
