@@ -165,8 +165,13 @@ class _Trials:
         self.reference: float | None = None
 
     @staticmethod
-    def _key(weighting: str, config: EngineConfig, k: int) -> tuple:
+    def _key(weighting: str, config: EngineConfig, k: int | tuple[int, ...]) -> tuple:
+        """A trial's name (one k), or a run's (its ks): the weighting, size transform and width name the
+        rest of the config within one search."""
         return (weighting, config.size_transform, config.n_components, k)
+
+    def _untried(self, config: EngineConfig, weighting: str, ks: tuple[int, ...]) -> list[int]:
+        return [k for k in dict.fromkeys(ks) if self._key(weighting, config, k) not in self._seen]
 
     def _compute(self, config: EngineConfig, weighting: str, ks: tuple[int, ...]) -> tuple[int, dict[int, dict[str, Any]]] | None:
         """(encoded width, {k: held-out scores}) of the ks not tried yet; None when the encoding is not tried.
@@ -188,7 +193,7 @@ class _Trials:
             predictions = model.to_dicts(core, self.query_codes, choice, with_similar=False)
             return metrics.evaluate(predictions, self.actual_routings, self.query_actuals)
 
-        todo = [k for k in dict.fromkeys(ks) if self._key(weighting, config, k) not in self._seen]
+        todo = self._untried(config, weighting, ks)
         if len(todo) < 2:
             return encoder.n_columns, {k: score(k) for k in todo}
         # Several k on one encoding (steps 1 and 5): each k's routing and scoring is its own, two at a time.
@@ -201,7 +206,7 @@ class _Trials:
         They must not depend on each other. The trials are still recorded by `run`, in its order,
         so the table and every choice are those of running them one after the other.
         """
-        todo = [r for r in runs if any(self._key(r[1], r[0], k) not in self._seen for k in r[2])]
+        todo = [run for run in runs if self._untried(*run)]
         if len(todo) < 2:
             return
         # BLAS limits are process-wide: set here around both threads' lives (their own nested limits then
@@ -209,11 +214,13 @@ class _Trials:
         with single_blas_thread(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="settings-search") as pool:
             results = list(pool.map(lambda r: self._compute(*r), todo))
         for (config, weighting, ks), result in zip(todo, results, strict=True):
-            self._computed[(weighting, config.size_transform, config.n_components, ks)] = result
+            self._computed[self._key(weighting, config, ks)] = result
 
     def run(self, config: EngineConfig, weighting: str, ks: tuple[int, ...]) -> list[dict[str, Any]]:
-        # A run is named, like a trial, by its weighting, size transform and width (the rest is the search's config).
-        key = (weighting, config.size_transform, config.n_components, ks)
+        if not self._untried(config, weighting, ks):
+            # Every trial is in the table already (a trial is recorded only for an encoding that was tried).
+            return [self._seen[self._key(weighting, config, k)] for k in ks]
+        key = self._key(weighting, config, ks)
         computed = self._computed.pop(key) if key in self._computed else self._compute(config, weighting, ks)
         if computed is None:
             return []
