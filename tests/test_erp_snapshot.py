@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from erp import changes, data, snapshot
+from erp import frames as data_frames
 from erp.models import Item, RoutingOperation, WorkResult
 
 # Database-facing: run again on PostgreSQL by `make test` (see the Makefile).
@@ -452,3 +453,63 @@ def test_command_rebuilds_and_reports_the_snapshot(erp):
     status = json.loads(out.getvalue())
     assert status["tables"]["items"]["rows"] == ITEMS
     assert status["tables"]["items"]["kind"] == ("counters" if connection.vendor in ("sqlite", "postgresql") else "checksums")
+
+
+def _stored_work_results(rng: np.random.Generator, n: int, codes: list[str], days: int) -> pd.DataFrame:
+    """Work-result rows as the snapshot holds them: categorical text, many ties of item and report time, some missing."""
+    item = rng.choice(np.array([*codes, None], dtype=object), n)
+    when = np.datetime64("2026-01-01T00:00", "us") + rng.integers(0, days * 4, n) * np.timedelta64(6, "h")
+    when[rng.random(n) < 0.05] = np.datetime64("NaT")
+    frame = pd.DataFrame(
+        {
+            "ITEM_CD": snapshot._object_categorical(pd.Series(item, dtype=object)),
+            "JOB_CD": snapshot._object_categorical(pd.Series(rng.choice(np.array(["CUT", "MILL", "HEAT"], dtype=object), n), dtype=object)),
+            "PROC_SEQ": rng.integers(1, 9, n),
+            "REPORT_DT": when,
+            "ORDER_QTY": rng.random(n),
+            "SEQ_NO": rng.permutation(n),  # tells rows with equal item and time apart in the comparison
+        }
+    )
+    day = np.where(np.isnat(when), np.datetime64("2025-12-31T00:00", "us"), when) - np.datetime64("2026-01-01T00:00", "us")
+    frame[snapshot.PART] = (day // np.timedelta64(1, "D")).astype(np.int32)  # undated rows: partition -1
+    return frame
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_re_read_rows_merged_into_the_stored_order_equal_concatenating_and_sorting(seed):
+    rng = np.random.default_rng(seed)
+    codes = [f"IT-{i:04d}" for i in rng.permutation(300)]
+    stored = _stored_work_results(rng, 4000, codes[:250], days=40)
+    stored = stored.iloc[data_frames.item_time_order(stored, "REPORT_DT")].reset_index(drop=True)
+    for parts, of_those_days_only in (({3}, True), ({0, 5, 39, -1}, True), (set(range(40)) | {-1}, True), ({77}, True), ({3}, False)):
+        # Re-read rows, in the database's order, some of items the snapshot never saw. Of the changed days only,
+        # or (the rule must not depend on it) of any day: then they tie with kept rows on item and time.
+        fresh = _stored_work_results(rng, int(rng.integers(0, 600)), codes, days=40)
+        if of_those_days_only:
+            fresh = fresh[fresh[snapshot.PART].isin(list(parts))].reset_index(drop=True)
+        expected = snapshot._concat(None, stored[~stored[snapshot.PART].isin(list(parts)).to_numpy()], fresh)
+        expected = expected.iloc[data_frames.item_time_order(expected, "REPORT_DT")].reset_index(drop=True)
+        merged = snapshot._merge_in_order(stored, parts, fresh, "REPORT_DT")
+        pd.testing.assert_frame_equal(merged, expected)
+        for column in ("ITEM_CD", "JOB_CD"):
+            assert list(merged[column].cat.categories) == list(expected[column].cat.categories)
+
+
+def test_a_stored_table_out_of_order_is_not_merged_but_concatenated_and_sorted():
+    rng = np.random.default_rng(5)
+    stored = _stored_work_results(rng, 500, ["A", "B", "C"], days=10)  # in no particular order
+    assert snapshot._merge_in_order(stored, {2}, stored.iloc[:0], "REPORT_DT") is None
+
+
+@pytest.mark.parametrize(
+    "right", [["y"], ["z", "x", "y"], ["y", "w"], ["w"], []], ids=["subset", "same set", "some new", "all new", "none"]
+)
+def test_merged_categories_are_those_union_categoricals_gives(right):
+    from pandas.api.types import union_categoricals
+
+    objects = lambda values: pd.Index(np.asarray(values, dtype=object), dtype=object)  # noqa: E731
+    left = pd.Categorical.from_codes([0, 1, 2], categories=objects(["x", "y", "z"]))
+    right = pd.Categorical.from_codes(list(range(len(right))), categories=objects(right))
+    expected = union_categoricals([left, right]).categories
+    got = snapshot._union_categories(left, right)
+    pd.testing.assert_index_equal(got, expected, exact=True)
