@@ -504,12 +504,14 @@ def test_a_stored_table_out_of_order_is_not_merged_but_concatenated_and_sorted()
 @pytest.mark.parametrize(
     "right", [["y"], ["z", "x", "y"], ["y", "w"], ["w"], []], ids=["subset", "same set", "some new", "all new", "none"]
 )
-def test_merged_categories_are_those_union_categoricals_gives(right):
+def test_concatenated_categoricals_are_those_union_categoricals_gives(right):
     from pandas.api.types import union_categoricals
 
     objects = lambda values: pd.Index(np.asarray(values, dtype=object), dtype=object)  # noqa: E731
-    left = pd.Categorical.from_codes([0, 1, 2], categories=objects(["x", "y", "z"]))
-    right = pd.Categorical.from_codes(list(range(len(right))), categories=objects(right))
-    expected = union_categoricals([left, right]).categories
-    got = snapshot._union_categories(left, right)
-    pd.testing.assert_index_equal(got, expected, exact=True)
+    left = pd.Categorical.from_codes([0, 1, 2, -1, 1], categories=objects(["x", "y", "z"]))
+    right = pd.Categorical.from_codes([*range(len(right)), -1, *range(len(right))][::-1], categories=objects(right))
+    expected = union_categoricals([left, right])
+    pd.testing.assert_index_equal(snapshot._union_categories(left, right)[0], expected.categories, exact=True)
+    got = snapshot._concat_column(pd.Series(left), pd.Series(right))
+    pd.testing.assert_index_equal(got.categories, expected.categories, exact=True)
+    assert got.codes.tolist() == expected.codes.tolist()
