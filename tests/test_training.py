@@ -326,6 +326,18 @@ def test_bench_training_prints_nan_for_scores_without_actuals(small_erp, monkeyp
     assert float(row.split()[4]) > 0  # process match is still there
 
 
+@pytest.mark.parametrize("after, read", [("nothing", "unchanged"), ("day", "partial"), ("month", "partial")])
+def test_bench_training_trains_after_the_change_it_is_asked_for(small_erp, settings, tmp_path, after, read):
+    settings.ERP_SNAPSHOT = True
+    settings.MODEL_ROOT = tmp_path / "models"
+    out = io.StringIO()
+    call_command("bench_training", candidates="baseline", label=f"bench-{after}", skip_erp_read=True, training_after=after, stdout=out)
+    figures = json.loads(out.getvalue().strip().splitlines()[-1])
+    seen = {part.split()[0]: part.split()[1] for part in figures["erp_read_in_training"].split(" in ")[0].split(", ")}
+    assert seen["work_results"] == read, figures["erp_read_in_training"]
+    assert (seen["items"] == "unchanged") == (after == "nothing")
+
+
 def test_api_starts_lists_reads_and_cancels_jobs(admin_api, planner_api, db):
     created = admin_api.post("/api/v1/training/jobs/", {"candidates": ["mlp"], "sample_size": 100, "label": "api-job"}, format="json")
     assert created.status_code == 202, created.content

@@ -36,8 +36,15 @@ class Command(BaseCommand):
         parser.add_argument("--min-improvement-pct", type=float, default=None, help="e.g. -100 to force a learned candidate")
         parser.add_argument("--skip-erp-read", action="store_true", help="Do not time the ERP reads (cold, snapshot warm, after a change) first.")
         parser.add_argument("--erp-read-only", action="store_true", help="Only time the ERP reads; do not train.")
+        parser.add_argument(
+            "--training-after",
+            choices=["month", "day", "nothing"],
+            default="month",
+            help="What changed in the ERP since the snapshot the training reads: the newest month's or day's small change "
+            "(see the ERP reads), or nothing (default: month, the largest of the three).",
+        )
 
-    def handle(self, *args, candidates, label, activate, min_improvement_pct, skip_erp_read, erp_read_only, **options):
+    def handle(self, *args, candidates, label, activate, min_improvement_pct, skip_erp_read, erp_read_only, training_after, **options):
         counts = table_counts()
         if not counts.get("RoutingOperation"):
             raise CommandError("No ERP data: run seed_demo_erp --items 325000 on this DATABASE_URL first.")
@@ -45,6 +52,7 @@ class Command(BaseCommand):
         if erp_read_only:
             self.stdout.write(json.dumps({"erp_read_seconds": erp_read}))
             return
+        self._prepare_snapshot(training_after)
         parameters = {"candidates": candidates.split(","), "seed": 0, "activate": activate}
         if min_improvement_pct is not None:
             parameters["min_improvement_pct"] = min_improvement_pct
@@ -97,6 +105,27 @@ class Command(BaseCommand):
         if read_line:
             figures["erp_read_in_training"] = read_line.split("ERP snapshot:", 1)[1].strip()
         self.stdout.write(json.dumps(figures))
+
+    def _prepare_snapshot(self, training_after: str) -> None:
+        """Leave the snapshot one small change (of the newest `training_after` period) behind the ERP, or level with it.
+
+        The change is read into the snapshot inside a transaction that is then rolled back: to the
+        training, those partitions have changed again (as after the timed reads).
+        """
+        from erp import snapshot
+        from erp.data import load_training_frames
+
+        if not snapshot.enabled() or settings.ERP_EXTERNAL:
+            return
+        if training_after == "nothing":
+            load_training_frames(snapshot=True)
+            self.stdout.write("The training reads an ERP snapshot that nothing has changed since.")
+            return
+        with transaction.atomic(using=erp_write_alias()):
+            changed = _small_change(training_after)
+            load_training_frames(snapshot=True)
+            transaction.set_rollback(True, using=erp_write_alias())
+        self.stdout.write(f"The training reads the ERP after a small change since its snapshot ({changed}, then undone).")
 
     def _time_erp_reads(self) -> dict[str, float]:
         """Seconds to get the training frames: a full read, the read that builds the snapshot, a warm one, and one after
