@@ -375,9 +375,11 @@ def _insertion_points(kept_rank: np.ndarray, kept_time: np.ndarray, rank: np.nda
     Only the kept rows of the items re-read take part: their times and the new ones are ranked
     densely, so that (item rank, time rank) packs into one int64 key.
     """
+    if not rank.size:
+        return np.zeros(0, dtype=np.int64)
     lo = np.searchsorted(kept_rank, rank, side="left")
     hi = np.searchsorted(kept_rank, rank, side="right")
-    first = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1]]) if rank.size else np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1]])
     lengths = hi[first] - lo[first]
     touched = np.repeat(lo[first] - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(int(lengths.sum()))
     times = np.unique(np.concatenate([kept_time[touched], time]))
