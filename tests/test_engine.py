@@ -302,6 +302,24 @@ def test_leaf_search_ranks_exactly_even_among_many_identical_items():
         assert np.array_equal(alone[0][0], rows[q]) and np.array_equal(alone[1][0], sims[q])
 
 
+def test_a_one_cluster_index_ranks_exactly_and_answers_a_query_alone_as_in_a_batch():
+    # A small factory's index (under 2 x CLUSTER_SIZE items) is one cluster. Ranked on the float32
+    # product, near-equal neighbours came out in an order that depended on the batch (BLAS rounds the
+    # last bit by the product's shape) and on the CPU's BLAS kernel: a page and the API could list an
+    # item's similar items differently.
+    points = _one_hot_items(np.random.default_rng(8), 600)
+    index = NeighborIndex.build(points, seed=0)
+    assert len(index.offsets) - 1 == 1
+    queries, exclude = points[:200], np.arange(200)
+    expected_rows, expected_sims = _exact_ranking(points, queries, 15, exclude)
+    rows, sims = index.search(queries, 15, exclude=exclude)
+    assert np.array_equal(rows, expected_rows)
+    assert np.allclose(sims, expected_sims, atol=1e-6)
+    for q in range(200):
+        alone = index.search(queries[q : q + 1], 15, exclude=exclude[q : q + 1])
+        assert np.array_equal(alone[0][0], rows[q]) and np.array_equal(alone[1][0], sims[q]), q
+
+
 def test_leaf_and_cluster_bounds_never_underestimate_a_similarity():
     from training.engine.neighbors import _box_bound
 

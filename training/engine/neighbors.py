@@ -3,7 +3,7 @@
 `NeighborIndex` is what the model uses: spherical k-means clusters with cone bounds, so a
 query scans only the clusters that can hold one of its k best items (about 5-10 % of the
 items on item data) and the answer is still exactly that of the full matrix product.
-`top_k` is the plain full-product search (small indexes, and the reference in tests).
+`top_k` is the plain full-product search (`BruteIndex`, for the settings search's short-lived indexes, and the reference in tests).
 
 Measured at 325k items x 32 dimensions on 2 cores: full product + argpartition ~6 ms per
 query and ~1.5-3 s per 1000 queries; the clustered index ~1-2 ms and ~200 ms.
@@ -459,8 +459,10 @@ class NeighborIndex:
         m = queries.shape[0]
         with _THREADS.limit(limits=1, user_api="blas"):
             if n_clusters == 1:
-                best, sims = top_k(self.emb, queries, kk, ex_pos)
-                return self.rows[best], sims
+                # The one cluster is the whole index: scanned whole, then ranked like any other, so
+                # near-equal neighbours come in the same order alone, in a batch and on any CPU.
+                found = [self._scan_clusters(queries, np.arange(m), np.zeros(m, dtype=np.int64), kk, ex_pos)]
+                return self._best(queries, found, self._kth(found[0], m, kk), kk)
             cos = queries @ self.centroids.T
             bound = self._cluster_bounds(queries, cos)
             # Seeds by centroid similarity, not by bound: on wide encodings many clusters' bounds
