@@ -333,20 +333,27 @@ def log_served(batch: PredictionBatch, channel: str) -> int:
         ]
         alias = router.db_for_write(PredictionLog) or "default"
         connection = connections[alias]
-        now = timezone.now()
+        item_cd, model_version, signature, times, confidence, channel_field, served_at = fields
+        # The same for every row, so prepared once: 37 -> 34 ms per 1,000 rows, and the time-zone conversion of
+        # `served_at` per row left ~70 small blocks alive per 1,000 rows (tracemalloc), pinning pymalloc arenas in a web worker.
+        same = [
+            field.get_db_prep_save(value, connection)
+            for field, value in ((model_version, batch.model_version), (channel_field, channel), (served_at, timezone.now()))
+        ]
         rows = []
         for r in results:
             ops = r.routing["operations"]
-            values = (
-                r.item_cd,
-                batch.model_version,
-                PredictionLog.SEPARATOR.join(str(job) for job in r.routing["signature"])[:1000],
-                [[op.get("setup_minutes"), op.get("run_minutes_per_unit")] for op in ops],
-                r.routing.get("confidence"),
-                channel,
-                now,
+            rows.append(
+                [
+                    item_cd.get_db_prep_save(r.item_cd, connection),
+                    same[0],
+                    signature.get_db_prep_save(PredictionLog.SEPARATOR.join(str(job) for job in r.routing["signature"])[:1000], connection),
+                    times.get_db_prep_save([[op.get("setup_minutes"), op.get("run_minutes_per_unit")] for op in ops], connection),
+                    confidence.get_db_prep_save(r.routing.get("confidence"), connection),
+                    same[1],
+                    same[2],
+                ]
             )
-            rows.append([field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)])
         qn = connection.ops.quote_name
         insert = f"INSERT INTO {qn(PredictionLog._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
         placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"

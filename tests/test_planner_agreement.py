@@ -38,9 +38,11 @@ def _codes(n: int) -> list[str]:
 
 def test_every_served_prediction_is_logged_in_one_insert(planner_api, trained_model):
     codes = _codes(3)
+    before = timezone.now()
     with CaptureQueriesContext(connection) as queries:
         response = planner_api.post("/api/v1/predictions/", {"item_codes": [*codes, "NO-SUCH-ITEM"]}, format="json")
     assert response.status_code == 200
+    after = timezone.now()
     inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT") and "predictionlog" in q["sql"]]
     assert len(inserts) == 1
 
@@ -49,6 +51,7 @@ def test_every_served_prediction_is_logged_in_one_insert(planner_api, trained_mo
     first = response.json()["results"][0]
     row = logged[codes[0]]
     assert (row.model_version, row.channel) == (trained_model.label, "api")
+    assert {r.served_at for r in logged.values()} == {row.served_at} and before <= row.served_at <= after
     assert row.jobs == first["routing"]["signature"]
     assert row.times == [[op["setup_minutes"], op["run_minutes_per_unit"]] for op in first["routing"]["operations"]]
     assert row.confidence == pytest.approx(first["routing"]["confidence"])
