@@ -49,6 +49,7 @@ def _warm(model) -> None:
     from routing_ml.renderers import ORJSONRenderer
 
     _vocabularies(model)
+    model.cache_signatures()
     codes = model.indexed_item_codes()
     if not codes:
         return

@@ -119,6 +119,11 @@ def test_the_preloaded_model_is_served_and_a_later_activation_still_replaces_it(
     assert preload_model() == first.label
     assert loader.served_label() == first.label
     assert closed == [True]  # a forked worker never shares the master's database connection
+    # Every signature's job list is cached before the fork (filled inside a worker's batch, the entries kept its memory).
+    model = loader.active()[1]
+    n_signatures = len(model.vocab.sig_offsets) - 1
+    assert n_signatures > 0 and sorted(model._sig_cache) == list(range(n_signatures))
+    assert all(model._sig_cache[sig] == model.vocab.signature_jobs(sig) for sig in range(n_signatures))
 
     second = register_bundle(_trained_bundle(tmp_path_factory), "activated-later", activate=True)
     assert loader.active()[0] == second.label  # each worker follows the database (MODEL_RELOAD_INTERVAL)

@@ -197,6 +197,16 @@ class RoutingModel:
             jobs = self._sig_cache[sig] = self.vocab.signature_jobs(sig)
         return jobs
 
+    def cache_signatures(self, limit: int = 100_000) -> None:
+        """Fill the signature cache up front (the first `limit` signatures; a few hundred in a typical factory).
+
+        A server calls this before it forks its workers: filled inside a batch, each new entry is a
+        small long-lived object among the batch's short-lived ones, and keeps its memory from being
+        handed back.
+        """
+        for sig in range(min(len(self.vocab.sig_offsets) - 1, limit)):
+            self.signature(sig)
+
     def item_routing(self, item_cd: str) -> list[dict[str, Any]] | None:
         """The current routing the model holds for an indexed item, with its actual-time medians."""
         row = self.index_row(item_cd)
