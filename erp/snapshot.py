@@ -254,7 +254,7 @@ def _normalise(spec: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=[*spec.columns, PART])
 
 
-def _concat(spec: TableSpec, kept: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+def _concat(kept: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
     """Kept snapshot rows + re-read rows, categorical text staying categorical (one union of categories)."""
     if not len(fresh):
         return kept.reset_index(drop=True)
@@ -595,7 +595,7 @@ def read_raw(rebuild: bool = False, write: bool = True, background: bool = False
             else:
                 merged = _merge_in_order(old, parts, fresh, SORTED_BY[spec.name]) if spec.name in SORTED_BY else None
                 if merged is None:
-                    merged = _concat(spec, old[~old[PART].isin(list(parts)).to_numpy()], fresh)
+                    merged = _concat(old[~old[PART].isin(list(parts)).to_numpy()], fresh)
                 else:
                     in_order.add(spec.name)
                 tables[spec.name] = merged

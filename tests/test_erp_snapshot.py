@@ -487,7 +487,7 @@ def test_re_read_rows_merged_into_the_stored_order_equal_concatenating_and_sorti
         fresh = _stored_work_results(rng, int(rng.integers(0, 600)), codes, days=40)
         if of_those_days_only:
             fresh = fresh[fresh[snapshot.PART].isin(list(parts))].reset_index(drop=True)
-        expected = snapshot._concat(None, stored[~stored[snapshot.PART].isin(list(parts)).to_numpy()], fresh)
+        expected = snapshot._concat(stored[~stored[snapshot.PART].isin(list(parts)).to_numpy()], fresh)
         expected = expected.iloc[data_frames.item_time_order(expected, "REPORT_DT")].reset_index(drop=True)
         merged = snapshot._merge_in_order(stored, parts, fresh, "REPORT_DT")
         pd.testing.assert_frame_equal(merged, expected)
