@@ -268,7 +268,9 @@ def _concat_column(left: pd.Series, right: pd.Series):
         union, place = _union_categories(left.array, right)
         codes = np.concatenate([left.array.codes, _codes_in(right, place)]).astype(_code_dtype(union), copy=False)
         return pd.Categorical.from_codes(codes, dtype=_categorical_dtype(left, union), validate=False)
-    if left.dtype == right.dtype and left.dtype != "str":
+    # Plain numpy columns join without pandas' overhead; extension dtypes (Int64, boolean, string, str) go
+    # through pd.concat, which keeps them: their to_numpy() is an object array.
+    if left.dtype == right.dtype and isinstance(left.dtype, np.dtype):
         return np.concatenate([left.to_numpy(), right.to_numpy()])
     return pd.concat([left, right], ignore_index=True)
 

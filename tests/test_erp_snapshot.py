@@ -515,3 +515,22 @@ def test_concatenated_categoricals_are_those_union_categoricals_gives(right):
     got = snapshot._concat_column(pd.Series(left), pd.Series(right))
     pd.testing.assert_index_equal(got.categories, expected.categories, exact=True)
     assert got.codes.tolist() == expected.codes.tolist()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.array([1, None, 3], dtype="Int64"),
+        pd.array([1.5, None, 2.0], dtype="Float64"),
+        pd.array([True, None, False], dtype="boolean"),
+        pd.array(["a", None, "c"], dtype="string"),
+        np.array([1, 2, 3], dtype=np.int64),
+        np.array(["2026-01-01", "NaT", "2026-01-03"], dtype="datetime64[us]"),
+    ],
+    ids=["Int64", "Float64", "boolean", "string", "int64", "datetime64"],
+)
+def test_a_re_read_column_keeps_the_dtype_a_full_read_gives_it(values):
+    # A nullable integer code (a driver's Int64) must stay Int64 after a partial read, not turn into objects.
+    left, right = pd.Series(values), pd.Series(values[::-1])
+    got = pd.Series(snapshot._concat_column(left, right))
+    pd.testing.assert_series_equal(got, pd.concat([left, right], ignore_index=True))
