@@ -5,6 +5,9 @@ optimisations of issue 12 (orjson, the lean request path, the vectorised result 
 fixed-seed demo ERP of `tests.fixtures_model` (DEMO_ITEMS items, seed DEMO_SEED, the session's
 model). The test replays the same requests through the HTTP entry point and compares every field
 of every answer (floats to 1e-9, everything else exactly); only `duration_ms` is left out.
+Re-recorded on purpose since: for pinned float kernels (4c0d487), the one-cluster ranking (61ff494),
+and when the settings search began to score setup times beside run times (other settings chosen on
+this data, so other answers; the serving code unchanged).
 
 Regenerate it only for an intended change of the answers (say why in the commit):
 

@@ -3,7 +3,9 @@
 The golden file was recorded from the cycle as it was before the speed work of issue 12 (point 5)
 on a fixed demo ERP and a fixed training; every metric, per-part-type metric, drift figure,
 per-item row, sample and population count must stay equal. Re-record it only when a metric's
-*definition* changes on purpose: `UPDATE_GOLDEN=1 pytest tests/test_quality_cycle_golden.py`.
+*definition* changes on purpose: `UPDATE_GOLDEN=1 pytest tests/test_quality_cycle_golden.py`,
+or when training gives another model on purpose (re-recorded when the settings search began to
+score setup times beside run times: other settings chosen, so other predictions to grade).
 """
 
 from __future__ import annotations
