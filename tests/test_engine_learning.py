@@ -12,7 +12,7 @@ import pytest
 
 from erp.frames import latest_per_operation
 from training.engine import EngineConfig, drift, metrics, train
-from training.engine.pipeline import monitoring_size, select_routing, stratified_rows
+from training.engine.pipeline import learned_candidates, monitoring_size, select_routing, stratified_rows
 from training.engine.search import TIME_TERM, gain_weights, information_gain, objective
 from training.engine.tables import assign_occurrences, build_tables, occurrence_rank, sequence_occurrences
 
@@ -237,6 +237,29 @@ def test_the_search_objective_weighs_the_setup_times_it_ships_as_much_as_the_run
     assert objective({**base, "trim_mae": 2.0 / 1.1, "setup_mae": 10.0 / 1.1}, reference) - at_base == pytest.approx(TIME_TERM)
     # A time the trial could not score (no actuals) neither rewards nor penalises it.
     assert objective({**base, "setup_mae": None}, reference) == pytest.approx(at_base)
+
+
+def test_a_small_factory_also_tries_stacking_where_boost_is_a_candidate():
+    """Up to `stacking_up_to_items` items with actual times, "boost" brings "stacking" along; never where learned
+    times were not asked for, nor past the size, nor when switched off (0)."""
+    config = EngineConfig(candidates=("baseline", "boost"))
+    assert learned_candidates(config, 5_000) == ["boost", "stacking"]
+    assert learned_candidates(config, config.stacking_up_to_items) == ["boost", "stacking"]
+    assert learned_candidates(config, config.stacking_up_to_items + 1) == ["boost"]
+    assert learned_candidates(config.replace(stacking_up_to_items=0), 5_000) == ["boost"]
+    assert learned_candidates(config.replace(candidates=("baseline",)), 5_000) == []
+    assert learned_candidates(config.replace(candidates=("baseline", "mlp")), 5_000) == ["mlp"]
+    assert learned_candidates(config.replace(candidates=("baseline", "stacking", "boost")), 5_000) == ["stacking", "boost"]
+    with pytest.raises(ValueError, match="stacking_up_to_items"):
+        EngineConfig(stacking_up_to_items=-1)
+    # Through training: the small factory's version scores stacking beside boost, and ships whichever wins.
+    items, routings, actuals = group_decides_factory(n=600)
+    config = config.replace(routing_candidates=("vote",), search=False)
+    tried = train(items, routings, actuals, config)
+    assert {"baseline", "boost", "stacking"} <= set(tried.candidate_scores)
+    assert tried.selected in tried.candidate_scores and tried.selected_setup in tried.candidate_scores
+    off = train(items, routings, actuals, config.replace(stacking_up_to_items=0))
+    assert "stacking" not in off.candidate_scores
 
 
 def test_explicit_weights_from_an_admin_stay_an_override():

@@ -263,6 +263,15 @@ def _work_centre_lists(vocab: Vocab, idx: IndexData, rows: np.ndarray) -> dict[s
     return {code: res[bounds[i] : bounds[i + 1]] for i, code in enumerate(idx.item_codes[rows].tolist())}
 
 
+def learned_candidates(cfg: EngineConfig, items_with_actuals: int) -> list[str]:
+    """The learned time estimators to fit and score: the candidates given, and "stacking" on a small factory
+    (`cfg.stacking_up_to_items`) when "boost" is one of them."""
+    learned = [c for c in cfg.candidates if c != "baseline"]
+    if "boost" in learned and "stacking" not in learned and 0 < items_with_actuals <= cfg.stacking_up_to_items:
+        learned.append("stacking")
+    return learned
+
+
 def select_candidate(scores: dict[str, dict[str, Any]], min_improvement_pct: float, metric: str = "trim_mae") -> str:
     """The candidate with the best `metric` among those at least `min_improvement_pct` % better than baseline.
 
@@ -512,7 +521,7 @@ def _train(
         )
         query_emb = full_neighbors.vectors(holdout_rows)
         query_numeric = known_numeric[item_pos[holdout_rows]]
-        learned = [c for c in cfg.candidates if c != "baseline"]
+        learned = learned_candidates(cfg, with_actuals.size)
         excluded_local = frozenset(scoring_model.index.item_codes[~fit_allowed[train_rows]].tolist())
         with_classifiers = "classifier" in cfg.routing_candidates
         classifier_rows = ClassifierSample.choose(scoring_model, np.flatnonzero(fit_allowed[train_rows]), rng) if with_classifiers else None
