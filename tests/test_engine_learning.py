@@ -260,6 +260,9 @@ def test_a_small_factory_also_tries_stacking_where_boost_is_a_candidate():
     assert tried.selected in tried.candidate_scores and tried.selected_setup in tried.candidate_scores
     off = train(items, routings, actuals, config.replace(stacking_up_to_items=0))
     assert "stacking" not in off.candidate_scores
+    # The smallest factories that hold items out at all (a dozen items) still train with it.
+    tiny = train(*twice_ground_factory(n=12), EngineConfig(candidates=("baseline", "boost")))
+    assert {"baseline", "boost", "stacking"} <= set(tiny.candidate_scores)
 
 
 def test_explicit_weights_from_an_admin_stay_an_override():

@@ -7,6 +7,7 @@ from django.utils.html import format_html, format_html_join
 
 from routing_ml.admin_utils import ReadOnlyAdminMixin, badge, candidate_table, fmt, progress_bar
 from routing_ml.errors import RoutingMLError
+from training.engine.config import EngineConfig
 
 from .models import (
     CANDIDATES,
@@ -28,7 +29,10 @@ class StartTrainingForm(forms.Form):
     label = forms.SlugField(required=False, help_text="Leave empty for a timestamp label.")
     candidates = forms.MultipleChoiceField(
         choices=[(c, c) for c in CANDIDATES], initial=list(DEFAULT_CANDIDATES), widget=forms.CheckboxSelectMultiple,
-        help_text="baseline is always trained; a candidate replaces it only if it is clearly better on held-out items.",
+        help_text=(
+            "baseline is always trained; a candidate replaces it only if it is clearly better on held-out items. "
+            f"On a factory with at most {EngineConfig().stacking_up_to_items:,} items with actual times, boost brings stacking along."
+        ),
     )
     sample_size = forms.IntegerField(required=False, min_value=20, help_text="Train on a sample of items (empty: all items).")
     min_improvement_pct = forms.FloatField(
