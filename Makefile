@@ -25,8 +25,15 @@ $(VENV)/.dev-deps: requirements-dev.txt requirements.txt $(VENV)/.deps
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
-deps: $(VENV)/.deps
-dev-deps: $(VENV)/.dev-deps
+# The engine's compiled leaf scan (Cython, built in place with the machine's C compiler). Without it the
+# neighbour search falls back to numpy: the same answers, about half the batch speed.
+LEAFSCAN := training/engine/_leafscan$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+$(LEAFSCAN): training/engine/_leafscan.pyx $(VENV)/.deps
+	$(BIN)/cythonize -i -q $<
+	rm -rf build
+
+deps: $(VENV)/.deps $(LEAFSCAN)
+dev-deps: $(VENV)/.dev-deps $(LEAFSCAN)
 
 ## setup: everything `run` needs before the servers start (idempotent)
 setup: deps
@@ -43,7 +50,7 @@ run: setup
 
 ## test: promtool rule tests, the whole suite on SQLite, then the `postgres` tests again on PostgreSQL when TEST_POSTGRES_URL is set,
 ## and the `scaleout` suite (PostgreSQL + Redis + two clusters + gunicorn) when TEST_REDIS_URL is set too
-test: $(VENV)/.dev-deps
+test: $(VENV)/.dev-deps $(LEAFSCAN)
 	@if command -v promtool >/dev/null 2>&1; then \
 		echo "== Prometheus alert rules: promtool test rules deploy/prometheus/alerts.test.yml"; \
 		cd deploy/prometheus && promtool test rules alerts.test.yml && promtool check config prometheus.yml >/dev/null; \

@@ -214,6 +214,18 @@ def test_top_k_is_exact_on_small_and_large_indexes(n):
     assert np.allclose(sims, np.take_along_axis(queries @ index.T, expected, axis=1))
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def leaf_scan(request, monkeypatch):
+    """The test runs on the compiled leaf scan and again on the numpy one: both answer exactly."""
+    from training.engine import neighbors
+
+    if request.param == "numpy":
+        monkeypatch.setattr(neighbors, "_leafscan", None)
+    elif neighbors._leafscan is None:
+        pytest.skip("the compiled leaf scan is not built here (`make deps` builds it; see test_make_builds_the_compiled_leaf_scan)")
+    return request.param
+
+
 def _clustered_points(rng, n_centres: int, n: int, dim: int) -> np.ndarray:
     """`n` unit vectors scattered around `n_centres` random directions (item-like clusters)."""
     centres = _unit(rng, n_centres, dim)
@@ -222,7 +234,7 @@ def _clustered_points(rng, n_centres: int, n: int, dim: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("n_queries", [2, 60])
-def test_clustered_index_returns_exactly_the_brute_force_neighbours(n_queries):
+def test_clustered_index_returns_exactly_the_brute_force_neighbours(n_queries, leaf_scan):
     points = _clustered_points(np.random.default_rng(3), 40, 30_000, 16)
     index = NeighborIndex.build(points, seed=0)
     assert len(index.offsets) - 1 > 1  # really clustered
@@ -253,7 +265,7 @@ def test_every_row_is_assigned_its_most_similar_centroid_when_blocks_go_on_two_t
     assert labels.shape == (rows.shape[0],)
     assert np.allclose(sims[np.arange(rows.shape[0]), labels], sims.max(axis=1), atol=1e-6)
 
-def test_a_large_batch_searched_in_blocks_answers_exactly_as_in_one_go(monkeypatch):
+def test_a_large_batch_searched_in_blocks_answers_exactly_as_in_one_go(monkeypatch, leaf_scan):
     from training.engine import neighbors
 
     points = _clustered_points(np.random.default_rng(4), 30, 20_000, 24)
@@ -287,7 +299,7 @@ def _exact_ranking(points: np.ndarray, queries: np.ndarray, k: int, exclude: np.
     return order, np.take_along_axis(sims, order, axis=1)
 
 
-def test_leaf_search_ranks_exactly_even_among_many_identical_items():
+def test_leaf_search_ranks_exactly_even_among_many_identical_items(leaf_scan):
     points = _one_hot_items(np.random.default_rng(8), 24_000)
     index = NeighborIndex.build(points, seed=0)
     assert len(index.offsets) - 1 > 1 and len(index.leaf_offsets) - 1 > 10 * (len(index.offsets) - 1)
@@ -302,7 +314,7 @@ def test_leaf_search_ranks_exactly_even_among_many_identical_items():
         assert np.array_equal(alone[0][0], rows[q]) and np.array_equal(alone[1][0], sims[q])
 
 
-def test_a_one_cluster_index_ranks_exactly_and_answers_a_query_alone_as_in_a_batch():
+def test_a_one_cluster_index_ranks_exactly_and_answers_a_query_alone_as_in_a_batch(leaf_scan):
     # A small factory's index (under 2 x CLUSTER_SIZE items) is one cluster. Ranked on the float32
     # product, near-equal neighbours came out in an order that depended on the batch (BLAS rounds the
     # last bit by the product's shape) and on the CPU's BLAS kernel: a page and the API could list an
@@ -340,7 +352,7 @@ def test_leaf_and_cluster_bounds_never_underestimate_a_similarity():
     assert through_leaves < 0.5 * through_clusters, (through_leaves, through_clusters)
 
 
-def test_a_batch_whose_best_are_all_in_the_seed_clusters_is_answered():
+def test_a_batch_whose_best_are_all_in_the_seed_clusters_is_answered(leaf_scan):
     """A cluster can pass its bound (the union of its leaves' boxes) while none of its leaves does."""
     q = np.array([1.0, 1.0, 0.0], np.float32) / np.sqrt(2.0)
     e1, e2 = np.array([1.0, 0.0, 0.0], np.float32), np.array([0.01, 1.0, 0.0], np.float32)
@@ -355,7 +367,7 @@ def test_a_batch_whose_best_are_all_in_the_seed_clusters_is_answered():
     assert np.array_equal(rows, expected_rows) and np.allclose(sims, 1.0)
 
 
-def test_an_index_saved_without_leaves_still_searches_exactly():
+def test_an_index_saved_without_leaves_still_searches_exactly(leaf_scan):
     points = _one_hot_items(np.random.default_rng(11), 12_000)
     index = NeighborIndex.build(points, seed=0)
     arrays = {name: arr for name, arr in index.arrays().items() if not name.startswith("leaf_")}
@@ -364,6 +376,55 @@ def test_an_index_saved_without_leaves_still_searches_exactly():
     expected_rows, _ = _exact_ranking(points, queries, 10, exclude)
     assert np.array_equal(older.search(queries, 10, exclude=exclude)[0], expected_rows)
     assert np.array_equal(older.search(queries[:1], 10, exclude=exclude[:1])[0], expected_rows[:1])
+
+
+def test_make_builds_the_compiled_leaf_scan():
+    from training.engine import neighbors
+
+    assert neighbors._leafscan is not None, "training/engine/_leafscan.pyx is not compiled: run `make deps` (make test does)"
+
+
+@pytest.mark.parametrize("shape", ["one-hot", "dense", "with empty rows"])
+def test_the_compiled_and_the_numpy_leaf_scans_give_the_same_answers(shape, monkeypatch):
+    from training.engine import neighbors
+
+    if neighbors._leafscan is None:
+        pytest.skip("the compiled leaf scan is not built here")
+    rng = np.random.default_rng(12)
+    if shape == "dense":
+        points = _clustered_points(rng, 30, 12_000, 24)
+    else:
+        points = _one_hot_items(rng, 12_000)
+    if shape == "with empty rows":  # an item with no attribute at all encodes to zeros
+        points[rng.choice(len(points), 300, replace=False)] = 0.0
+    index = NeighborIndex.build(points, seed=0)
+    assert index.nz_cols.shape[1] == max(1, int((points != 0).sum(axis=1).max()))
+    queries = np.concatenate([points[:400], _one_hot_items(rng, 20) if shape != "dense" else _clustered_points(rng, 5, 20, 24)])
+    exclude = np.concatenate([np.arange(400), np.full(20, -1)])
+    answers = {}
+    for scan in ("compiled", "numpy"):
+        if scan == "numpy":
+            monkeypatch.setattr(neighbors, "_leafscan", None)
+        batch = index.search(queries, 12, exclude=exclude)
+        alone = [index.search(queries[i : i + 1], 12, exclude=exclude[i : i + 1]) for i in range(0, len(queries), 7)]
+        answers[scan] = (batch, alone)
+    (batch, alone), (batch_np, alone_np) = answers["compiled"], answers["numpy"]
+    assert np.array_equal(batch[0], batch_np[0]) and np.array_equal(batch[1], batch_np[1])
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(alone, alone_np, strict=True))
+    expected_rows, _ = _exact_ranking(points, queries[:400], 12, exclude[:400])
+    assert np.array_equal(batch[0][:400], expected_rows)
+
+
+def test_an_index_saved_without_the_row_non_zeros_takes_them_again_on_load(leaf_scan):
+    points = _one_hot_items(np.random.default_rng(13), 9_000)
+    index = NeighborIndex.build(points, seed=0)
+    older = NeighborIndex.from_arrays({name: arr for name, arr in index.arrays().items() if not name.startswith("nz_")})
+    assert np.array_equal(older.nz_cols, index.nz_cols) and np.array_equal(older.nz_vals, index.nz_vals)
+    rebuilt = np.zeros_like(index.emb)  # the padding adds zeros to column 0
+    np.add.at(rebuilt, (np.arange(len(rebuilt))[:, None], older.nz_cols.astype(np.int64)), older.nz_vals)
+    assert np.array_equal(rebuilt, index.emb)
+    queries, exclude = points[:60], np.arange(60)
+    assert np.array_equal(older.search(queries, 10, exclude=exclude)[0], _exact_ranking(points, queries, 10, exclude)[0])
 
 
 def test_top_k_handles_many_identical_items():

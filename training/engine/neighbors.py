@@ -26,6 +26,11 @@ SMALL_INDEX = 8192
 SAMPLE_STRIDE = 16
 _THREADS = ThreadpoolController()
 
+try:
+    from training.engine import _leafscan
+except ImportError:  # not built (a checkout without `make deps`): the numpy leaf scan, the same answers, slower
+    _leafscan = None
+
 
 def _top_rows_exact(sims: np.ndarray, kk: int) -> np.ndarray:
     """Column indices of the kk largest values of each row, best first (argpartition path)."""
@@ -211,6 +216,27 @@ def _box_bound(queries: np.ndarray, lo_t: np.ndarray, hi_t: np.ndarray) -> np.nd
     return np.maximum(queries, 0) @ hi_t + np.minimum(queries, 0) @ lo_t + BOUND_MARGIN
 
 
+def _row_nonzeros(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's non-zero columns and values, in column order, padded with column 0 and value 0
+    to the widest row: (n, w) uint16 and float32, w >= 1.
+
+    What the compiled scan reads instead of the dense rows: an encoded item has one non-zero per
+    feature, so this is a quarter of the memory traffic of a 155-wide row.
+    """
+    n, d = emb.shape
+    if d > np.iinfo(np.uint16).max:
+        raise ValueError(f"embedding of {d} dimensions: the compiled scan indexes at most 65,535")
+    rows, cols = np.nonzero(emb)
+    counts = np.bincount(rows, minlength=n)
+    width = max(1, int(counts.max(initial=0)))
+    place = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    nz_cols = np.zeros((n, width), dtype=np.uint16)
+    nz_vals = np.zeros((n, width), dtype=np.float32)
+    nz_cols[rows, place] = cols
+    nz_vals[rows, place] = emb[rows, cols]
+    return nz_cols, nz_vals
+
+
 def _group_starts(keys: np.ndarray) -> np.ndarray:
     """Start of each run of equal values in sorted `keys`, plus the end."""
     if keys.size == 0:
@@ -279,6 +305,8 @@ class NeighborIndex:
         leaf_offsets: np.ndarray,
         leaf_lo_t: np.ndarray,
         leaf_hi_t: np.ndarray,
+        nz_cols: np.ndarray | None = None,
+        nz_vals: np.ndarray | None = None,
     ) -> None:
         self.emb = emb
         self.rows = rows
@@ -289,6 +317,10 @@ class NeighborIndex:
         self.leaf_offsets = leaf_offsets
         self.leaf_lo_t = leaf_lo_t
         self.leaf_hi_t = leaf_hi_t
+        if nz_cols is None or nz_vals is None:
+            nz_cols, nz_vals = _row_nonzeros(emb)
+        self.nz_cols = nz_cols
+        self.nz_vals = nz_vals
         # Leaves nest in clusters: cluster c owns leaves first_leaf[c] .. first_leaf[c + 1] - 1.
         self.first_leaf = np.searchsorted(leaf_offsets[:-1], offsets).astype(np.int64)
         busy = np.flatnonzero(np.diff(self.first_leaf) > 0)
@@ -331,6 +363,8 @@ class NeighborIndex:
             "leaf_offsets": self.leaf_offsets,
             "leaf_lo_t": self.leaf_lo_t,
             "leaf_hi_t": self.leaf_hi_t,
+            "nz_cols": self.nz_cols,
+            "nz_vals": self.nz_vals,
         }
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
@@ -471,12 +505,14 @@ class NeighborIndex:
             seeds = np.argpartition(-np.where(np.isfinite(bound), cos, -np.inf), n_seed - 1, axis=1)[:, :n_seed]
             found = [self._scan_clusters(queries, np.repeat(np.arange(m), n_seed), seeds.ravel(), kk, ex_pos)]
             kth = self._kth(found[0], m, kk)
-            if m <= FEW_QUERIES:
+            if m <= FEW_QUERIES and _leafscan is None:
                 found += [self._scan_leaves_of(queries[q], q, seeds[q], kth[q], ex_pos[q]) for q in range(m)]
             else:
                 np.put_along_axis(bound, seeds, -np.inf, axis=1)  # scanned already
-                q_more, c_more = np.nonzero(bound >= kth[:, None])
-                if q_more.size:
+                q_more, c_more = np.nonzero(bound >= kth[:, None])  # grouped by query, as the kernel wants
+                if q_more.size and _leafscan is not None:
+                    found.append(self._scan_leaves_compiled(queries, q_more, c_more, kth, ex_pos))
+                elif q_more.size:
                     found.append(self._scan_leaves(queries, q_more, c_more, kth, ex_pos))
         return self._best(queries, found, kth, kk)
 
@@ -528,6 +564,26 @@ class NeighborIndex:
             out_p.append(j + lo)
             out_v.append(sims[i, j])
         return _drop_excluded(out_q, out_p, out_v, ex_pos)
+
+    def _scan_leaves_compiled(
+        self, queries: np.ndarray, q: np.ndarray, c: np.ndarray, kth: np.ndarray, ex_pos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_scan_leaves` by the compiled kernel (`_leafscan.scan_leaves`): the same candidates or more."""
+        return _leafscan.scan_leaves(
+            queries,
+            np.ascontiguousarray(q, dtype=np.int64),
+            np.ascontiguousarray(c, dtype=np.int64),
+            np.ascontiguousarray(kth, dtype=np.float32),
+            np.ascontiguousarray(ex_pos, dtype=np.int64),
+            self.first_leaf,
+            self.leaf_offsets,
+            self.leaf_lo_t,
+            self.leaf_hi_t,
+            self.nz_cols,
+            self.nz_vals,
+            BOUND_MARGIN,
+            SCORE_SLACK,
+        )
 
     def _scan_leaves(
         self, queries: np.ndarray, q: np.ndarray, c: np.ndarray, kth: np.ndarray, ex_pos: np.ndarray
