@@ -1,18 +1,26 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled leaf scan of `NeighborIndex` (built by `make deps`; neighbors.py falls back to numpy without it).
+"""Compiled candidate search of `NeighborIndex` (built by `make deps`; neighbors.py falls back to numpy without it).
 
-numpy pays its per-call overhead on every one of the ~170 leaves (16 items each) a query scans,
-so the batch scan was bound by that overhead; and a dense item row is 155 floats of which ~24 are
-not zero (one per feature), so scoring it read four times the memory it needs. Here each query
-bounds the leaves of its clusters from their boxes through its own non-zero dimensions, and scores
-the items of the leaves that reach its threshold from their non-zeros alone (`nz_cols` / `nz_vals`,
-padded with zeros), all in one loop without the GIL. Sums are in double: the bound stays an upper bound and a similarity stays
-within the caller's slack, so the candidates found are a superset of numpy's scan and the final
-ranking (NeighborIndex._best, in float64) is the same.
+With numpy, a batch paid its per-call overhead on every one of the ~170 leaves (16 items each) a
+query scans, and each item scored was a dense row of 155 floats of which ~24 are not zero (one per
+feature): the scan was bound by overhead and memory traffic, not by arithmetic. Here each query, in
+one loop without the GIL:
+
+1. scores every item of its seed clusters from the items' non-zeros (`nz_cols` / `nz_vals`, padded
+   with zeros), keeping its kk best: their k-th is the threshold;
+2. visits every other cluster whose bound (`cluster_bound`, from numpy) reaches the threshold,
+   bounds its leaves from their boxes through the query's own non-zero dimensions, and scores the
+   items of the leaves that reach it, raising the threshold as better items turn up.
+
+Every item within `slack` of the threshold of its moment is returned, with the final threshold. Sums
+are in double: a bound stays an upper bound and a similarity within the slack of numpy's, so the
+candidates are a superset of what the final ranking (NeighborIndex._best, in float64) needs, and
+that ranking, done in numpy from the same values, gives the same answer as the numpy path.
 """
 
 import numpy as np
 
+from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint16_t
 from libc.stdlib cimport free, malloc, realloc
 
@@ -25,7 +33,7 @@ cdef struct Found:
     Py_ssize_t capacity
 
 
-cdef int _append(Found *out, int64_t q, int64_t pos, float sim) noexcept nogil:
+cdef int _append(Found *out, int64_t q, int64_t pos, double sim) noexcept nogil:
     cdef Py_ssize_t capacity
     cdef void *grown
     if out.size == out.capacity:
@@ -45,17 +53,50 @@ cdef int _append(Found *out, int64_t q, int64_t pos, float sim) noexcept nogil:
         out.capacity = capacity
     out.q[out.size] = q
     out.pos[out.size] = pos
-    out.sim[out.size] = sim
+    out.sim[out.size] = <float> sim
     out.size += 1
     return 0
 
 
-def scan_leaves(
+cdef inline double _kept(double *best, Py_ssize_t *count, Py_ssize_t kk, double s) noexcept nogil:
+    """Keeps `s` among the kk best so far (best[0] highest); returns the k-th best, -inf while fewer."""
+    cdef Py_ssize_t i
+    if count[0] == kk:
+        if s <= best[kk - 1]:
+            return best[kk - 1]
+        i = kk - 1
+    else:
+        i = count[0]
+        count[0] += 1
+    while i > 0 and best[i - 1] < s:
+        best[i] = best[i - 1]
+        i -= 1
+    best[i] = s
+    return best[kk - 1] if count[0] == kk else -INFINITY
+
+
+cdef inline double _score(const float *query, const uint16_t *cols, const float *vals, Py_ssize_t width) noexcept nogil:
+    # Four partial sums: one chain of dependent additions was the scan's critical path.
+    cdef Py_ssize_t t, whole = width - width % 4
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    for t in range(0, whole, 4):
+        s0 += <double> query[cols[t]] * vals[t]
+        s1 += <double> query[cols[t + 1]] * vals[t + 1]
+        s2 += <double> query[cols[t + 2]] * vals[t + 2]
+        s3 += <double> query[cols[t + 3]] * vals[t + 3]
+    for t in range(whole, width):
+        s0 += <double> query[cols[t]] * vals[t]
+    return (s0 + s1) + (s2 + s3)
+
+
+def search(
     const float[:, ::1] queries,
-    const int64_t[::1] pair_q,
-    const int64_t[::1] pair_c,
-    const float[::1] kth,
+    const int64_t[:, ::1] seeds,
+    const int64_t[::1] order,
+    const float[:, ::1] cluster_bound,
+    Py_ssize_t kk,
     const int64_t[::1] ex_pos,
+    const int64_t[::1] offsets,
     const int64_t[::1] first_leaf,
     const int64_t[::1] leaf_offsets,
     const float[:, ::1] leaf_lo_t,
@@ -65,79 +106,108 @@ def scan_leaves(
     double bound_margin,
     double slack,
 ):
-    """(query, pos, sim) of every item, in the leaves of cluster pair_c[i] whose box bound reaches
-    kth[pair_q[i]], that is within `slack` of that threshold; ex_pos[q] (the query item itself) never.
-
-    Pairs are grouped by query (pair_q non-decreasing), so each query's non-zero dimensions are
-    gathered once.
-    """
+    """Candidates (query, pos, sim) of every query's kk best and the final threshold per query (float32, -inf if fewer)."""
+    cdef Py_ssize_t m = queries.shape[0]
     cdef Py_ssize_t d = queries.shape[1]
-    cdef Py_ssize_t n_pairs = pair_q.shape[0]
+    cdef Py_ssize_t n_clusters = offsets.shape[0] - 1
+    cdef Py_ssize_t n_seed = seeds.shape[1]
     cdef Py_ssize_t width = nz_cols.shape[1]
-    cdef Py_ssize_t i, t, l, first, last, row, nnz = 0, widest = 0
-    cdef int64_t q, current = -1, c
-    cdef double v, s, need, cut
+    cdef Py_ssize_t o, i, j, t, l, c, first, last, row, nnz, count, widest = 1, largest = 1
+    cdef int64_t ex
+    cdef double v, s, kth
+    cdef const float *query
     cdef const float *box
-    cdef const float *query = NULL
-    cdef const uint16_t *cols
-    cdef const float *vals_of
     cdef int failed = 0
     cdef Found out
-    for i in range(first_leaf.shape[0] - 1):
-        widest = max(widest, first_leaf[i + 1] - first_leaf[i])
+    for c in range(n_clusters):
+        widest = max(widest, first_leaf[c + 1] - first_leaf[c])
+        largest = max(largest, offsets[c + 1] - offsets[c])
+    kth_out = np.full(m, -np.inf, dtype=np.float32)
+    cdef float[::1] kth_of = kth_out
     cdef Py_ssize_t *dims = <Py_ssize_t *> malloc(max(d, 1) * sizeof(Py_ssize_t))
     cdef double *vals = <double *> malloc(max(d, 1) * sizeof(double))
-    cdef double *bound = <double *> malloc(max(widest, 1) * sizeof(double))
+    cdef double *bound = <double *> malloc(widest * sizeof(double))
+    cdef double *seed_sims = <double *> malloc(max(n_seed, 1) * largest * sizeof(double))
+    cdef double *best = <double *> malloc(max(kk, 1) * sizeof(double))
+    cdef char *is_seed = <char *> malloc(max(n_clusters, 1) * sizeof(char))
     out.capacity = 4096
     out.size = 0
     out.q = <int64_t *> malloc(out.capacity * sizeof(int64_t))
     out.pos = <int64_t *> malloc(out.capacity * sizeof(int64_t))
     out.sim = <float *> malloc(out.capacity * sizeof(float))
     try:
-        if dims == NULL or vals == NULL or bound == NULL or out.q == NULL or out.pos == NULL or out.sim == NULL:
+        if (dims == NULL or vals == NULL or bound == NULL or seed_sims == NULL or best == NULL or is_seed == NULL
+                or out.q == NULL or out.pos == NULL or out.sim == NULL):
             raise MemoryError()
+        if kk < 1:
+            raise ValueError("kk must be at least 1")
         with nogil:
-            for i in range(n_pairs):
-                q = pair_q[i]
-                c = pair_c[i]
-                if q != current:
-                    current = q
-                    query = &queries[q, 0]
-                    nnz = 0
-                    for t in range(d):
-                        if queries[q, t] != 0:
-                            dims[nnz] = t
-                            vals[nnz] = queries[q, t]
-                            nnz += 1
-                first = first_leaf[c]
-                last = first_leaf[c + 1]
-                for l in range(last - first):
-                    bound[l] = bound_margin
-                for t in range(nnz):
-                    v = vals[t]
-                    # A positive weight meets the box's maximum, a negative one its minimum.
-                    box = &leaf_hi_t[dims[t], first] if v > 0 else &leaf_lo_t[dims[t], first]
-                    for l in range(last - first):
-                        bound[l] += v * box[l]
-                need = kth[q]
-                cut = need - slack
-                for l in range(last - first):
-                    if bound[l] < need:
-                        continue
-                    for row in range(leaf_offsets[first + l], leaf_offsets[first + l + 1]):
-                        if row == ex_pos[q]:
+            for c in range(n_clusters):
+                is_seed[c] = 0
+            for o in range(m):
+                i = order[o]
+                query = &queries[i, 0]
+                ex = ex_pos[i]
+                nnz = 0
+                for t in range(d):
+                    if query[t] != 0:
+                        dims[nnz] = t
+                        vals[nnz] = query[t]
+                        nnz += 1
+                count = 0
+                kth = -INFINITY
+                # 1. the seed clusters in full: their kk best set the threshold
+                j = 0
+                for t in range(n_seed):
+                    c = seeds[i, t]
+                    is_seed[c] = 1
+                    for row in range(offsets[c], offsets[c + 1]):
+                        if row == ex:
                             continue
-                        cols = &nz_cols[row, 0]
-                        vals_of = &nz_vals[row, 0]
-                        s = 0.0
-                        for t in range(width):
-                            s += <double> query[cols[t]] * vals_of[t]
-                        if s >= cut:
-                            if _append(&out, q, row, <float> s) != 0:
-                                failed = 1
-                                break
-                    if failed:
-                        break
+                        s = _score(query, &nz_cols[row, 0], &nz_vals[row, 0], width)
+                        seed_sims[j] = s
+                        j += 1
+                        kth = _kept(best, &count, kk, s)
+                j = 0
+                for t in range(n_seed):
+                    c = seeds[i, t]
+                    for row in range(offsets[c], offsets[c + 1]):
+                        if row == ex:
+                            continue
+                        if seed_sims[j] >= kth - slack and _append(&out, i, row, seed_sims[j]) != 0:
+                            failed = 1
+                        j += 1
+                # 2. the leaves of every other cluster that can still reach it
+                for c in range(n_clusters):
+                    if failed or is_seed[c] or cluster_bound[i, c] < kth:
+                        continue
+                    first = first_leaf[c]
+                    last = first_leaf[c + 1]
+                    for l in range(last - first):
+                        bound[l] = bound_margin
+                    for t in range(nnz):
+                        v = vals[t]
+                        # A positive weight meets the box's maximum, a negative one its minimum.
+                        box = &leaf_hi_t[dims[t], first] if v > 0 else &leaf_lo_t[dims[t], first]
+                        for l in range(last - first):
+                            bound[l] += v * box[l]
+                    for l in range(last - first):
+                        if bound[l] < kth:
+                            continue
+                        for row in range(leaf_offsets[first + l], leaf_offsets[first + l + 1]):
+                            if row == ex:
+                                continue
+                            s = _score(query, &nz_cols[row, 0], &nz_vals[row, 0], width)
+                            if s >= kth - slack:
+                                if _append(&out, i, row, s) != 0:
+                                    failed = 1
+                                    break
+                                kth = _kept(best, &count, kk, s)
+                        if failed:
+                            break
+                for t in range(n_seed):
+                    is_seed[seeds[i, t]] = 0
+                kth_of[i] = <float> kth
                 if failed:
                     break
         if failed:
@@ -146,11 +216,14 @@ def scan_leaves(
         found_pos = np.empty(out.size, dtype=np.int64)
         found_sim = np.empty(out.size, dtype=np.float32)
         _copy_out(found_q, found_pos, found_sim, &out)
-        return found_q, found_pos, found_sim
+        return found_q, found_pos, found_sim, kth_out
     finally:
         free(dims)
         free(vals)
         free(bound)
+        free(seed_sims)
+        free(best)
+        free(is_seed)
         free(out.q)
         free(out.pos)
         free(out.sim)

@@ -495,6 +495,8 @@ class NeighborIndex:
             if n_clusters == 1:
                 # The one cluster is the whole index: scanned whole, then ranked like any other, so
                 # near-equal neighbours come in the same order alone, in a batch and on any CPU.
+                if _leafscan is not None:
+                    return self._search_compiled(queries, np.zeros((m, 1), np.int64), np.zeros((m, 1), np.float32), kk, ex_pos)
                 found = [self._scan_clusters(queries, np.arange(m), np.zeros(m, dtype=np.int64), kk, ex_pos)]
                 return self._best(queries, found, self._kth(found[0], m, kk), kk)
             cos = queries @ self.centroids.T
@@ -503,18 +505,41 @@ class NeighborIndex:
             # reach 1, while the nearest centroids hold a near-final k-th best.
             n_seed = min(SEED_CLUSTERS, n_clusters)
             seeds = np.argpartition(-np.where(np.isfinite(bound), cos, -np.inf), n_seed - 1, axis=1)[:, :n_seed]
+            if _leafscan is not None:
+                return self._search_compiled(queries, seeds, bound, kk, ex_pos)
             found = [self._scan_clusters(queries, np.repeat(np.arange(m), n_seed), seeds.ravel(), kk, ex_pos)]
             kth = self._kth(found[0], m, kk)
-            if m <= FEW_QUERIES and _leafscan is None:
+            if m <= FEW_QUERIES:
                 found += [self._scan_leaves_of(queries[q], q, seeds[q], kth[q], ex_pos[q]) for q in range(m)]
             else:
                 np.put_along_axis(bound, seeds, -np.inf, axis=1)  # scanned already
-                q_more, c_more = np.nonzero(bound >= kth[:, None])  # grouped by query, as the kernel wants
-                if q_more.size and _leafscan is not None:
-                    found.append(self._scan_leaves_compiled(queries, q_more, c_more, kth, ex_pos))
-                elif q_more.size:
+                q_more, c_more = np.nonzero(bound >= kth[:, None])
+                if q_more.size:
                     found.append(self._scan_leaves(queries, q_more, c_more, kth, ex_pos))
         return self._best(queries, found, kth, kk)
+
+    def _search_compiled(
+        self, queries: np.ndarray, seeds: np.ndarray, bound: np.ndarray, kk: int, ex_pos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The seed and leaf scans by the compiled kernel (`_leafscan.search`), ranked by `_best` like numpy's."""
+        q, p, v, kth = _leafscan.search(
+            queries,
+            np.ascontiguousarray(seeds, dtype=np.int64),
+            np.argsort(seeds[:, 0], kind="stable"),  # neighbouring queries one after another: their leaves stay in cache
+            np.ascontiguousarray(bound, dtype=np.float32),
+            kk,
+            np.ascontiguousarray(ex_pos, dtype=np.int64),
+            self.offsets,
+            self.first_leaf,
+            self.leaf_offsets,
+            self.leaf_lo_t,
+            self.leaf_hi_t,
+            self.nz_cols,
+            self.nz_vals,
+            BOUND_MARGIN,
+            SCORE_SLACK,
+        )
+        return self._best(queries, [(q, p, v)], kth, kk)
 
     def _cluster_bounds(self, queries: np.ndarray, cos: np.ndarray) -> np.ndarray:
         """(m, clusters): no item of cluster c is more similar to query q than bound[q, c].
@@ -564,26 +589,6 @@ class NeighborIndex:
             out_p.append(j + lo)
             out_v.append(sims[i, j])
         return _drop_excluded(out_q, out_p, out_v, ex_pos)
-
-    def _scan_leaves_compiled(
-        self, queries: np.ndarray, q: np.ndarray, c: np.ndarray, kth: np.ndarray, ex_pos: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`_scan_leaves` by the compiled kernel (`_leafscan.scan_leaves`): the same candidates or more."""
-        return _leafscan.scan_leaves(
-            queries,
-            np.ascontiguousarray(q, dtype=np.int64),
-            np.ascontiguousarray(c, dtype=np.int64),
-            np.ascontiguousarray(kth, dtype=np.float32),
-            np.ascontiguousarray(ex_pos, dtype=np.int64),
-            self.first_leaf,
-            self.leaf_offsets,
-            self.leaf_lo_t,
-            self.leaf_hi_t,
-            self.nz_cols,
-            self.nz_vals,
-            BOUND_MARGIN,
-            SCORE_SLACK,
-        )
 
     def _scan_leaves(
         self, queries: np.ndarray, q: np.ndarray, c: np.ndarray, kth: np.ndarray, ex_pos: np.ndarray
