@@ -369,7 +369,19 @@ class NeighborIndex:
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """Embeddings of the given caller rows."""
-        return np.asarray(self.emb[self.pos[np.asarray(rows, dtype=np.int64)]])
+        return self._dense_rows(self.pos[np.asarray(rows, dtype=np.int64)])
+
+    def _dense_rows(self, pos: np.ndarray) -> np.ndarray:
+        """Rows `pos` of `emb`, the same values, put together from their non-zeros.
+
+        A served query reads `nz_cols` / `nz_vals` and never `emb`, so a web worker does not map the
+        dense matrix into its memory (four times the size) for the few rows it needs.
+        """
+        cols, vals = self.nz_cols[pos], self.nz_vals[pos]
+        out = np.zeros((pos.size, self.emb.shape[1]), dtype=np.float32)
+        real = vals != 0  # the padding is (column 0, value 0)
+        out[np.nonzero(real)[0], cols[real]] = vals[real]
+        return out
 
     # -- building --------------------------------------------------------------------------
     @classmethod
@@ -664,7 +676,7 @@ class NeighborIndex:
         keep = v >= kth[q] - SCORE_SLACK
         q, p = q[keep], p[keep]
         # Cast inside einsum, block by block: the same sums as on float64 copies, without the copies.
-        score = np.einsum("ij,ij->i", queries[q], self.emb[p], dtype=np.float64)
+        score = np.einsum("ij,ij->i", queries[q], self._dense_rows(p), dtype=np.float64)
         rows = self.rows[p]
         order = np.lexsort((rows, -score, q))
         q, rows, score = q[order], rows[order], score[order]
