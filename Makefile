@@ -29,6 +29,8 @@ $(VENV)/.dev-deps: requirements-dev.txt requirements.txt $(VENV)/.deps
 # neighbour search falls back to numpy: the same answers, about half the batch speed.
 LEAFSCAN := training/engine/_leafscan$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 $(LEAFSCAN): training/engine/_leafscan.pyx $(VENV)/.deps
+	@# Unlinked first: a running worker keeps the old file mapped, and overwriting it in place would crash it.
+	rm -f $@
 	$(BIN)/cythonize -i -q $<
 	rm -rf build
 

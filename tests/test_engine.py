@@ -384,6 +384,33 @@ def test_make_builds_the_compiled_leaf_scan():
     assert neighbors._leafscan is not None, "training/engine/_leafscan.pyx is not compiled: run `make deps` (make test does)"
 
 
+def test_a_stale_build_of_the_leaf_scan_is_not_called_and_the_search_uses_numpy(caplog):
+    import types
+
+    from training.engine import neighbors
+
+    stale = types.SimpleNamespace(ABI=neighbors.LEAFSCAN_ABI - 1, search=None)
+    assert neighbors._usable_kernel(stale) is None
+    assert "stale build" in caplog.text and "make deps" in caplog.text
+    assert neighbors._usable_kernel(types.SimpleNamespace(search=None)) is None  # built before the ABI existed
+    assert neighbors._usable_kernel(None) is None
+    current = types.SimpleNamespace(ABI=neighbors.LEAFSCAN_ABI)
+    assert neighbors._usable_kernel(current) is current
+
+
+def test_an_embedding_too_wide_for_the_kernel_is_searched_with_numpy():
+    points = np.zeros((300, 66_000), np.float32)  # one cluster: small, and still past uint16 columns
+    rng = np.random.default_rng(14)
+    points[np.arange(300), rng.integers(0, 66_000, 300)] = 1.0
+    points[np.arange(300), 65_999] = 0.5
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    index = NeighborIndex.build(points, seed=0)
+    assert index.nz_cols is None and not index.compiled and "nz_cols" not in index.arrays()
+    queries, exclude = points[:30], np.arange(30)
+    assert np.array_equal(index.search(queries, 5, exclude=exclude)[0], _exact_ranking(points, queries, 5, exclude)[0])
+    assert np.array_equal(index.vectors(np.array([3, 4])), points[[3, 4]])
+
+
 @pytest.mark.parametrize("shape", ["one-hot", "dense", "with empty rows"])
 def test_the_compiled_and_the_numpy_leaf_scans_give_the_same_answers(shape, monkeypatch):
     from training.engine import neighbors

@@ -25,6 +25,10 @@ from libc.stdint cimport int64_t, uint16_t
 from libc.stdlib cimport free, malloc, realloc
 
 
+# The interface of `search` (neighbors.LEAFSCAN_ABI): a build of another one is not used.
+ABI = 1
+
+
 cdef struct Found:
     int64_t *q
     int64_t *pos

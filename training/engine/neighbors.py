@@ -13,6 +13,7 @@ two OpenBLAS threads they spend their time synchronising (measured 5-20x slower)
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,11 +26,32 @@ QUERY_CHUNK = 256
 SMALL_INDEX = 8192
 SAMPLE_STRIDE = 16
 _THREADS = ThreadpoolController()
+logger = logging.getLogger(__name__)
+
+# The compiled kernel's interface this module calls; `_leafscan.ABI` says which one a build has.
+LEAFSCAN_ABI = 1
+
+
+def _usable_kernel(module):
+    """The compiled kernel if it is built for this module's calls, else None (numpy: the same answers, slower)."""
+    if module is None:
+        return None
+    if getattr(module, "ABI", None) != LEAFSCAN_ABI:
+        # Built from another _leafscan.pyx (pulled without `make deps`): calling it would fail every search.
+        logger.warning(
+            "training/engine/_leafscan is a stale build (ABI %s, need %s): searching with numpy until `make deps` rebuilds it",
+            getattr(module, "ABI", None),
+            LEAFSCAN_ABI,
+        )
+        return None
+    return module
+
 
 try:
     from training.engine import _leafscan
-except ImportError:  # not built (a checkout without `make deps`): the numpy leaf scan, the same answers, slower
+except ImportError:  # not built (a checkout without `make deps`)
     _leafscan = None
+_leafscan = _usable_kernel(_leafscan)
 
 
 def _top_rows_exact(sims: np.ndarray, kk: int) -> np.ndarray:
@@ -216,16 +238,17 @@ def _box_bound(queries: np.ndarray, lo_t: np.ndarray, hi_t: np.ndarray) -> np.nd
     return np.maximum(queries, 0) @ hi_t + np.minimum(queries, 0) @ lo_t + BOUND_MARGIN
 
 
-def _row_nonzeros(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _row_nonzeros(emb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Each row's non-zero columns and values, in column order, padded with column 0 and value 0
-    to the widest row: (n, w) uint16 and float32, w >= 1.
+    to the widest row: (n, w) uint16 and float32, w >= 1; (None, None) past 65,535 dimensions
+    (the index then searches with numpy).
 
     What the compiled scan reads instead of the dense rows: an encoded item has one non-zero per
     feature, so this is a quarter of the memory traffic of a 155-wide row.
     """
     n, d = emb.shape
     if d > np.iinfo(np.uint16).max:
-        raise ValueError(f"embedding of {d} dimensions: the compiled scan indexes at most 65,535")
+        return None, None
     rows, cols = np.nonzero(emb)
     counts = np.bincount(rows, minlength=n)
     width = max(1, int(counts.max(initial=0)))
@@ -352,7 +375,13 @@ class NeighborIndex:
     def n_items(self) -> int:
         return int(self.emb.shape[0])
 
+    @property
+    def compiled(self) -> bool:
+        """Whether searches go through the compiled kernel (built, and the rows' non-zeros at hand)."""
+        return _leafscan is not None and self.nz_cols is not None
+
     def arrays(self) -> dict[str, np.ndarray]:
+        nonzeros = {"nz_cols": self.nz_cols, "nz_vals": self.nz_vals} if self.nz_cols is not None else {}
         return {
             "emb": self.emb,
             "rows": self.rows,
@@ -363,8 +392,7 @@ class NeighborIndex:
             "leaf_offsets": self.leaf_offsets,
             "leaf_lo_t": self.leaf_lo_t,
             "leaf_hi_t": self.leaf_hi_t,
-            "nz_cols": self.nz_cols,
-            "nz_vals": self.nz_vals,
+            **nonzeros,
         }
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
@@ -377,6 +405,8 @@ class NeighborIndex:
         A served query reads `nz_cols` / `nz_vals` and never `emb`, so a web worker does not map the
         dense matrix into its memory (four times the size) for the few rows it needs.
         """
+        if self.nz_cols is None:
+            return np.asarray(self.emb[pos])
         cols, vals = self.nz_cols[pos], self.nz_vals[pos]
         out = np.zeros((pos.size, self.emb.shape[1]), dtype=np.float32)
         real = vals != 0  # the padding is (column 0, value 0)
@@ -507,7 +537,7 @@ class NeighborIndex:
             if n_clusters == 1:
                 # The one cluster is the whole index: scanned whole, then ranked like any other, so
                 # near-equal neighbours come in the same order alone, in a batch and on any CPU.
-                if _leafscan is not None:
+                if self.compiled:
                     return self._search_compiled(queries, np.zeros((m, 1), np.int64), np.zeros((m, 1), np.float32), kk, ex_pos)
                 found = [self._scan_clusters(queries, np.arange(m), np.zeros(m, dtype=np.int64), kk, ex_pos)]
                 return self._best(queries, found, self._kth(found[0], m, kk), kk)
@@ -517,7 +547,7 @@ class NeighborIndex:
             # reach 1, while the nearest centroids hold a near-final k-th best.
             n_seed = min(SEED_CLUSTERS, n_clusters)
             seeds = np.argpartition(-np.where(np.isfinite(bound), cos, -np.inf), n_seed - 1, axis=1)[:, :n_seed]
-            if _leafscan is not None:
+            if self.compiled:
                 return self._search_compiled(queries, seeds, bound, kk, ex_pos)
             found = [self._scan_clusters(queries, np.repeat(np.arange(m), n_seed), seeds.ravel(), kk, ex_pos)]
             kth = self._kth(found[0], m, kk)
