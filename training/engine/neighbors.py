@@ -334,16 +334,18 @@ class NeighborIndex:
         self.emb = emb
         self.rows = rows
         self.pos = pos
-        self.offsets = offsets
+        self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         self.centroids = centroids
         self.theta = theta
-        self.leaf_offsets = leaf_offsets
-        self.leaf_lo_t = leaf_lo_t
-        self.leaf_hi_t = leaf_hi_t
+        # The compiled scan takes these as typed contiguous buffers: no copy where they already are
+        # (memory-mapped from a bundle), a converted copy of any other dtype.
+        self.leaf_offsets = np.ascontiguousarray(leaf_offsets, dtype=np.int64)
+        self.leaf_lo_t = np.ascontiguousarray(leaf_lo_t, dtype=np.float32)
+        self.leaf_hi_t = np.ascontiguousarray(leaf_hi_t, dtype=np.float32)
         if nz_cols is None or nz_vals is None:
             nz_cols, nz_vals = _row_nonzeros(emb)
-        self.nz_cols = nz_cols
-        self.nz_vals = nz_vals
+        self.nz_cols = None if nz_cols is None else np.ascontiguousarray(nz_cols, dtype=np.uint16)
+        self.nz_vals = None if nz_vals is None else np.ascontiguousarray(nz_vals, dtype=np.float32)
         # Leaves nest in clusters: cluster c owns leaves first_leaf[c] .. first_leaf[c + 1] - 1.
         self.first_leaf = np.searchsorted(leaf_offsets[:-1], offsets).astype(np.int64)
         busy = np.flatnonzero(np.diff(self.first_leaf) > 0)
