@@ -454,6 +454,51 @@ def test_an_index_saved_without_the_row_non_zeros_takes_them_again_on_load(leaf_
     assert np.array_equal(older.search(queries, 10, exclude=exclude)[0], _exact_ranking(points, queries, 10, exclude)[0])
 
 
+def test_thousands_of_identical_items_are_ranked_exactly_without_flooding_the_final_ranking(leaf_scan, monkeypatch):
+    # Items that differ only in their code encode the same: a query that resembles them ties with all of
+    # them, and the lower rows win. The compiled scan hands on at most k of each group of identical items.
+    rng = np.random.default_rng(15)
+    points = _one_hot_items(rng, 12_000)
+    copies = rng.choice(12_000, 4_000, replace=False)
+    points[copies] = points[copies[0]]
+    index = NeighborIndex.build(points, seed=0)
+    candidates = []
+    best = NeighborIndex._best
+
+    def counting(self, queries, found, kth, kk):
+        candidates.append(sum(f[0].size for f in found) / len(queries))
+        return best(self, queries, found, kth, kk)
+
+    monkeypatch.setattr(NeighborIndex, "_best", counting)
+    queries = np.concatenate([points[copies[:40]], points[:40]])
+    exclude = np.concatenate([copies[:40], np.arange(40)])
+    rows, sims = index.search(queries, 12, exclude=exclude)
+    expected_rows, expected_sims = _exact_ranking(points, queries, 12, exclude)
+    assert np.array_equal(rows, expected_rows)
+    assert np.allclose(sims, expected_sims, atol=1e-6)
+    alone = index.search(queries[:1], 12, exclude=exclude[:1])
+    assert np.array_equal(alone[0][0], rows[0])
+    if leaf_scan == "compiled":
+        assert max(candidates) < 200, candidates  # not the 4,000 copies per query
+    cluster_of = np.repeat(np.arange(len(index.offsets) - 1), np.diff(index.offsets))
+    assert np.unique(cluster_of[index.pos[copies]]).size == 1  # one cluster, so the scan meets them in row order
+
+
+def test_identical_items_split_over_clusters_by_an_older_index_are_still_ranked_exactly(leaf_scan):
+    rng = np.random.default_rng(16)
+    points = _one_hot_items(rng, 3_000)
+    copies = np.arange(0, 3_000, 2)
+    points[copies] = points[0]
+    # An index whose clusters split the copies, higher rows first: as one built before identical
+    # items were kept together could.
+    labels = np.where(np.isin(np.arange(3_000), copies), (np.arange(3_000) < 1_500).astype(np.int64), 2 + np.arange(3_000) % 3)
+    centroids = np.stack([points[labels == c].mean(axis=0) for c in range(5)])
+    index = NeighborIndex._from_labels(points, labels, (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).astype(np.float32))
+    assert np.unique(index.same[index.pos[copies]]).size == copies.size  # no longer one group
+    queries, exclude = points[[0, 2, 1, 5]], np.array([0, 2, 1, 5])
+    assert np.array_equal(index.search(queries, 9, exclude=exclude)[0], _exact_ranking(points, queries, 9, exclude)[0])
+
+
 def test_top_k_handles_many_identical_items():
     index = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (20_000, 1))
     rows, sims = top_k(index, index[:3], 5, exclude=np.array([0, 1, 2]))

@@ -12,7 +12,11 @@ one loop without the GIL:
    bounds its leaves from their boxes through the query's own non-zero dimensions, and scores the
    items of the leaves that reach it, raising the threshold as better items turn up.
 
-Every item within `slack` of the threshold of its moment is returned, with the final threshold. Sums
+Every item within `slack` of the threshold of its moment is returned, with the final threshold, but
+for identical items (one group of `same`): only the first kk of a group, which are its lowest rows.
+Identical items score the same, and ties go to the lower row, so the rest can never be among the kk
+best; without this, a factory with thousands of identical items sent every one of them to the
+float64 ranking, for every query that resembles them (seconds and gigabytes a batch). Sums
 are in double: a bound stays an upper bound and a similarity within the slack of numpy's, so the
 candidates are a superset of what the final ranking (NeighborIndex._best, in float64) needs, and
 that ranking, done in numpy from the same values, gives the same answer as the numpy path.
@@ -21,12 +25,12 @@ that ranking, done in numpy from the same values, gives the same answer as the n
 import numpy as np
 
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t, uint16_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdint cimport int32_t, int64_t, uint16_t
+from libc.stdlib cimport calloc, free, malloc, realloc
 
 
 # The interface of `search` (neighbors.LEAFSCAN_ABI): a build of another one is not used.
-ABI = 1
+ABI = 2
 
 
 cdef struct Found:
@@ -107,6 +111,8 @@ def search(
     const float[:, ::1] leaf_hi_t,
     const uint16_t[:, ::1] nz_cols,
     const float[:, ::1] nz_vals,
+    const int32_t[::1] same,
+    Py_ssize_t n_same,
     double bound_margin,
     double slack,
 ):
@@ -134,13 +140,17 @@ def search(
     cdef double *seed_sims = <double *> malloc(max(n_seed, 1) * largest * sizeof(double))
     cdef double *best = <double *> malloc(max(kk, 1) * sizeof(double))
     cdef char *is_seed = <char *> malloc(max(n_clusters, 1) * sizeof(char))
+    # Per group of identical items (`same`), how many this query has returned: past kk they are not,
+    # since identical items tie and the lower rows win (an item's lower rows come first in pos order).
+    cdef int32_t *group_count = <int32_t *> calloc(max(n_same, 1), sizeof(int32_t))
+    cdef Py_ssize_t first_out
     out.capacity = 4096
     out.size = 0
     out.q = <int64_t *> malloc(out.capacity * sizeof(int64_t))
     out.pos = <int64_t *> malloc(out.capacity * sizeof(int64_t))
     out.sim = <float *> malloc(out.capacity * sizeof(float))
     try:
-        if (dims == NULL or vals == NULL or bound == NULL or seed_sims == NULL or best == NULL or is_seed == NULL
+        if (dims == NULL or vals == NULL or bound == NULL or seed_sims == NULL or best == NULL or is_seed == NULL or group_count == NULL
                 or out.q == NULL or out.pos == NULL or out.sim == NULL):
             raise MemoryError()
         if kk < 1:
@@ -160,6 +170,7 @@ def search(
                         nnz += 1
                 count = 0
                 kth = -INFINITY
+                first_out = out.size
                 # 1. the seed clusters in full: their kk best set the threshold
                 j = 0
                 for t in range(n_seed):
@@ -178,8 +189,10 @@ def search(
                     for row in range(offsets[c], offsets[c + 1]):
                         if row == ex:
                             continue
-                        if seed_sims[j] >= kth - slack and _append(&out, i, row, seed_sims[j]) != 0:
-                            failed = 1
+                        if seed_sims[j] >= kth - slack and group_count[same[row]] < kk:
+                            group_count[same[row]] += 1
+                            if _append(&out, i, row, seed_sims[j]) != 0:
+                                failed = 1
                         j += 1
                 # 2. the leaves of every other cluster that can still reach it
                 for c in range(n_clusters):
@@ -202,7 +215,8 @@ def search(
                             if row == ex:
                                 continue
                             s = _score(query, &nz_cols[row, 0], &nz_vals[row, 0], width)
-                            if s >= kth - slack:
+                            if s >= kth - slack and group_count[same[row]] < kk:
+                                group_count[same[row]] += 1
                                 if _append(&out, i, row, s) != 0:
                                     failed = 1
                                     break
@@ -211,6 +225,8 @@ def search(
                             break
                 for t in range(n_seed):
                     is_seed[seeds[i, t]] = 0
+                for j in range(first_out, out.size):
+                    group_count[same[out.pos[j]]] = 0
                 kth_of[i] = <float> kth
                 if failed:
                     break
@@ -228,6 +244,7 @@ def search(
         free(seed_sims)
         free(best)
         free(is_seed)
+        free(group_count)
         free(out.q)
         free(out.pos)
         free(out.sim)

@@ -29,7 +29,7 @@ _THREADS = ThreadpoolController()
 logger = logging.getLogger(__name__)
 
 # The compiled kernel's interface this module calls; `_leafscan.ABI` says which one a build has.
-LEAFSCAN_ABI = 1
+LEAFSCAN_ABI = 2
 
 
 def _usable_kernel(module):
@@ -174,6 +174,8 @@ SCAN_CHUNK_LEAVES = 2048
 # Candidates within this much of a query's k-th best (as BLAS rounds it) are scored again in
 # float64 before the final ranking (see NeighborIndex._best); far above float32 rounding.
 SCORE_SLACK = 1e-5
+# Candidates per query and k past which the final ranking first keeps the lowest rows of identical items.
+CROWDED_CANDIDATES = 8
 # Memory for one block of a batch search (see NeighborIndex.search).
 SEARCH_BLOCK_BYTES = 256 * 2**20
 
@@ -260,6 +262,43 @@ def _row_nonzeros(emb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None
     return nz_cols, nz_vals
 
 
+def _identical_rows(nz_cols: np.ndarray, nz_vals: np.ndarray) -> np.ndarray:
+    """int32 group of each row, equal exactly for identical rows (the same non-zeros): the compiled
+    scan returns at most k of a group per query (see _leafscan). One sort of the rows' bytes,
+    0.4 s at 325k items."""
+    n = nz_cols.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int32)
+    raw = np.concatenate([nz_cols.view(np.uint8).reshape(n, -1), nz_vals.view(np.uint8).reshape(n, -1)], axis=1)
+    keys = np.ascontiguousarray(raw).view(np.dtype((np.void, raw.shape[1]))).ravel()
+    return np.unique(keys, return_inverse=True)[1].astype(np.int32).ravel()
+
+
+def _in_scan_order(same: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`same` (by position), with each group of identical items that does not lie in one cluster in
+    ascending caller rows split into single items.
+
+    The compiled scan meets a cluster's items in position order and returns only the first k of a
+    group per query, which must then be its k lowest rows. An index built here keeps that order
+    (identical items share a cluster, and every sort that places them is stable); a bundle made
+    before the groups existed may not, and its such groups lose the shortcut, not exactness.
+    """
+    n = same.size
+    if n < 2:
+        return same
+    order = np.lexsort((np.arange(n), same))
+    group = same[order]
+    cluster = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))[order]
+    row = rows[order]
+    broken = (group[1:] == group[:-1]) & ((cluster[1:] != cluster[:-1]) | (row[1:] < row[:-1]))
+    if not broken.any():
+        return same
+    split = np.isin(same, group[1:][broken])
+    fixed = same.copy()
+    fixed[split] = int(same.max()) + 1 + np.arange(int(split.sum()), dtype=np.int32)
+    return fixed
+
+
 def _group_starts(keys: np.ndarray) -> np.ndarray:
     """Start of each run of equal values in sorted `keys`, plus the end."""
     if keys.size == 0:
@@ -330,6 +369,7 @@ class NeighborIndex:
         leaf_hi_t: np.ndarray,
         nz_cols: np.ndarray | None = None,
         nz_vals: np.ndarray | None = None,
+        same: np.ndarray | None = None,
     ) -> None:
         self.emb = emb
         self.rows = rows
@@ -346,6 +386,10 @@ class NeighborIndex:
             nz_cols, nz_vals = _row_nonzeros(emb)
         self.nz_cols = None if nz_cols is None else np.ascontiguousarray(nz_cols, dtype=np.uint16)
         self.nz_vals = None if nz_vals is None else np.ascontiguousarray(nz_vals, dtype=np.float32)
+        if same is None and self.nz_cols is not None:
+            same = _identical_rows(self.nz_cols, self.nz_vals)
+        self.same = None if same is None else _in_scan_order(np.ascontiguousarray(same, dtype=np.int32), self.offsets, self.rows)
+        self.n_same = 0 if same is None else int(self.same.max(initial=-1)) + 1
         # Leaves nest in clusters: cluster c owns leaves first_leaf[c] .. first_leaf[c + 1] - 1.
         self.first_leaf = np.searchsorted(leaf_offsets[:-1], offsets).astype(np.int64)
         busy = np.flatnonzero(np.diff(self.first_leaf) > 0)
@@ -383,7 +427,7 @@ class NeighborIndex:
         return _leafscan is not None and self.nz_cols is not None
 
     def arrays(self) -> dict[str, np.ndarray]:
-        nonzeros = {"nz_cols": self.nz_cols, "nz_vals": self.nz_vals} if self.nz_cols is not None else {}
+        nonzeros = {"nz_cols": self.nz_cols, "nz_vals": self.nz_vals, "same": self.same} if self.nz_cols is not None else {}
         return {
             "emb": self.emb,
             "rows": self.rows,
@@ -430,7 +474,17 @@ class NeighborIndex:
         else:
             centroids = cls._kmeans(emb, n_clusters, seed)
             labels = _nearest_centroids(emb, centroids)
-        return cls._from_labels(emb, labels, centroids)
+        nz_cols, nz_vals = _row_nonzeros(emb)
+        if nz_cols is None:
+            return cls._from_labels(emb, labels, centroids)
+        same = _identical_rows(nz_cols, nz_vals)
+        # Identical items into the cluster of the first of them (the product rounds their similarity to
+        # two equal centroids alike only in the same block): the compiled scan counts them per query
+        # and takes the first k it meets for the lowest rows (see _in_scan_order).
+        first = np.full(int(same.max(initial=-1)) + 1, n, dtype=np.int64)
+        np.minimum.at(first, same, np.arange(n))
+        labels = labels[first[same]]
+        return cls._from_labels(emb, labels, centroids, (nz_cols, nz_vals, same))
 
     @staticmethod
     def _kmeans(emb: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
@@ -450,7 +504,8 @@ class NeighborIndex:
         return centroids
 
     @classmethod
-    def _from_labels(cls, emb: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> NeighborIndex:
+    def _from_labels(cls, emb: np.ndarray, labels: np.ndarray, centroids: np.ndarray, nonzeros: tuple | None = None) -> NeighborIndex:
+        """The index of these clusters; `nonzeros`: (nz_cols, nz_vals, same) of `emb`'s rows, else taken again."""
         n = emb.shape[0]
         n_clusters = centroids.shape[0]
         cos = np.einsum("ij,ij->i", emb, centroids[labels]) if n else np.zeros(0, np.float32)
@@ -489,6 +544,7 @@ class NeighborIndex:
             leaf_offsets,
             leaf_lo_t,
             leaf_hi_t,
+            *((part[order] for part in nonzeros) if nonzeros is not None else ()),
         )
 
     def subset(self, rows: np.ndarray) -> NeighborIndex:
@@ -580,6 +636,8 @@ class NeighborIndex:
             self.leaf_hi_t,
             self.nz_cols,
             self.nz_vals,
+            self.same,
+            self.n_same,
             BOUND_MARGIN,
             SCORE_SLACK,
         )
@@ -693,6 +751,21 @@ class NeighborIndex:
         hit = (sims >= kth - SCORE_SLACK) & (pos != ex_pos)
         return np.full(int(hit.sum()), query, dtype=np.int64), pos[hit], sims[hit].astype(np.float32, copy=False)
 
+    def _lowest_of_identical(self, q: np.ndarray, p: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """Of each query's candidates that are identical items (one group of `same`), the kk lowest caller rows.
+
+        Identical items score the same and ties go to the lower row, so the others cannot be among
+        the kk best: the numpy scan's counterpart of the compiled scan's rule, for many identical items.
+        """
+        group = self.same[p]
+        order = np.lexsort((self.rows[p], group, q))
+        qs, gs = q[order], group[order]
+        first = np.concatenate(([True], (qs[1:] != qs[:-1]) | (gs[1:] != gs[:-1])))
+        starts = np.flatnonzero(first)
+        rank = np.arange(qs.size) - np.repeat(starts, np.diff(np.append(starts, qs.size)))
+        keep = np.sort(order[rank < kk])
+        return q[keep], p[keep]
+
     def _best(self, queries: np.ndarray, found: list, kth: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
         """The kk best of the found (query, pos, sim) triples per query, best first.
 
@@ -707,6 +780,8 @@ class NeighborIndex:
         v = np.concatenate([f[2] for f in found])
         keep = v >= kth[q] - SCORE_SLACK
         q, p = q[keep], p[keep]
+        if self.same is not None and q.size > CROWDED_CANDIDATES * kk * m:
+            q, p = self._lowest_of_identical(q, p, kk)
         # Cast inside einsum, block by block: the same sums as on float64 copies, without the copies.
         score = np.einsum("ij,ij->i", queries[q], self._dense_rows(p), dtype=np.float64)
         rows = self.rows[p]
