@@ -13,7 +13,7 @@ one loop without the GIL:
    items of the leaves that reach it, raising the threshold as better items turn up.
 
 Every item within `slack` of the threshold of its moment is returned, with the final threshold, but
-for identical items (one group of `same`): only the first kk of a group, which are its lowest rows.
+for identical items (one group of `same`, -1 where an item has none): only the first kk of a group, which are its lowest rows.
 Identical items score the same, and ties go to the lower row, so the rest can never be among the kk
 best; without this, a factory with thousands of identical items sent every one of them to the
 float64 ranking, for every query that resembles them (seconds and gigabytes a batch). Sums
@@ -30,7 +30,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 
 
 # The interface of `search` (neighbors.LEAFSCAN_ABI): a build of another one is not used.
-ABI = 2
+ABI = 3
 
 
 cdef struct Found:
@@ -140,8 +140,8 @@ def search(
     cdef double *seed_sims = <double *> malloc(max(n_seed, 1) * largest * sizeof(double))
     cdef double *best = <double *> malloc(max(kk, 1) * sizeof(double))
     cdef char *is_seed = <char *> malloc(max(n_clusters, 1) * sizeof(char))
-    # Per group of identical items (`same`), how many this query has returned: past kk they are not,
-    # since identical items tie and the lower rows win (an item's lower rows come first in pos order).
+    # Per group of identical items (`same`; -1: an item without any), how many this query has returned:
+    # past kk they are not, since identical items tie and the lower rows win (met first, in pos order).
     cdef int32_t *group_count = <int32_t *> calloc(max(n_same, 1), sizeof(int32_t))
     cdef Py_ssize_t first_out
     out.capacity = 4096
@@ -189,8 +189,9 @@ def search(
                     for row in range(offsets[c], offsets[c + 1]):
                         if row == ex:
                             continue
-                        if seed_sims[j] >= kth - slack and group_count[same[row]] < kk:
-                            group_count[same[row]] += 1
+                        if seed_sims[j] >= kth - slack and (same[row] < 0 or group_count[same[row]] < kk):
+                            if same[row] >= 0:
+                                group_count[same[row]] += 1
                             if _append(&out, i, row, seed_sims[j]) != 0:
                                 failed = 1
                         j += 1
@@ -215,8 +216,9 @@ def search(
                             if row == ex:
                                 continue
                             s = _score(query, &nz_cols[row, 0], &nz_vals[row, 0], width)
-                            if s >= kth - slack and group_count[same[row]] < kk:
-                                group_count[same[row]] += 1
+                            if s >= kth - slack and (same[row] < 0 or group_count[same[row]] < kk):
+                                if same[row] >= 0:
+                                    group_count[same[row]] += 1
                                 if _append(&out, i, row, s) != 0:
                                     failed = 1
                                     break
@@ -226,7 +228,8 @@ def search(
                 for t in range(n_seed):
                     is_seed[seeds[i, t]] = 0
                 for j in range(first_out, out.size):
-                    group_count[same[out.pos[j]]] = 0
+                    if same[out.pos[j]] >= 0:
+                        group_count[same[out.pos[j]]] = 0
                 kth_of[i] = <float> kth
                 if failed:
                     break
