@@ -81,7 +81,10 @@ def check_model() -> dict:
     if failing is not None:
         return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": failing.message,
                 "code": int(ErrorCode.MODEL_LOAD_FAILED), "since": failing.created_at.isoformat()}
-    return {"status": OK, "active_version": active.label, "served_by_this_process": served}
+    from training.engine.neighbors import scan_kind
+
+    # Informational: the numpy search gives the same answers, only slower.
+    return {"status": OK, "active_version": active.label, "served_by_this_process": served, "neighbour_search": scan_kind()}
 
 
 def check_resources() -> dict:

@@ -43,6 +43,7 @@ def test_all_checks_green_is_healthy(client):
     body = client.get("/health").json()
     assert body["status"] == "healthy", body
     assert body["checks"]["model"]["active_version"] == "v1"
+    assert body["checks"]["model"]["neighbour_search"] == "compiled"  # make test builds it
     assert body["checks"]["queue"]["training_jobs_in_flight"] == 0
 
 

@@ -54,6 +54,11 @@ except ImportError:  # not built (a checkout without `make deps`)
 _leafscan = _usable_kernel(_leafscan)
 
 
+def scan_kind() -> str:
+    """How this process searches neighbours, for /health: "compiled", or "numpy" with the reason."""
+    return "compiled" if _leafscan is not None else "numpy (the compiled leaf scan is not built or stale: run `make deps`)"
+
+
 def _top_rows_exact(sims: np.ndarray, kk: int) -> np.ndarray:
     """Column indices of the kk largest values of each row, best first (argpartition path)."""
     if kk < sims.shape[1]:
