@@ -403,7 +403,8 @@ def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_c
     # training is described by its attributes. A new item keeps the ITEM_CD it was given, if any (so
     # exclude-self still applies to it). Engine rows are matched back by position, never by code.
     new_items = [clean for clean, errors in described if not errors]
-    records = [{"ITEM_CD": c} if model.has_item(c) else master[c] for c in found_codes]
+    known = dict(zip(found_codes, model.has_items(found_codes).tolist(), strict=True))  # one vectorised look-up
+    records = [{"ITEM_CD": c} if known[c] else master[c] for c in found_codes]
     records += [{**item, "ITEM_CD": item.get("ITEM_CD")} for item in new_items]
     raw_rows = _run_engine(model, _engine_frame(records), top_k=top_k, exclude_self=exclude_self) if records else []
     raw = dict(zip(found_codes, raw_rows[: len(found_codes)], strict=True))
@@ -422,7 +423,7 @@ def _predict(item_codes, items, *, top_k, model_version, exclude_self, include_c
         neighbour_attrs = _key_attributes(neighbour_codes) if neighbour_codes else {}
 
     vocabularies = _vocabularies(model)
-    unseen = {c: _unseen(master[c], vocabularies) for c in found_codes if not model.has_item(c)}
+    unseen = {c: _unseen(master[c], vocabularies) for c in found_codes if not known[c]}
 
     results: list[ItemPrediction] = []
     for code in codes:
