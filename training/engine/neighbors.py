@@ -577,7 +577,9 @@ class NeighborIndex:
         offsets = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=len(self.offsets) - 1)))).astype(np.int64)
         leaf_offsets = np.append(_group_starts(leaves)[:-1] if leaves.size else np.zeros(0, np.int64), leaves.size).astype(np.int64)
         leaf_lo_t, leaf_hi_t = _boxes(emb, leaf_offsets[:-1])
-        return NeighborIndex(emb, kept_rows, pos, offsets, self.centroids, self.theta, leaf_offsets, leaf_lo_t, leaf_hi_t)
+        # The kept rows' non-zeros and groups, in the same order (a group left with one item is harmless).
+        nonzeros = (self.nz_cols[keep], self.nz_vals[keep], self.same[keep]) if self.nz_cols is not None else ()
+        return NeighborIndex(emb, kept_rows, pos, offsets, self.centroids, self.theta, leaf_offsets, leaf_lo_t, leaf_hi_t, *nonzeros)
 
     # -- searching --------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
