@@ -41,6 +41,7 @@ from erp.models import Item
 from registry.loader import loader
 from routing_ml.errors import ErrorCode, RoutingMLError
 from training.engine.encoding import SMALL_FRAME
+from training.engine.numbers import json_numbers
 
 from . import metrics
 
@@ -537,10 +538,13 @@ def _engine_row(frame: pd.DataFrame | dict[str, list], position: int) -> pd.Data
 
 
 def _run_engine(model, frame: pd.DataFrame | dict[str, list], *, top_k, exclude_self) -> list[dict | Exception]:
-    """Engine output per input row. If the batch call fails, rows are retried one by one so only the culprit fails."""
+    """Engine output per input row, its numbers rounded for the answer (ANSWER_DECIMALS).
+
+    If the batch call fails, rows are retried one by one so only the culprit fails.
+    """
     rows = _engine_rows(frame)
     try:
-        out = list(model.predict(frame, top_k=top_k, exclude_self=exclude_self))
+        out = list(model.predict(frame, top_k=top_k, exclude_self=exclude_self, decimals=ANSWER_DECIMALS))
         if len(out) != rows:
             raise RuntimeError(f"the model returned {len(out)} results for {rows} items")
         return out
@@ -553,7 +557,7 @@ def _run_engine(model, frame: pd.DataFrame | dict[str, list], *, top_k, exclude_
     for position in range(rows):
         one = _engine_row(frame, position)
         try:
-            results.append(model.predict(one, top_k=top_k, exclude_self=exclude_self)[0])
+            results.append(model.predict(one, top_k=top_k, exclude_self=exclude_self, decimals=ANSWER_DECIMALS)[0])
         except Exception as exc:
             logger.exception("Prediction failed for %s", one["ITEM_CD"][0] if isinstance(one, dict) else one["ITEM_CD"].iloc[0])
             results.append(exc)
@@ -570,17 +574,9 @@ def _result(item_cd, source, attributes, raw, label, existing, neighbour_attrs) 
             attributes=attributes,
             error={"code": 500, "message": f"the model could not predict this item: {type(raw).__name__}: {raw}", "details": None},
         )
-    # The engine's records are plain Python (JSON-ready) and fresh per call: round their floats in place
-    # (smaller responses) instead of copying every operation and neighbour. Inlined _round4: these are
-    # some 60,000 values in a 1,000-item batch.
+    # The engine's records are plain Python (JSON-ready), fresh per call, and their minutes and
+    # similarities already rounded (_run_engine): completed in place, not copied.
     operations = raw.get("operations") or []
-    for op in operations:
-        for name in _OPERATION_NUMBERS:
-            value = op.get(name)
-            if value is not None:
-                value = float(value)
-                value = round(value, 4) if value - value == 0.0 else None  # NaN and ±inf → None
-            op[name] = value
     routing = {"signature": raw.get("signature") or [], "confidence": _clip01(raw.get("confidence")), "operations": operations}
     alternatives = raw.get("alternatives") or []
     for alt in alternatives:
@@ -588,11 +584,6 @@ def _result(item_cd, source, attributes, raw, label, existing, neighbour_attrs) 
     similar = raw.get("similar_items") or []
     no_attributes: dict = {}
     for neighbour in similar:
-        value = neighbour.get("similarity")
-        if value is not None:
-            value = float(value)
-            value = round(value, 4) if value - value == 0.0 else None
-        neighbour["similarity"] = value
         neighbour["attributes"] = neighbour_attrs.get(neighbour["item_cd"], no_attributes)
     return ItemPrediction(
         item_cd=item_cd,
@@ -607,7 +598,8 @@ def _result(item_cd, source, attributes, raw, label, existing, neighbour_attrs) 
     )
 
 
-_OPERATION_NUMBERS = ("setup_minutes", "run_minutes_per_unit", "run_p10", "run_p90", "setup_p10", "setup_p90")
+# Minutes, similarities and shares in an answer: 4 decimals (0.0001 minute is 6 ms).
+ANSWER_DECIMALS = 4
 
 
 def _round4(value) -> float | None:
@@ -615,7 +607,7 @@ def _round4(value) -> float | None:
     if value is None:
         return None
     value = float(value)
-    return round(value, 4) if math.isfinite(value) else None
+    return round(value, ANSWER_DECIMALS) if math.isfinite(value) else None
 
 
 def _clip01(value) -> float:
@@ -739,12 +731,17 @@ def _current_routings(codes: list[str], when=None, with_inserted: bool = False) 
     # Which routing is current: the one rule, erp.frames' (validity is already filtered above).
     current = current_routing_mask([r[0] for r in rows], [r[1] for r in rows], [r[11] for r in rows])
 
+    kept = sorted((r for r, keep in zip(rows, current, strict=True) if keep), key=lambda r: (r[0], r[2]))
+    # Minutes for every operation at once (tens of thousands of values in a batch's context), rounded as round() would.
+    factor = np.array([TIME_UNIT_TO_MINUTES.get(str(r[7]).strip().upper(), 1.0) if r[7] else 1.0 for r in kept], dtype=np.float64)
+    per = np.array([r[10] if r[10] and r[10] > 0 else 1.0 for r in kept], dtype=np.float64)
+    setups = json_numbers(np.array([np.nan if r[8] is None else r[8] for r in kept], dtype=np.float64) * factor, ANSWER_DECIMALS)
+    runs = json_numbers(np.array([np.nan if r[9] is None else r[9] for r in kept], dtype=np.float64) * factor / per, ANSWER_DECIMALS)
+
     routings: dict[str, dict] = {}
-    for code, _rout_no, seq, job, name, res, flag, unit, setup, run, qty, inserted in sorted(
-        (r for r, keep in zip(rows, current, strict=True) if keep), key=lambda r: (r[0], r[2])
+    for (code, _rout_no, seq, job, name, res, flag, _unit, _setup, _run, _qty, inserted), setup, run in zip(
+        kept, setups, runs, strict=True
     ):
-        factor = TIME_UNIT_TO_MINUTES.get(str(unit).strip().upper(), 1.0) if unit else 1.0
-        per = qty if qty and qty > 0 else 1.0
         entry = routings.setdefault(code, {"signature": [], "operations": []})
         if with_inserted and inserted is not None and (entry.get("inserted") is None or inserted > entry["inserted"]):
             entry["inserted"] = inserted
@@ -758,8 +755,8 @@ def _current_routings(codes: list[str], when=None, with_inserted: bool = False) 
                 "job_nm": name,
                 "res_cd": res,
                 "inside_flag": flag,
-                "setup_minutes": None if setup is None else round(setup * factor, 4),
-                "run_minutes_per_unit": None if run is None else round(run * factor / per, 4),
+                "setup_minutes": setup,
+                "run_minutes_per_unit": run,
             }
         )
     return routings

@@ -48,15 +48,15 @@ def test_cycle_never_uses_an_item_as_its_own_neighbour(trained, monkeypatch):
     _, model = loader.active()
     real_predict, seen = model.predict, []
 
-    def spy_predict(items, top_k=None, exclude_self=True):
-        results = real_predict(items, top_k=top_k, exclude_self=exclude_self)
+    def spy_predict(items, top_k=None, exclude_self=True, **options):
+        results = real_predict(items, top_k=top_k, exclude_self=exclude_self, **options)
         seen.append(exclude_self)
         return results
 
     real_route, routed = model.route, []
 
-    def spy_route(emb, self_rows, k):
-        core = real_route(emb, self_rows, k)
+    def spy_route(emb, self_rows, k, **options):
+        core = real_route(emb, self_rows, k, **options)
         routed.append((self_rows, core.nbr))
         return core
 

@@ -20,6 +20,7 @@ import sklearn
 from .config import NUMERIC, BundleError, EngineConfig
 from .encoding import SMALL_FRAME, ItemEncoder, small_columns
 from .neighbors import NeighborIndex
+from .numbers import json_numbers
 from .routing import RES_CANDIDATES, SignatureRanker, WorkCentreRanker, proposals
 from .tables import IndexData, Vocab, ranges, sequence_occurrences
 from .times import MIN_WEIGHT, TimeLookup, TimeModel, lookup_times, numeric_attributes
@@ -106,10 +107,6 @@ def library_versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "joblib": joblib.__version__,
     }
-
-
-def _none_if_nan(values: np.ndarray) -> list:
-    return [None if v != v else v for v in values.tolist()]  # v != v is the NaN test
 
 
 class RoutingModel:
@@ -434,30 +431,38 @@ class RoutingModel:
         return TimeChoice(run=run, setup=setup, source=source, setup_source=setup_source)
 
     # -- output ---------------------------------------------------------------------------------
-    def to_dicts(self, core: RoutingCore, codes: list[str | None], choice: TimeChoice, with_similar: bool = True) -> list[dict[str, Any]]:
-        """The public prediction records (plain Python types, JSON-ready)."""
+    def to_dicts(
+        self, core: RoutingCore, codes: list[str | None], choice: TimeChoice, with_similar: bool = True, decimals: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The public prediction records (plain Python types, JSON-ready).
+
+        `decimals`: minutes and similarities rounded as `round(v, decimals)` would (all at once, see
+        `numbers`), and infinite ones None like NaN; None leaves them as computed (NaN → None).
+        """
         # Tens of thousands of small dicts and lists: the cyclic GC would otherwise run
         # repeatedly while they are built (and find nothing to free).
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._to_dicts(core, codes, choice, with_similar)
+            return self._to_dicts(core, codes, choice, with_similar, decimals)
         finally:
             if was_enabled:
                 gc.enable()
 
-    def _to_dicts(self, core: RoutingCore, codes: list[str | None], choice: TimeChoice, with_similar: bool) -> list[dict[str, Any]]:
+    def _to_dicts(
+        self, core: RoutingCore, codes: list[str | None], choice: TimeChoice, with_similar: bool, decimals: int | None
+    ) -> list[dict[str, Any]]:
         vocab, t = self.vocab, core.times
         job = vocab.job_codes[core.op_job].tolist()
         job_nm = vocab.job_names[core.op_job].tolist()
         res = vocab.res_codes[core.op_res].tolist() if len(vocab.res_codes) else [""] * core.op_job.size
         inside = np.where(core.op_inside, "IN", "OUT").tolist()
-        run = _none_if_nan(choice.run)
-        setup = _none_if_nan(choice.setup)
-        run_p10 = _none_if_nan(choice.run * t.run_p10_ratio)
-        run_p90 = _none_if_nan(choice.run * t.run_p90_ratio)
-        setup_p10 = _none_if_nan(choice.setup * t.setup_p10_ratio)
-        setup_p90 = _none_if_nan(choice.setup * t.setup_p90_ratio)
+        run = json_numbers(choice.run, decimals)
+        setup = json_numbers(choice.setup, decimals)
+        run_p10 = json_numbers(choice.run * t.run_p10_ratio, decimals)
+        run_p90 = json_numbers(choice.run * t.run_p90_ratio, decimals)
+        setup_p10 = json_numbers(choice.setup * t.setup_p10_ratio, decimals)
+        setup_p90 = json_numbers(choice.setup * t.setup_p90_ratio, decimals)
         source = choice.source.tolist()
         setup_source = choice.setup_source.tolist()
         count = t.sample_count.tolist()
@@ -468,7 +473,9 @@ class RoutingModel:
         alt_support = core.alt_support.tolist()
         if with_similar:
             nb_codes = self.index.item_codes[core.nbr].tolist()
-            nb_sims = core.sims.tolist()
+            kk = core.sims.shape[1]
+            flat = core.sims.tolist() if decimals is None else json_numbers(core.sims.ravel(), decimals)
+            nb_sims = flat if decimals is None else [flat[q * kk : (q + 1) * kk] for q in range(len(codes))]
             nb_sig = self.index.item_sig[core.nbr].tolist()
         out = []
         for q, code in enumerate(codes):
@@ -514,14 +521,14 @@ class RoutingModel:
         return out
 
     def predict(
-        self, items: pd.DataFrame | list[dict[str, Any]], top_k: int | None = None, exclude_self: bool = True
+        self, items: pd.DataFrame | list[dict[str, Any]], top_k: int | None = None, exclude_self: bool = True, decimals: int | None = None
     ) -> list[dict[str, Any]]:
         """Predicted routing of every row of `items`, in order.
 
         `items` holds any subset of the item columns (a row may describe a new item by a few
         attributes, or name a known item by `ITEM_CD` alone); a list of dicts (records) is
         accepted too and is the fastest input for a few items. With `exclude_self` an
-        indexed item never counts as its own neighbour.
+        indexed item never counts as its own neighbour. `decimals`: see `to_dicts`.
         """
         if isinstance(items, list):
             # Records (list of dicts): a few go straight to the per-value encoder.
@@ -532,7 +539,7 @@ class RoutingModel:
         k = int(top_k or self.config.top_k)
         emb, self_rows, codes, numeric = self.embed(items)
         core = self.route(emb, self_rows if exclude_self else None, k)
-        return self.to_dicts(core, codes, self.choose_times(core, emb, self.time_model, self.setup_model, numeric))
+        return self.to_dicts(core, codes, self.choose_times(core, emb, self.time_model, self.setup_model, numeric), decimals=decimals)
 
     # -- persistence ------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
