@@ -42,6 +42,7 @@ class ModelLoader:
         # (label, the files' stamp when the re-hash began, why) of a served bundle the re-hash refused
         self._found: tuple[str, dict | None, str] | None = None
         self._generation = 0  # moves whenever what is served changes: a verdict about an older state is dropped
+        self._table_stamp: tuple | None = None  # the served version's neighbour table files when last attached (None: none)
 
     def _load(self, version):
         """Load a version's bundle: its manifest must be the registered one and every file must match it."""
@@ -49,9 +50,32 @@ class ModelLoader:
 
         version.check_manifest()
         try:
-            return RoutingModel.load(version.artifact_dir, mmap=True)
+            model = RoutingModel.load(version.artifact_dir, mmap=True)
         except BundleError as exc:
             raise ArtifactError(f"Model version {version.label} cannot be loaded: {exc}", details={"label": version.label}) from exc
+        self._attach_table(version, model)
+        return model
+
+    def _attach_table(self, version, model) -> tuple | None:
+        """Serve `model`'s known items from its version's neighbour table if a usable one is there; returns the table's stamp.
+
+        An unusable table (corrupt, half-written, another bundle's) is logged and ignored: the model
+        searches instead, with the same answers. The cluster's every-minute task builds it again.
+        """
+        from training.engine import BundleError
+        from training.engine import neighbour_table as engine_table
+
+        from .neighbour_tables import enabled, load_for
+
+        stamp = engine_table.stamp(version.artifact_dir) if enabled() else None
+        table = None
+        if stamp is not None:
+            try:
+                table = load_for(version, model)
+            except (BundleError, OSError) as exc:
+                logger.warning("Model version %s answers without its neighbour table: %s", version.label, exc)
+        model.use_neighbour_table(table)
+        return stamp
 
     def refresh(self, force: bool = False) -> None:
         """Follow the database's active version; on a load failure keep the current bundle."""
@@ -69,6 +93,7 @@ class ModelLoader:
                 return
             if active.label == self._active_label:
                 self._recheck(active, now)
+                self._recheck_table(active)
                 return
             if active.label == self.failed_label and _stamp(active.artifact_dir) == self._failed_stamp:
                 return  # it failed and its files have not changed since: not worth another full read
@@ -85,11 +110,25 @@ class ModelLoader:
             logger.info("Now serving model version %s (was %s)", active.label, self._active_label)
             self._serve(active, model)
 
+    def _recheck_table(self, active) -> None:
+        """Attach the served version's neighbour table once it appears, and again (checked) whenever its files change."""
+        from training.engine import neighbour_table as engine_table
+
+        if self._active_model is not None and self._active_label == active.label and engine_table.stamp(active.artifact_dir) != self._table_stamp:
+            self._table_stamp = self._attach_table(active, self._active_model)
+
+    def neighbour_table(self) -> str:
+        """What this process's served version answers known items from: "table (k=…)" or "search"."""
+        model = self._active_model
+        table = getattr(model, "neighbour_table", None)
+        return f"table (k={table.k})" if table is not None else "search"
+
     def _serve(self, version, model) -> None:
         self._generation += 1
         self._found = None
         self._active_label, self._active_model = version.label, model
         self._stamp, self._verified_at = _stamp(version.artifact_dir), time.monotonic()
+        self._table_stamp = _table_stamp(version.artifact_dir, model)
         self.last_error = self.failed_label = self._failed_stamp = None
 
     def _fail(self, version, reason: str) -> None:
@@ -167,6 +206,7 @@ class ModelLoader:
                 continue
             self._active_label, self._active_model = candidate.label, model
             self._stamp, self._verified_at = _stamp(candidate.artifact_dir), time.monotonic()
+            self._table_stamp = _table_stamp(candidate.artifact_dir, model)
             break
         self._fail(broken, reason)
         from .signals import bundle_verification_failed
@@ -220,7 +260,7 @@ class ModelLoader:
         with self._lock:
             self._active_label, self._active_model = None, None
             self.last_error = self.failed_label = None
-            self._stamp = self._failed_stamp = None
+            self._stamp = self._failed_stamp = self._table_stamp = None
             self._verified_at = float("-inf")
             self._found = None
             self._generation += 1
@@ -234,6 +274,13 @@ def _stamp(directory: Path) -> dict | None:
         return {p.name: (st.st_size, st.st_mtime_ns) for p in Path(directory).iterdir() if p.is_file() for st in [p.stat()]}
     except OSError:
         return None
+
+
+def _table_stamp(directory: Path, model) -> tuple | None:
+    """The stamp of the neighbour table `model` was given at load (None when it has none, so a table that appears is attached)."""
+    from training.engine import neighbour_table as engine_table
+
+    return engine_table.stamp(directory) if getattr(model, "neighbour_table", None) is not None else None
 
 
 loader = ModelLoader()

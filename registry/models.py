@@ -6,7 +6,6 @@ database refuse a second one, whatever the number of processes activating at onc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -22,7 +21,9 @@ from routing_ml.errors import ArtifactError, InvalidTransition, ModelNotFound
 
 def manifest_digest(directory: Path) -> str:
     """sha256 of a bundle's manifest.json: the manifest holds every other file's sha256, so this pins them all."""
-    return hashlib.sha256((Path(directory) / "manifest.json").read_bytes()).hexdigest()
+    from training.engine.neighbour_table import bundle_digest
+
+    return bundle_digest(directory)
 
 
 class ModelVersionQuerySet(models.QuerySet):

@@ -79,12 +79,24 @@ def check_model() -> dict:
 
     failing = QualityAlert.objects.open().filter(cycle=None, metric="model_load").order_by("-created_at").first()
     if failing is not None:
-        return {"status": DEGRADED, "active_version": active.label, "served_by_this_process": served, "message": failing.message,
-                "code": int(ErrorCode.MODEL_LOAD_FAILED), "since": failing.created_at.isoformat()}
+        return {
+            "status": DEGRADED,
+            "active_version": active.label,
+            "served_by_this_process": served,
+            "message": failing.message,
+            "code": int(ErrorCode.MODEL_LOAD_FAILED),
+            "since": failing.created_at.isoformat(),
+        }
     from training.engine.neighbors import scan_kind
 
-    # Informational: the numpy search gives the same answers, only slower.
-    return {"status": OK, "active_version": active.label, "served_by_this_process": served, "neighbour_search": scan_kind()}
+    # Informational: the numpy search and a version without its neighbour table give the same answers, only slower.
+    return {
+        "status": OK,
+        "active_version": active.label,
+        "served_by_this_process": served,
+        "neighbour_search": scan_kind(),
+        "known_items_from": loader.neighbour_table(),
+    }
 
 
 def check_resources() -> dict:
@@ -132,8 +144,10 @@ def check_queue() -> dict:
         }
         if beat is None or timezone.now() - beat > WORKER_SILENCE:
             result["status"] = DEGRADED
-            result["message"] = (result.get("message", "") + " No training-cluster worker has been seen in the last 5 minutes: start "
-                                 f"`Q_CLUSTER_NAME={settings.TRAINING_CLUSTER} python manage.py qcluster`.").strip()
+            result["message"] = (
+                result.get("message", "") + " No training-cluster worker has been seen in the last 5 minutes: start "
+                f"`Q_CLUSTER_NAME={settings.TRAINING_CLUSTER} python manage.py qcluster`."
+            ).strip()
     return result
 
 
@@ -143,14 +157,20 @@ def check_backup() -> dict:
     found = latest_backup()
     max_age = timedelta(hours=settings.BACKUP_MAX_AGE_HOURS)
     if found is None:
-        return {"status": DEGRADED, "last_backup": None, "age_hours": None,
-                "message": f"No backup under BACKUP_ROOT ({settings.BACKUP_ROOT}) yet: run `manage.py backup` (the cluster runs it daily)."}
+        return {
+            "status": DEGRADED,
+            "last_backup": None,
+            "age_hours": None,
+            "message": f"No backup under BACKUP_ROOT ({settings.BACKUP_ROOT}) yet: run `manage.py backup` (the cluster runs it daily).",
+        }
     path, created = found
     age = timezone.now() - created
     result = {"status": OK, "last_backup": path.name, "created_at": created.isoformat(), "age_hours": round(age.total_seconds() / 3600, 2)}
     if age > max_age:
         result["status"] = DEGRADED
-        result["message"] = f"The newest backup is {result['age_hours']:.1f} h old (limit {settings.BACKUP_MAX_AGE_HOURS:g} h): check the backup schedule."
+        result["message"] = (
+            f"The newest backup is {result['age_hours']:.1f} h old (limit {settings.BACKUP_MAX_AGE_HOURS:g} h): check the backup schedule."
+        )
     return result
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 EVERY_MINUTE = {
     "housekeeping": "training.tasks.housekeeping",
     "quality-housekeeping": "quality.tasks.housekeeping",
+    "neighbour-table": "registry.tasks.ensure_neighbour_table",
 }
 
 

@@ -149,6 +149,12 @@ MODEL_RELOAD_INTERVAL = _typed("MODEL_RELOAD_INTERVAL", env.float, 2.0)
 # At each reload check the served bundle's file sizes and times are compared; every MODEL_VERIFY_INTERVAL
 # seconds its files are also re-hashed against the manifest (0: never).
 MODEL_VERIFY_INTERVAL = _typed("MODEL_VERIFY_INTERVAL", env.float, 600.0)
+# The active version's neighbour table (registry.neighbour_tables): every known item's neighbours worked out
+# once, by the cluster within a minute of an activation, on NEIGHBOUR_TABLE_THREADS threads. Off: always search.
+NEIGHBOUR_TABLE = _strict_bool("NEIGHBOUR_TABLE", True)
+NEIGHBOUR_TABLE_THREADS = _typed("NEIGHBOUR_TABLE_THREADS", env.int, 2)
+if NEIGHBOUR_TABLE_THREADS < 1:
+    raise ImproperlyConfigured(f"Environment variable NEIGHBOUR_TABLE_THREADS must be at least 1, got {NEIGHBOUR_TABLE_THREADS}")
 PREDICTION_BATCH_LIMIT = _typed("PREDICTION_BATCH_LIMIT", env.int, 1000)
 # Served predictions logged for planner agreement (predictions.PredictionLog): by which channels, kept how long (0 = forever).
 PREDICTION_LOG_CHANNELS = _typed("PREDICTION_LOG_CHANNELS", env.list, ["api", "page"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -95,6 +96,19 @@ def answers(base: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def http_json(method: str, url: str, body: dict | None = None, token: str | None = None, timeout: float = 30) -> tuple[int, dict]:
+    """(status, decoded JSON body) of one real HTTP request, error statuses included."""
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, message: str = "condition"):

@@ -4,19 +4,16 @@ SIGKILLed mid-cycle, a bundle corrupted under a running gunicorn."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from quality.models import QualityAlert
-from tests.cluster import ROOT, cluster_env, gunicorn, wait_for
+from tests.cluster import ROOT, cluster_env, gunicorn, http_json, wait_for
 from tests.fixtures_model import *  # noqa: F403
 from tests.fixtures_model import _trained_bundle, register_bundle
 
@@ -87,18 +84,6 @@ def test_a_cycle_killed_with_sigkill_is_reaped_by_the_housekeeping_schedule(trai
     assert QualityCycle.request().status == "queued"  # it no longer blocks the next cycle
 
 
-def _http(method: str, url: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_bundle_corrupted_under_a_running_gunicorn_is_no_longer_served(trained_model, planner, tmp_path_factory, tmp_path):
     from erp.models import Item
@@ -107,9 +92,9 @@ def test_a_bundle_corrupted_under_a_running_gunicorn_is_no_longer_served(trained
     code = Item.objects.order_by("item_cd").values_list("item_cd", flat=True).first()
     env = {**cluster_env(), "MODEL_RELOAD_INTERVAL": "0.2"}
     with gunicorn(tmp_path / "gunicorn.log", env) as base:
-        status, tokens = _http("POST", f"{base}/api/v1/auth/token/", {"username": planner.username, "password": "pw-" + planner.username})
+        status, tokens = http_json("POST", f"{base}/api/v1/auth/token/", {"username": planner.username, "password": "pw-" + planner.username})
         assert status == 200, tokens
-        predict = lambda: _http("POST", f"{base}/api/v1/predictions/", {"item_codes": [code]}, tokens["access"])  # noqa: E731
+        predict = lambda: http_json("POST", f"{base}/api/v1/predictions/", {"item_codes": [code]}, tokens["access"])  # noqa: E731
         assert {predict()[1]["model_version"] for _ in range(6)} == {trained_model.label}  # both workers serve it
 
         victim = sorted(trained_model.artifact_dir.glob("*.npy"))[0]
@@ -123,5 +108,5 @@ def test_a_bundle_corrupted_under_a_running_gunicorn_is_no_longer_served(trained
         assert {body["model_version"] for _, body in answers} == {"demo-v0"}  # each worker fell back to a version that verifies
         alert = QualityAlert.objects.get(metric="model_files")
         assert alert.level == "critical" and victim.name in alert.message
-        status, health = _http("GET", f"{base}/health")  # loopback: with details
+        status, health = http_json("GET", f"{base}/health")  # loopback: with details
         assert health["checks"]["model"]["status"] == "degraded" and health["checks"]["model"]["served_by_this_process"] == "demo-v0"

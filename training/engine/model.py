@@ -20,6 +20,7 @@ import sklearn
 from .config import NUMERIC, BundleError, EngineConfig
 from .encoding import SMALL_FRAME, ItemEncoder, small_columns
 from .neighbors import NeighborIndex
+from .neighbour_table import NeighbourTable
 from .numbers import json_numbers
 from .routing import RES_CANDIDATES, SignatureRanker, WorkCentreRanker, proposals
 from .tables import IndexData, Vocab, ranges, sequence_occurrences
@@ -160,6 +161,8 @@ class RoutingModel:
         self.fit_codes = fit_codes if fit_codes is not None else np.zeros(0, dtype="<U1")
         # Numeric attributes of every known item, for the time estimators (None in older bundles).
         self.known_numeric = known_numeric
+        # Every known item's neighbours, worked out once (see neighbour_table); None: search every time.
+        self.neighbour_table: NeighbourTable | None = None
         self._sig_cache: dict[int, list[str]] = {}
 
     def __repr__(self) -> str:
@@ -243,6 +246,19 @@ class RoutingModel:
         embedding; otherwise the given attributes are encoded (a described item wins).
         `items` is a DataFrame or, for a few rows, a dict of column lists.
         """
+        return self._embed(items)[:4]
+
+    def stored_embeddings(self, positions: np.ndarray) -> np.ndarray:
+        """The embeddings the model stored for known items (positions in `known_codes`)."""
+        p = np.asarray(positions, dtype=np.int64)
+        in_index = self.known_index_row[p] >= 0
+        block = np.empty((p.size, self.encoder.dim), dtype=np.float32)
+        block[in_index] = self.neighbors.vectors(self.known_index_row[p[in_index]])
+        block[~in_index] = self.extra_emb[self.known_extra_row[p[~in_index]]]
+        return block
+
+    def _embed(self, items: pd.DataFrame | dict[str, list]) -> tuple[np.ndarray, np.ndarray, list[str | None], np.ndarray, np.ndarray]:
+        """`embed`, plus the known position of each row answered from its stored embedding (-1 for the others)."""
         if isinstance(items, pd.DataFrame) and len(items) <= SMALL_FRAME:
             items = small_columns(items)
         if isinstance(items, dict):
@@ -269,18 +285,13 @@ class RoutingModel:
             emb = np.empty((m, self.encoder.dim), dtype=np.float32)
             if (~stored).any():
                 emb[~stored] = self.encoder.project(cols[~stored], data[~stored])
-            p = pos[stored]
-            in_index = self.known_index_row[p] >= 0
-            block = np.empty((p.size, self.encoder.dim), dtype=np.float32)
-            block[in_index] = self.neighbors.vectors(self.known_index_row[p[in_index]])
-            block[~in_index] = self.extra_emb[self.known_extra_row[p[~in_index]]]
-            emb[stored] = block
+            emb[stored] = self.stored_embeddings(pos[stored])
         else:
             emb = self.encoder.project(cols, data)
         numeric = numeric_attributes(items, self.numeric_names)
         if stored.any() and self.known_numeric is not None:
             numeric[stored] = self.known_numeric[pos[stored]]
-        return emb, self_rows, codes, numeric
+        return emb, self_rows, codes, numeric, np.where(stored, pos, -1)
 
     # -- the routing part -----------------------------------------------------------------
     @property
@@ -303,15 +314,52 @@ class RoutingModel:
         k: int,
         ranker: SignatureRanker | None | str = "model",
         res_ranker: WorkCentreRanker | None | str = "model",
+        stored: np.ndarray | None = None,
     ) -> RoutingCore:
         """Neighbours, signature vote (re-ranked by the routing classifier if any), per-operation work centre / flag vote, times.
 
         `ranker` / `res_ranker`: "model" uses the model's own classifiers; None or another one overrides it (scoring).
+        `stored`: each query's known position where it is a known item's stored embedding (see `_embed`), which
+        the neighbour table may answer.
         """
-        nbr, sims = self.neighbors.search(emb, k, exclude_rows)
+        nbr, sims = self.neighbours(emb, exclude_rows, k, stored)
         return self.route_neighbors(
             emb, nbr, sims, self.routing_ranker if isinstance(ranker, str) else ranker, self.res_ranker if isinstance(res_ranker, str) else res_ranker
         )
+
+    def neighbours(self, emb: np.ndarray, exclude_rows: np.ndarray | None, k: int, stored: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`neighbors.search(emb, k, exclude_rows)`, read from the neighbour table where it holds the answer.
+
+        It does for a query that is a known item's stored embedding (`stored` >= 0) whose own row is
+        excluded (or is not in the index), when k is at most the table's: the search ranks by a total
+        order (similarity, then row), so its k best are the first k of the table's.
+        """
+        table = self.neighbour_table
+        m = emb.shape[0]
+        if table is None or stored is None or m == 0 or not 1 <= k <= min(table.k, self.neighbors.n_items - 1):
+            return self.neighbors.search(emb, k, exclude_rows)
+        stored = np.asarray(stored, dtype=np.int64)
+        hit = stored >= 0
+        if exclude_rows is None:
+            hit &= self.known_index_row[np.maximum(stored, 0)] < 0  # an indexed item would be its own best neighbour
+        if not hit.any():
+            return self.neighbors.search(emb, k, exclude_rows)
+        nbr = np.empty((m, k), dtype=np.int64)
+        sims = np.empty((m, k), dtype=np.float32)
+        nbr[hit] = table.rows[stored[hit], :k]
+        sims[hit] = table.sims[stored[hit], :k]
+        miss = np.flatnonzero(~hit)
+        if miss.size:
+            # The table holds no answer of more than n - 1 items, so every query here has that width too.
+            found_rows, found_sims = self.neighbors.search(emb[miss], k, None if exclude_rows is None else np.asarray(exclude_rows)[miss])
+            nbr[miss], sims[miss] = found_rows, found_sims
+        return nbr, sims
+
+    def use_neighbour_table(self, table: NeighbourTable | None) -> None:
+        """Serve known items' neighbours from `table` (None: search again); it must be this model's (see neighbour_table.load)."""
+        if table is not None and (table.rows.shape[0] != len(self.known_codes) or table.k > self.neighbors.n_items - 1):
+            raise BundleError(f"neighbour table of {table.rows.shape[0]} items x {table.k} does not fit this model")
+        self.neighbour_table = table
 
     def route_neighbors(
         self, emb: np.ndarray, nbr: np.ndarray, sims: np.ndarray, ranker: SignatureRanker | None = None, res_ranker: WorkCentreRanker | None = None
@@ -537,8 +585,8 @@ class RoutingModel:
         elif not isinstance(items, (pd.DataFrame, dict)):
             items = pd.DataFrame(items)
         k = int(top_k or self.config.top_k)
-        emb, self_rows, codes, numeric = self.embed(items)
-        core = self.route(emb, self_rows if exclude_self else None, k)
+        emb, self_rows, codes, numeric, stored = self._embed(items)
+        core = self.route(emb, self_rows if exclude_self else None, k, stored=stored)
         return self.to_dicts(core, codes, self.choose_times(core, emb, self.time_model, self.setup_model, numeric), decimals=decimals)
 
     # -- persistence ------------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""A model version's neighbour table (training.engine.neighbour_table): built once beside its bundle, off the request path.
+
+The cluster's every-minute task builds the active version's table when it is missing or unusable
+(`ensure`), and `manage.py neighbour_table` does it on demand. Every process's loader attaches a
+table when it appears (registry.loader). Until then, and for whatever a table does not cover, the
+version answers by searching: the same answers, slower.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from contextlib import contextmanager
+
+from django.conf import settings
+
+from training.engine import neighbour_table as engine_table
+from training.engine.config import BundleError
+
+logger = logging.getLogger(__name__)
+
+_LOCK = ".neighbour-table.lock"
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "NEIGHBOUR_TABLE", True))
+
+
+def load_for(version, model) -> engine_table.NeighbourTable:
+    """The version's table, checked against its registered manifest and its own checksums; TableError if unusable."""
+    return engine_table.load(
+        version.artifact_dir, version.manifest_sha256 or engine_table.bundle_digest(version.artifact_dir), len(model.known_codes)
+    )
+
+
+def state(version) -> str:
+    """ "ready", "absent" or "unusable: <why>" for /health and the command (the files' checksums included)."""
+    if engine_table.stamp(version.artifact_dir) is None:
+        return "absent"
+    try:
+        engine_table.load(version.artifact_dir, _digest(version), _known_items(version))
+    except (BundleError, OSError) as exc:
+        return f"unusable: {exc}"
+    return "ready"
+
+
+def ensure(version, *, force: bool = False, threads: int | None = None) -> dict:
+    """Build `version`'s table unless a usable one is there (`force`: build anyway) or another process is building it.
+
+    Returns {"status": "built" | "present" | "busy" | "disabled" | "skipped", ...}. Raises BundleError
+    (TableError) where the version cannot have one (an index too small) or its bundle cannot be read.
+    """
+    if not enabled():
+        return {"status": "disabled", "label": version.label}
+    if version.status != version.Status.READY:
+        return {"status": "skipped", "label": version.label, "reason": f"the version is {version.status}"}
+    with _build_lock(version) as held:
+        if not held:
+            return {"status": "busy", "label": version.label}
+        if not force and state(version) == "ready":
+            return {"status": "present", "label": version.label}
+        engine_table.remove_leftovers(version.artifact_dir)  # of a build killed mid-write: no other build runs now
+        from .loader import loader
+
+        _, model = loader.get(version.label)
+        started = time.monotonic()
+        table = engine_table.build(model, _digest(version), threads=threads or settings.NEIGHBOUR_TABLE_THREADS)
+        engine_table.save(table, version.artifact_dir)
+        seconds = time.monotonic() - started
+        logger.info("Neighbour table of %s: %d items x %d neighbours in %.1f s", version.label, table.rows.shape[0], table.k, seconds)
+        return {"status": "built", "label": version.label, "items": int(table.rows.shape[0]), "k": table.k, "seconds": round(seconds, 2)}
+
+
+@contextmanager
+def _build_lock(version):
+    """An exclusive, non-blocking lock per bundle: the kernel drops it when its holder dies, so a killed build blocks nothing."""
+    directory = version.artifact_dir / engine_table.DIRECTORY
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _digest(version) -> str:
+    return version.manifest_sha256 or engine_table.bundle_digest(version.artifact_dir)
+
+
+def _known_items(version) -> int:
+    return int(version.read_manifest().get("items_known", -1))
