@@ -91,7 +91,11 @@ bench: deps
 	$(BENCH_ENV) $(PY) manage.py seed_demo_erp --items $(BENCH_ITEMS) --seed 0 --if-empty
 	$(BENCH_ENV) $(PY) manage.py bench_training --activate
 	$(BENCH_ENV) $(PY) manage.py bench_profiles --items $(BENCH_PROFILE_ITEMS)
+	# Predictions twice: known items read from the neighbour table (as served once the cluster has built it),
+	# then searched (NEIGHBOUR_TABLE=false: how items described by attributes, and a version's first minute, are served).
+	$(BENCH_ENV) $(PY) manage.py neighbour_table
 	$(BENCH_ENV) $(PY) manage.py bench_predictions
+	$(BENCH_ENV) NEIGHBOUR_TABLE=false $(PY) manage.py bench_predictions --no-peer
 	$(BENCH_ENV) $(PY) manage.py bench_quality
 	rm -f $(BENCH_DIR)/import.sqlite3*
 	$(BENCH_ENV) DATABASE_URL=sqlite:///$(abspath $(BENCH_DIR))/import.sqlite3 $(PY) manage.py migrate --no-input -v 0

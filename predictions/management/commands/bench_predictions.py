@@ -188,9 +188,15 @@ class Command(BaseCommand):
                 if status != 200:
                     raise CommandError(f"The warm-up prediction failed: HTTP {status} {body[:300].decode(errors='replace')}")
 
+            status, body = client.request("GET", "/health")  # from loopback: with each check's details
+            model_check = json.loads(body).get("checks", {}).get("model", {}) if status in (200, 503) else {}
+            figures["known_items_from"] = model_check.get("known_items_from", "unknown")
+            figures["neighbour_search"] = model_check.get("neighbour_search", "unknown")
             figures["single"] = self._single(client, codes, rng, options["single_requests"], options["single_seconds"], server.pid)
-            figures["batch"] = self._batches(client, codes, rng, options["batches"], batch_size, options["concurrency"])
-            figures["batch_lean"] = self._batches(client, codes, rng, options["batches"], batch_size, options["concurrency"], context=False)
+            figures["batch"] = self._batches(client, codes, rng, options["batches"], batch_size, options["concurrency"], server.pid)
+            figures["batch_lean"] = self._batches(
+                client, codes, rng, options["batches"], batch_size, options["concurrency"], server.pid, context=False
+            )
             # A worker frees a large answer once it has sent it (routing_ml.serving.ReleaseMemoryAfterLargeAnswers):
             # read the memory both at once and when every worker has finished, which is what it keeps.
             figures["memory_just_after"] = self._memory(server.pid)
@@ -290,7 +296,9 @@ class Command(BaseCommand):
             "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
         }
 
-    def _batches(self, client: Client, codes, rng, batches: int, size: int, concurrency: int, context: bool = True) -> dict:
+    def _batches(
+        self, client: Client, codes, rng, batches: int, size: int, concurrency: int, master_pid: int, context: bool = True
+    ) -> dict:
         payloads = [[str(c) for c in rng.choice(codes, size=min(size, len(codes)), replace=False)] for _ in range(batches)]
 
         def one(payload):
@@ -303,10 +311,13 @@ class Command(BaseCommand):
             ok = int(match.group(1)) if match else 0
             return status, elapsed, ok, len(body)
 
+        cpu = _workers_cpu_seconds(master_pid)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             results = list(pool.map(one, payloads))
         wall = time.perf_counter() - started
+        self._wait_idle(master_pid)  # each worker logs its last answer after sending it: that CPU is the request's too
+        cpu = _workers_cpu_seconds(master_pid) - cpu
         items = sum(len(p) for p, r in zip(payloads, results, strict=True) if r[0] == 200)
         durations = [r[1] for r in results if r[0] == 200]
         return {
@@ -320,6 +331,7 @@ class Command(BaseCommand):
             "request_p50_s": round(percentile(durations, 50), 3),
             "request_max_s": round(max(durations), 3) if durations else None,
             "response_mb": round(statistics.fmean(r[3] for r in results) / 1e6, 2) if results else None,
+            "server_cpu_s": round(cpu / len(results), 3) if results else None,
         }
 
     def _peer(self, codes, rng, requests: int, batch_size: int, figures: dict) -> dict:
@@ -440,6 +452,7 @@ class Command(BaseCommand):
         lines = [
             "",
             f"Prediction benchmark — model {f['model_version']}, {f['items_in_master']:,} items, {f['workers']} gunicorn workers",
+            f"known items answered from: {f['known_items_from']}; neighbour search: {f['neighbour_search']}",
             "",
             f"{'figure':<38}{'value':>14}  target",
             f"{'-' * 38}{'-' * 14}  {'-' * 20}",
@@ -451,6 +464,7 @@ class Command(BaseCommand):
             f"{'batch requests (ok / failed)':<38}{b['requests'] - b['failures']:>8} / {b['failures']:<3}",
             f"{'items per batch × concurrency':<38}{b['items_per_request']:>8} × {b['concurrency']}",
             f"{'batch request p50':<38}{b['request_p50_s']:>12.3f} s",
+            f"{'server CPU per batch request':<38}{b['server_cpu_s']:>12.3f} s  (include_context=false: {lean['server_cpu_s']:.3f} s)",
             f"{'batch throughput':<38}{(b['items_per_s'] or 0):>8.0f} items/s  ≥ {TARGET_ITEMS_PER_S:,.0f}/s  {mark[ok_batch]}",
             f"{'batch response size':<38}{b['response_mb']:>11.2f} MB",
             f"{'… with include_context=false':<38}{(lean['items_per_s'] or 0):>8.0f} items/s  ≥ {TARGET_LEAN_ITEMS_PER_S:,.0f}/s  "
