@@ -130,7 +130,10 @@ def _migration_state() -> list[list[str]]:
 
 
 def _copy_tree(source: Path, target: Path) -> None:
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.tmp"))
+    # A bundle's derived data (its neighbour table) is left out: the cluster builds it again from the bundle after a restore.
+    from training.engine.neighbour_table import DIRECTORY
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.tmp", DIRECTORY))
 
 
 def _file_digests(root: Path) -> dict[str, str]:

@@ -132,6 +132,16 @@ def test_backup_keeps_the_newest_n(trained_model, tmp_path):
     assert not made[0].exists()
 
 
+def test_a_backup_leaves_out_the_neighbour_table_which_the_cluster_builds_again(trained_model, tmp_path):
+    from registry.neighbour_tables import ensure
+
+    assert ensure(trained_model)["status"] == "built"
+    path = backup(to=tmp_path / "bk")
+    copied = next(p for p in path.rglob("manifest.json") if p.parent.name == trained_model.label).parent
+    assert (copied / "encoder.joblib").is_file() and not (copied / "derived").exists()
+    assert not [name for name in backup_module.verify_backup(path)["files"] if "derived" in name]
+
+
 def test_health_reports_the_last_backups_age(trained_model, client):
     body = client.get("/health").json()
     assert body["checks"]["backup"]["status"] == "degraded" and body["checks"]["backup"]["last_backup"] is None
