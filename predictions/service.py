@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from django.conf import settings
 from django.db import connections, models, router, transaction
@@ -314,11 +315,15 @@ def predict_items(
 
 
 def log_served(batch: PredictionBatch, channel: str) -> int:
-    """Log each successful prediction of an item with a code (`PredictionLog`) in one INSERT; returns the rows written.
+    """Log each successful prediction of an item with a code (`PredictionLog`) in one statement; returns the rows written.
 
-    One multi-row INSERT (split only past the database's parameter limit), not `bulk_create`,
-    whose batches are capped at Django's 999 parameters on SQLite (seven INSERTs for 1,000
-    items). A failure to log is reported and swallowed: the planner still gets the prediction.
+    Rows are put together from the answer's plain values (codes and signatures are text, the
+    confidence a float already), not through each field's conversion, which cost a 1,000-item
+    request a third of its logging. SQLite gets one prepared INSERT run for every row (`executemany`, its fastest bulk
+    insert) and the times as JSON text from orjson; other databases one multi-row INSERT (split
+    only past their parameter limit) with the JSON field's own adaptation. Not `bulk_create`, whose
+    batches are capped at Django's 999 parameters on SQLite. A failure to log is reported and
+    swallowed: the planner still gets the prediction.
     """
     from django.utils import timezone
 
@@ -334,36 +339,39 @@ def log_served(batch: PredictionBatch, channel: str) -> int:
         ]
         alias = router.db_for_write(PredictionLog) or "default"
         connection = connections[alias]
-        item_cd, model_version, signature, times, confidence, channel_field, served_at = fields
-        # The same for every row, so prepared once: 37 -> 34 ms per 1,000 rows, and the time-zone conversion of
-        # `served_at` per row left ~70 small blocks alive per 1,000 rows (tracemalloc), pinning pymalloc arenas in a web worker.
-        same = [
-            field.get_db_prep_save(value, connection)
-            for field, value in ((model_version, batch.model_version), (channel_field, channel), (served_at, timezone.now()))
-        ]
+        times_field, served_at = fields[3], fields[6]
+        sqlite = connection.vendor == "sqlite"
+        # Prepared once: the time-zone conversion of `served_at` per row also left ~70 small blocks alive per
+        # 1,000 rows (tracemalloc), pinning pymalloc arenas in a web worker.
+        when = served_at.get_db_prep_save(timezone.now(), connection)
+        separator = PredictionLog.SEPARATOR
         rows = []
         for r in results:
-            ops = r.routing["operations"]
+            pairs = [[op.get("setup_minutes"), op.get("run_minutes_per_unit")] for op in r.routing["operations"]]
+            confidence = r.routing.get("confidence")
             rows.append(
-                [
-                    item_cd.get_db_prep_save(r.item_cd, connection),
-                    same[0],
-                    signature.get_db_prep_save(PredictionLog.SEPARATOR.join(str(job) for job in r.routing["signature"])[:1000], connection),
-                    times.get_db_prep_save([[op.get("setup_minutes"), op.get("run_minutes_per_unit")] for op in ops], connection),
-                    confidence.get_db_prep_save(r.routing.get("confidence"), connection),
-                    same[1],
-                    same[2],
-                ]
+                (
+                    str(r.item_cd),
+                    batch.model_version,
+                    separator.join(str(job) for job in r.routing["signature"])[:1000],
+                    orjson.dumps(pairs).decode() if sqlite else times_field.get_db_prep_save(pairs, connection),
+                    None if confidence is None else float(confidence),
+                    channel,
+                    when,
+                )
             )
         qn = connection.ops.quote_name
         insert = f"INSERT INTO {qn(PredictionLog._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
         placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        per_query = max(1, _param_limit(alias) // len(fields))
         # A savepoint: should the insert fail inside a caller's transaction, that transaction stays usable.
         with transaction.atomic(using=alias), connection.cursor() as cursor:
-            for start in range(0, len(rows), per_query):
-                chunk = rows[start : start + per_query]
-                cursor.execute(insert + ", ".join([placeholder] * len(chunk)), [value for row in chunk for value in row])
+            if sqlite:
+                cursor.executemany(insert + placeholder, rows)
+            else:
+                per_query = max(1, _param_limit(alias) // len(fields))
+                for start in range(0, len(rows), per_query):
+                    chunk = rows[start : start + per_query]
+                    cursor.execute(insert + ", ".join([placeholder] * len(chunk)), [value for row in chunk for value in row])
         return len(rows)
     except Exception:
         logger.exception("Could not log %d served predictions", len(results))
