@@ -354,7 +354,9 @@ def log_served(batch: PredictionBatch, channel: str) -> int:
                     str(r.item_cd),
                     batch.model_version,
                     separator.join(str(job) for job in r.routing["signature"])[:1000],
-                    orjson.dumps(pairs).decode() if sqlite else times_field.get_db_prep_save(pairs, connection),
+                    orjson.dumps(pairs, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+                    if sqlite
+                    else times_field.get_db_prep_save(pairs, connection),
                     None if confidence is None else float(confidence),
                     channel,
                     when,

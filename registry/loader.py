@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -42,7 +43,9 @@ class ModelLoader:
         # (label, the files' stamp when the re-hash began, why) of a served bundle the re-hash refused
         self._found: tuple[str, dict | None, str] | None = None
         self._generation = 0  # moves whenever what is served changes: a verdict about an older state is dropped
-        self._table_stamp: tuple | None = None  # the served version's neighbour table files when last attached (None: none)
+        self._table_stamp: tuple | None = None  # the served version's neighbour table files when last looked at (None: none)
+        # The table stamp each loaded model was attached with (weak: dropped with the model).
+        self._table_stamps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _load(self, version):
         """Load a version's bundle: its manifest must be the registered one and every file must match it."""
@@ -68,13 +71,13 @@ class ModelLoader:
         from .neighbour_tables import enabled, load_for
 
         stamp = engine_table.stamp(version.artifact_dir) if enabled() else None
-        table = None
-        if stamp is not None:
-            try:
-                table = load_for(version, model)
-            except (BundleError, OSError) as exc:
-                logger.warning("Model version %s answers without its neighbour table: %s", version.label, exc)
-        model.use_neighbour_table(table)
+        try:
+            model.use_neighbour_table(load_for(version, model) if stamp is not None else None)
+        except Exception as exc:  # whatever is wrong with a table, the model still answers by searching
+            model.use_neighbour_table(None)
+            reason = str(exc) if isinstance(exc, (BundleError, OSError)) else f"{type(exc).__name__}: {exc}"
+            logger.warning("Model version %s answers without its neighbour table: %s", version.label, reason)
+        self._table_stamps[model] = stamp
         return stamp
 
     def refresh(self, force: bool = False) -> None:
@@ -114,7 +117,11 @@ class ModelLoader:
         """Attach the served version's neighbour table once it appears, and again (checked) whenever its files change."""
         from training.engine import neighbour_table as engine_table
 
-        if self._active_model is not None and self._active_label == active.label and engine_table.stamp(active.artifact_dir) != self._table_stamp:
+        from .neighbour_tables import enabled
+
+        if not enabled() or self._active_model is None or self._active_label != active.label:
+            return
+        if engine_table.stamp(active.artifact_dir) != self._table_stamp:
             self._table_stamp = self._attach_table(active, self._active_model)
 
     def neighbour_table(self) -> str:
@@ -128,7 +135,7 @@ class ModelLoader:
         self._found = None
         self._active_label, self._active_model = version.label, model
         self._stamp, self._verified_at = _stamp(version.artifact_dir), time.monotonic()
-        self._table_stamp = _table_stamp(version.artifact_dir, model)
+        self._table_stamp = self._table_stamps.get(model)
         self.last_error = self.failed_label = self._failed_stamp = None
 
     def _fail(self, version, reason: str) -> None:
@@ -206,7 +213,7 @@ class ModelLoader:
                 continue
             self._active_label, self._active_model = candidate.label, model
             self._stamp, self._verified_at = _stamp(candidate.artifact_dir), time.monotonic()
-            self._table_stamp = _table_stamp(candidate.artifact_dir, model)
+            self._table_stamp = self._table_stamps.get(model)
             break
         self._fail(broken, reason)
         from .signals import bundle_verification_failed
@@ -274,13 +281,6 @@ def _stamp(directory: Path) -> dict | None:
         return {p.name: (st.st_size, st.st_mtime_ns) for p in Path(directory).iterdir() if p.is_file() for st in [p.stat()]}
     except OSError:
         return None
-
-
-def _table_stamp(directory: Path, model) -> tuple | None:
-    """The stamp of the neighbour table `model` was given at load (None when it has none, so a table that appears is attached)."""
-    from training.engine import neighbour_table as engine_table
-
-    return engine_table.stamp(directory) if getattr(model, "neighbour_table", None) is not None else None
 
 
 loader = ModelLoader()

@@ -19,4 +19,4 @@ def ensure_neighbour_table() -> dict:
         return ensure(active)
     except Exception as exc:  # the version still answers, by searching; say why in the task's result and the log
         logger.exception("Could not build the neighbour table of %s", active.label)
-        return {"status": "failed", "label": active.label, "reason": str(exc)}
+        return {"status": "failed", "label": active.label, "reason": f"{type(exc).__name__}: {exc}"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import shutil
 
 import numpy as np
@@ -12,13 +13,14 @@ import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 from django_q.models import Schedule
-from django_q.tasks import async_task
+from django_q.tasks import async_task, result
 
 from registry import neighbour_tables
 from registry.loader import loader
 from routing_ml.schedules import ensure_schedules
 from tests.cluster import cluster_env, gunicorn, http_json, qcluster, wait_for
 from tests.fixtures_model import *  # noqa: F403
+from training.engine import BundleError
 from training.engine import neighbour_table as engine_table
 from training.engine.neighbour_table import TableError
 
@@ -71,6 +73,13 @@ def test_every_known_item_read_from_the_table_gets_exactly_the_searched_answer(m
         assert searches == []  # all answered from the table
         searched = _without_table(model, lambda: model.predict(pd.DataFrame({"ITEM_CD": known}), decimals=4))
         assert with_table == searched
+        # Searched otherwise than the build searched them: one at a time (the few-queries path) and in a shuffled batch.
+        rng = np.random.default_rng(3)
+        some = rng.choice(len(known), 40, replace=False)
+        alone = _without_table(model, lambda: [model.predict(pd.DataFrame({"ITEM_CD": [known[i]]}), decimals=4)[0] for i in some])
+        assert alone == [with_table[i] for i in some]
+        shuffled = rng.permutation(len(known))
+        assert model.predict(pd.DataFrame({"ITEM_CD": [known[i] for i in shuffled]}), decimals=4) == [with_table[i] for i in shuffled]
         # Fewer neighbours: the first of the table's. More than it holds: searched. Self included: searched.
         for options in ({"top_k": 3}, {"top_k": model.neighbour_table.k + 5}, {"exclude_self": False}):
             assert model.predict(pd.DataFrame({"ITEM_CD": known}), **options) == _without_table(
@@ -83,7 +92,10 @@ def test_every_known_item_read_from_the_table_gets_exactly_the_searched_answer(m
 def test_a_batch_mixing_known_and_described_items_searches_only_for_the_described(tabled):
     model = tabled
     known = model.known_codes[:40].tolist()
-    rows = [{"ITEM_CD": code} for code in known] + [{"ITEM_CD": None, "PART_TYPE": "ORING", "OUTDIAMETER": 40.0}, {"ITEM_CD": known[0], "OUTDIAMETER": 12.0}]
+    rows = [{"ITEM_CD": code} for code in known] + [
+        {"ITEM_CD": None, "PART_TYPE": "ORING", "OUTDIAMETER": 40.0},
+        {"ITEM_CD": known[0], "OUTDIAMETER": 12.0},
+    ]
     searched = []
     real_search = model.neighbors.search
     model.neighbors.search = lambda queries, *args: searched.append(queries.shape[0]) or real_search(queries, *args)
@@ -169,10 +181,49 @@ def test_a_corrupt_table_under_a_serving_process_is_dropped_and_the_minute_task_
     assert model.predict(pd.DataFrame({"ITEM_CD": codes})) == before
 
     ensure_schedules()
-    result = async_task(Schedule.objects.get(name="neighbour-table").func, sync=True)  # as the cluster runs it each minute
+    task = async_task(Schedule.objects.get(name="neighbour-table").func, sync=True)  # as the cluster runs it each minute
     assert neighbour_tables.state(trained_model) == "ready"
+    assert result(task)["status"] == "built"
     assert _model().neighbour_table is not None and _model().predict(pd.DataFrame({"ITEM_CD": codes})) == before
-    assert result is not None
+
+
+def test_a_table_from_another_version_of_the_search_is_refused_and_built_again(trained_model, tabled, monkeypatch):
+    assert engine_table.search_fingerprint() == engine_table.search_fingerprint()
+    header = engine_table.table_dir(trained_model.artifact_dir) / "table.json"
+    data = json.loads(header.read_text())
+    header.write_text(json.dumps({**data, "search": "0" * 64}))  # as an upgrade that changed the search leaves it
+    assert "another version of the neighbour search" in neighbour_tables.state(trained_model)
+    assert _model().neighbour_table is None
+    assert neighbour_tables.ensure(trained_model)["status"] == "built"
+    assert json.loads(header.read_text())["search"] == engine_table.search_fingerprint()
+    assert _model().neighbour_table is not None
+
+
+def test_a_table_whose_rows_point_outside_the_index_is_never_served(trained_model, tabled, caplog):
+    table = tabled.neighbour_table
+    bad = engine_table.NeighbourTable(rows=table.rows + np.int32(tabled.neighbors.n_items), sims=table.sims, bundle=tabled.bundle_digest)
+    with pytest.raises(BundleError, match="does not fit this model"):
+        tabled.use_neighbour_table(bad)
+    engine_table.save(bad, trained_model.artifact_dir)  # checksums that match: only the model's own check refuses it
+    model = _model()  # its files changed: checked again, refused, and the model searches
+    assert model.neighbour_table is None and "does not fit this model" in caplog.text
+    assert model.predict(pd.DataFrame({"ITEM_CD": model.known_codes[:5].tolist()}))
+
+
+def test_answers_rounded_in_bulk_are_those_of_round_value_by_value(tabled):
+    codes = tabled.known_codes.tolist()
+    raw = tabled.predict(pd.DataFrame({"ITEM_CD": codes}))
+    rounded = tabled.predict(pd.DataFrame({"ITEM_CD": codes}), decimals=4)
+    names = ("setup_minutes", "run_minutes_per_unit", "run_p10", "run_p90", "setup_p10", "setup_p90")
+    checked = 0
+    for before, after in zip(raw, rounded, strict=True):
+        for op_before, op_after in zip(before["operations"], after["operations"], strict=True):
+            for name in names:
+                value = op_before[name]
+                assert op_after[name] == (None if value is None or not math.isfinite(value) else round(value, 4))
+                checked += value is not None
+        assert [n["similarity"] for n in after["similar_items"]] == [round(float(n["similarity"]), 4) for n in before["similar_items"]]
+    assert checked > 1000
 
 
 def test_a_build_waits_for_nobody_when_another_process_holds_the_lock(trained_model):
@@ -187,7 +238,8 @@ def test_an_index_too_small_for_k_neighbours_has_no_table_and_still_answers(trai
     model = _model()
     with pytest.raises(TableError, match="no neighbour table for k="):
         engine_table.build(model, trained_model.manifest_sha256, k=model.neighbors.n_items)
-    assert model.predict(pd.DataFrame({"ITEM_CD": model.known_codes[:5].tolist()}), top_k=model.neighbors.n_items)
+    answers = model.predict(pd.DataFrame({"ITEM_CD": model.known_codes[:5].tolist()}), top_k=model.neighbors.n_items)
+    assert len(answers) == 5 and all(len(a["similar_items"]) == model.neighbors.n_items - 1 for a in answers)
 
 
 def test_the_command_builds_checks_and_names_what_is_wrong(trained_model, settings):
@@ -233,7 +285,9 @@ def test_the_cluster_builds_the_table_and_every_gunicorn_worker_then_answers_fro
     codes = sorted(_model().known_codes.tolist())
     env = {**cluster_env(), "MODEL_RELOAD_INTERVAL": "0.2"}
     with gunicorn(tmp_path / "gunicorn.log", env) as base:
-        status, tokens = http_json("POST", f"{base}/api/v1/auth/token/", {"username": planner.username, "password": "pw-" + planner.username})
+        status, tokens = http_json(
+            "POST", f"{base}/api/v1/auth/token/", {"username": planner.username, "password": "pw-" + planner.username}
+        )
         assert status == 200, tokens
 
         def answer() -> dict:

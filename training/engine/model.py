@@ -20,7 +20,7 @@ import sklearn
 from .config import NUMERIC, BundleError, EngineConfig
 from .encoding import SMALL_FRAME, ItemEncoder, small_columns
 from .neighbors import NeighborIndex
-from .neighbour_table import NeighbourTable
+from .neighbour_table import NeighbourTable, bundle_digest
 from .numbers import json_numbers
 from .routing import RES_CANDIDATES, SignatureRanker, WorkCentreRanker, proposals
 from .tables import IndexData, Vocab, ranges, sequence_occurrences
@@ -163,6 +163,7 @@ class RoutingModel:
         self.known_numeric = known_numeric
         # Every known item's neighbours, worked out once (see neighbour_table); None: search every time.
         self.neighbour_table: NeighbourTable | None = None
+        self.bundle_digest: str | None = None  # sha256 of the manifest of the bundle it was loaded from
         self._sig_cache: dict[int, list[str]] = {}
 
     def __repr__(self) -> str:
@@ -339,9 +340,10 @@ class RoutingModel:
         if table is None or stored is None or m == 0 or not 1 <= k <= min(table.k, self.neighbors.n_items - 1):
             return self.neighbors.search(emb, k, exclude_rows)
         stored = np.asarray(stored, dtype=np.int64)
-        hit = stored >= 0
-        if exclude_rows is None:
-            hit &= self.known_index_row[np.maximum(stored, 0)] < 0  # an indexed item would be its own best neighbour
+        # The table holds each known item's search with its own index row excluded (-1 for an item not in the
+        # index): it answers exactly the queries that exclude just that.
+        excluded = np.full(m, -1, dtype=np.int64) if exclude_rows is None else np.asarray(exclude_rows, dtype=np.int64)
+        hit = (stored >= 0) & (excluded == self.known_index_row[np.maximum(stored, 0)])
         if not hit.any():
             return self.neighbors.search(emb, k, exclude_rows)
         nbr = np.empty((m, k), dtype=np.int64)
@@ -357,7 +359,11 @@ class RoutingModel:
 
     def use_neighbour_table(self, table: NeighbourTable | None) -> None:
         """Serve known items' neighbours from `table` (None: search again); it must be this model's (see neighbour_table.load)."""
-        if table is not None and (table.rows.shape[0] != len(self.known_codes) or table.k > self.neighbors.n_items - 1):
+        if table is not None and (
+            table.rows.shape[0] != len(self.known_codes)
+            or table.k > self.neighbors.n_items - 1
+            or (table.rows.size and not 0 <= int(table.rows.min()) <= int(table.rows.max()) < self.neighbors.n_items)
+        ):
             raise BundleError(f"neighbour table of {table.rows.shape[0]} items x {table.k} does not fit this model")
         self.neighbour_table = table
 
@@ -670,6 +676,7 @@ class RoutingModel:
         """
         directory = Path(directory)
         manifest = verify_bundle(directory)
+        digest = bundle_digest(directory)  # what a neighbour table must name to serve this model
         files = manifest["files"]
         try:
             # Plain ndarray views of the maps: same shared pages, without np.memmap's
@@ -691,7 +698,7 @@ class RoutingModel:
             index = IndexData(**{f.name: arrays[f"index_{f.name}"] for f in fields(IndexData) if f"index_{f.name}" in arrays or not f.name.endswith("_mean")})
         except (KeyError, ValueError, OSError, EOFError) as exc:
             raise BundleError(f"model bundle {directory}: cannot be read ({exc})")
-        return cls(
+        model = cls(
             config=EngineConfig.from_dict(meta["config"]),
             encoder=encoder,
             vocab=vocab,
@@ -712,3 +719,5 @@ class RoutingModel:
             fit_codes=arrays.get("fit_codes"),
             known_numeric=arrays.get("known_numeric"),
         )
+        model.bundle_digest = digest
+        return model

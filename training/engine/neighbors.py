@@ -28,6 +28,12 @@ SAMPLE_STRIDE = 16
 _THREADS = ThreadpoolController()
 logger = logging.getLogger(__name__)
 
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread, process-wide (hold it around several threads' searches)."""
+    return _THREADS.limit(limits=1, user_api="blas")
+
+
 # The compiled kernel's interface this module calls; `_leafscan.ABI` says which one a build has.
 LEAFSCAN_ABI = 3
 

@@ -17,6 +17,7 @@ never read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import BundleError
+from .neighbors import one_blas_thread
 
 if TYPE_CHECKING:
     from .model import RoutingModel
@@ -44,6 +46,10 @@ FORMAT = 1
 BUILD_BLOCK = 4096
 _HEADER = "table.json"
 _ARRAYS = ("rows", "sims")
+_DTYPES = {"rows": np.dtype(np.int32), "sims": np.dtype(np.float32)}
+# The code whose answers a table holds: a table built before any of it changed (an upgrade) is refused
+# and built again, rather than serving known items the old code's answers and everything else the new.
+_SEARCH_SOURCES = ("neighbors.py", "_leafscan.pyx", "neighbour_table.py")
 
 
 class TableError(BundleError):
@@ -92,12 +98,23 @@ def build(
                 progress(done[0], n_known)
 
     if threads > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="neighbour-table") as pool:
+        # BLAS limits are process-wide: one held around both threads' lives (each search's own limit,
+        # entered and left per call, would otherwise hand the other thread a multi-threaded BLAS).
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=threads, thread_name_prefix="neighbour-table") as pool:
             list(pool.map(one, starts))
     else:
         for start in starts:
             one(start)
     return NeighbourTable(rows=rows, sims=sims, bundle=bundle)
+
+
+@functools.cache
+def search_fingerprint() -> str:
+    """sha256 of the search's source files and numpy's version: what a table's answers depend on besides its bundle."""
+    digest = hashlib.sha256(np.__version__.encode())
+    for name in _SEARCH_SOURCES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
 
 
 def bundle_digest(bundle_dir: str | Path) -> str:
@@ -112,7 +129,7 @@ def table_dir(bundle_dir: str | Path) -> Path:
 def save(table: NeighbourTable, bundle_dir: str | Path) -> Path:
     """Write the table beside the bundle: into a temporary directory, then renamed into place (replacing an older one)."""
     parent = Path(bundle_dir) / DIRECTORY
-    parent.mkdir(parents=True, exist_ok=True)
+    parent.mkdir(exist_ok=True)  # not parents: a bundle deleted meanwhile is not brought back as a stray directory
     work = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=parent))
     try:
         files = {}
@@ -120,7 +137,14 @@ def save(table: NeighbourTable, bundle_dir: str | Path) -> Path:
             path = work / f"{name}.npy"
             np.save(path, np.ascontiguousarray(getattr(table, name)), allow_pickle=False)
             files[path.name] = _sha256(path)
-        header = {"format": FORMAT, "bundle": table.bundle, "k": table.k, "items": int(table.rows.shape[0]), "files": files}
+        header = {
+            "format": FORMAT,
+            "bundle": table.bundle,
+            "search": search_fingerprint(),
+            "k": table.k,
+            "items": int(table.rows.shape[0]),
+            "files": files,
+        }
         (work / _HEADER).write_text(json.dumps(header, indent=2))
         for path in work.iterdir():
             _fsync(path)
@@ -152,18 +176,24 @@ def load(bundle_dir: str | Path, bundle: str, n_known: int, mmap: bool = True) -
         )
     if header.get("bundle") != bundle:
         raise TableError(f"neighbour table {directory}: made for another bundle")
+    if header.get("search") != search_fingerprint():
+        raise TableError(f"neighbour table {directory}: made by another version of the neighbour search")
     if header.get("items") != n_known:
         raise TableError(f"neighbour table {directory}: {header.get('items')} items, the model knows {n_known}")
-    files = header.get("files") or {}
+    files = header.get("files")
+    if not isinstance(files, dict) or set(files) != {f"{a}.npy" for a in _ARRAYS}:
+        raise TableError(f"neighbour table {directory}: its header does not list {', '.join(f'{a}.npy' for a in _ARRAYS)}")
     arrays = {}
     for name in _ARRAYS:
         path = directory / f"{name}.npy"
-        if set(files) != {f"{a}.npy" for a in _ARRAYS} or not path.is_file() or _sha256(path) != files[path.name]:
+        if not path.is_file() or _sha256(path) != files[path.name]:
             raise TableError(f"neighbour table {directory}: {path.name} is missing or corrupt")
         try:
             arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False).view(np.ndarray)
         except (OSError, ValueError) as exc:
             raise TableError(f"neighbour table {directory}: {path.name} cannot be read ({exc})") from exc
+        if arrays[name].dtype != _DTYPES[name]:
+            raise TableError(f"neighbour table {directory}: {path.name} holds {arrays[name].dtype}, not {_DTYPES[name]}")
     rows, sims = arrays["rows"], arrays["sims"]
     if rows.ndim != 2 or rows.shape != sims.shape or rows.shape[0] != n_known or rows.shape[1] != header.get("k"):
         raise TableError(f"neighbour table {directory}: arrays of shape {rows.shape} / {sims.shape} do not match its header")

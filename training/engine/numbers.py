@@ -22,6 +22,8 @@ def round_like_python(values: np.ndarray, decimals: int) -> np.ndarray:
     by round() itself: that takes in every value past 2^50 after scaling too, whose ulp is ≥ 1/4.
     """
     values = np.asarray(values, dtype=np.float64)
+    if not 0 <= decimals <= 15:  # 10**d is an exact double up to 22; past 15 digits nothing is left to round cheaply
+        return np.array([round(v, decimals) for v in values.tolist()], dtype=np.float64)
     scale = 10.0**decimals
     with np.errstate(invalid="ignore", over="ignore"):
         scaled = values * scale

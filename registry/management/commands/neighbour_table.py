@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from registry.models import ModelVersion
 from registry.neighbour_tables import ensure, state
+from routing_ml.errors import RoutingMLError
 from training.engine import BundleError
 
 
@@ -33,13 +34,12 @@ class Command(BaseCommand):
                 raise CommandError(f"Model version {version.label} has no usable neighbour table ({status}).")
             return
         try:
-            result = ensure(version, force=force, threads=threads)
-        except BundleError as exc:
-            raise CommandError(f"[1002] No neighbour table for {version.label}: {exc}")
-        if result["status"] in ("busy", "disabled", "skipped"):
-            why = {"busy": "another process is building it", "disabled": "NEIGHBOUR_TABLE is off"}.get(
-                result["status"], result.get("reason")
-            )
+            # Waits for a build another process runs (the cluster's minute task), then finds its table there.
+            result = ensure(version, force=force, threads=threads, wait=True)
+        except (BundleError, RoutingMLError) as exc:
+            raise CommandError(f"[1002] No neighbour table for {version.label}: {getattr(exc, 'message', exc)}")
+        if result["status"] in ("disabled", "skipped"):
+            why = "NEIGHBOUR_TABLE is off" if result["status"] == "disabled" else result.get("reason")
             raise CommandError(f"Neighbour table of {version.label} not built: {why}.")
         if result["status"] == "present":
             self.stdout.write(f"{version.label}: the neighbour table is there already (--force builds it again).")
