@@ -21,7 +21,7 @@ from routing_ml.errors import ArtifactError, InvalidTransition, ModelNotFound
 
 def manifest_digest(directory: Path) -> str:
     """sha256 of a bundle's manifest.json: the manifest holds every other file's sha256, so this pins them all."""
-    from training.engine.neighbour_table import bundle_digest
+    from training.engine.files import bundle_digest
 
     return bundle_digest(directory)
 

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from training.engine import neighbour_table as engine_table
 from training.engine.config import BundleError
+from training.engine.files import bundle_digest
 
 logger = logging.getLogger(__name__)
 
@@ -102,4 +103,4 @@ def _build_lock(version, wait: bool = False):
 
 
 def _digest(version) -> str:
-    return version.manifest_sha256 or engine_table.bundle_digest(version.artifact_dir)
+    return version.manifest_sha256 or bundle_digest(version.artifact_dir)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import platform
 from dataclasses import dataclass, fields
@@ -19,15 +18,15 @@ import sklearn
 
 from .config import NUMERIC, BundleError, EngineConfig
 from .encoding import SMALL_FRAME, ItemEncoder, small_columns
+from .files import MANIFEST, bundle_digest, sha256_file
 from .neighbors import NeighborIndex
-from .neighbour_table import NeighbourTable, bundle_digest
+from .neighbour_table import NeighbourTable
 from .numbers import json_numbers
 from .routing import RES_CANDIDATES, SignatureRanker, WorkCentreRanker, proposals
 from .tables import IndexData, Vocab, ranges, sequence_occurrences
 from .times import MIN_WEIGHT, TimeLookup, TimeModel, lookup_times, numeric_attributes
 
 BUNDLE_FORMAT = 1
-MANIFEST = "manifest.json"
 MAX_ALTERNATIVES = 3
 
 
@@ -65,14 +64,6 @@ class TimeChoice:
     setup_source: np.ndarray  # of the setup time, the same vocabulary
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_bundle(directory: str | Path) -> dict[str, Any]:
     """Check every file of a bundle against its manifest's sha256; return the manifest.
 
@@ -93,7 +84,7 @@ def verify_bundle(directory: str | Path) -> dict[str, Any]:
         path = directory / name
         if not path.is_file():
             raise BundleError(f"model bundle {directory}: file {name} is missing")
-        if _sha256(path) != info.get("sha256"):
+        if sha256_file(path) != info.get("sha256"):
             raise BundleError(f"model bundle {directory}: file {name} is corrupt (sha256 differs from {MANIFEST})")
     return manifest
 
@@ -661,7 +652,7 @@ class RoutingModel:
             items_known=int(len(self.known_codes)),
             embedding_dim=int(self.encoder.dim),
             libraries=library_versions(),
-            files={name: {"sha256": _sha256(directory / name), "bytes": (directory / name).stat().st_size} for name in sorted(pinned)},
+            files={name: {"sha256": sha256_file(directory / name), "bytes": (directory / name).stat().st_size} for name in sorted(pinned)},
         )
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         self.manifest = manifest

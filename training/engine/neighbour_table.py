@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import BundleError
+from .files import fsync, sha256_file
 from .neighbors import one_blas_thread
 
 if TYPE_CHECKING:
@@ -117,11 +118,6 @@ def search_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def bundle_digest(bundle_dir: str | Path) -> str:
-    """sha256 of a bundle's manifest.json: the manifest holds every other file's sha256, so this pins them all."""
-    return hashlib.sha256((Path(bundle_dir) / "manifest.json").read_bytes()).hexdigest()
-
-
 def table_dir(bundle_dir: str | Path) -> Path:
     return Path(bundle_dir) / DIRECTORY / NAME
 
@@ -136,7 +132,7 @@ def save(table: NeighbourTable, bundle_dir: str | Path) -> Path:
         for name in _ARRAYS:
             path = work / f"{name}.npy"
             np.save(path, np.ascontiguousarray(getattr(table, name)), allow_pickle=False)
-            files[path.name] = _sha256(path)
+            files[path.name] = sha256_file(path)
         header = {
             "format": FORMAT,
             "bundle": table.bundle,
@@ -147,14 +143,14 @@ def save(table: NeighbourTable, bundle_dir: str | Path) -> Path:
         }
         (work / _HEADER).write_text(json.dumps(header, indent=2))
         for path in work.iterdir():
-            _fsync(path)
+            fsync(path)
         final = table_dir(bundle_dir)
         if final.exists():
             old = parent / f".{NAME}-old-{os.getpid()}"
             final.rename(old)
             shutil.rmtree(old, ignore_errors=True)
         work.rename(final)
-        _fsync(parent)
+        fsync(parent)
         return final
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -186,7 +182,7 @@ def load(bundle_dir: str | Path, bundle: str, n_known: int, mmap: bool = True) -
     arrays = {}
     for name in _ARRAYS:
         path = directory / f"{name}.npy"
-        if not path.is_file() or _sha256(path) != files[path.name]:
+        if not path.is_file() or sha256_file(path) != files[path.name]:
             raise TableError(f"neighbour table {directory}: {path.name} is missing or corrupt")
         try:
             arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False).view(np.ndarray)
@@ -218,19 +214,3 @@ def stamp(bundle_dir: str | Path) -> tuple | None:
         return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()))
     except OSError:
         return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
