@@ -93,8 +93,8 @@ bench: deps
 	$(BENCH_ENV) $(PY) manage.py bench_profiles --items $(BENCH_PROFILE_ITEMS)
 	# Predictions twice: known items read from the neighbour table (as served once the cluster has built it),
 	# then searched (NEIGHBOUR_TABLE=false: how items described by attributes, and a version's first minute, are served).
-	$(BENCH_ENV) $(PY) manage.py neighbour_table
-	$(BENCH_ENV) $(PY) manage.py bench_predictions
+	$(BENCH_ENV) NEIGHBOUR_TABLE=true $(PY) manage.py neighbour_table
+	$(BENCH_ENV) NEIGHBOUR_TABLE=true $(PY) manage.py bench_predictions
 	$(BENCH_ENV) NEIGHBOUR_TABLE=false $(PY) manage.py bench_predictions --no-peer
 	$(BENCH_ENV) $(PY) manage.py bench_quality
 	rm -f $(BENCH_DIR)/import.sqlite3*
