@@ -128,9 +128,10 @@ class ReleaseMemoryAfterLargeAnswers:
     325,000-item bench, a worker's private memory after twenty batches went from 202–305 MB to ~70 MB.
 
     Only a non-streaming answer of at least LARGE_ANSWER_BYTES is wrapped: the WSGI server gets an
-    iterable whose `close()` closes the response (its closers run as before), drops the last
-    reference to it, collects the cycles (~30–90 ms for a 1,000-item answer, after it is sent) and
-    trims the C heap. Everything else (small answers, files, streams) passes through untouched.
+    iterable whose `close()` first lets go of the answer's data and body (freed at once by reference
+    counting, out of the cycle), then closes the response (its closers run as before), collects the
+    cycles that remain and trims the C heap. Everything else (small answers, files, streams) passes
+    through untouched.
     """
 
     def __init__(self, application):
@@ -166,12 +167,26 @@ class _FreedWhenClosed:
         response, self._response = self._response, None
         if response is None:
             return
+        # The answer goes first, before the response's closers turn the collector back on (predictions.api):
+        # reference counting frees its ~50,000 dicts and lists and its body at once, so the collection below
+        # walks only what else is alive, not the answer (a 1,000-item request: ~0.30 -> ~0.27 s CPU in
+        # gunicorn). That collection still frees the response's own cycle with its view and request (~80
+        # small objects): left to the collector's pace, they and earlier requests' cycles kept ~14 MB more of
+        # a worker's memory (measured).
+        _drop_answer(response)
         try:
             response.close()
         finally:
-            del response  # the last reference: what remains of the answer is garbage the collector can reach
+            del response
             gc.collect()
             release_freed_memory()
+
+
+def _drop_answer(response) -> None:
+    """Let go of a sent response's data (DRF) and body."""
+    if hasattr(response, "data"):
+        response.data = None
+    response.content = b""
 
 
 _gc_paused_here = False
