@@ -43,8 +43,7 @@ class ModelLoader:
         # (label, the files' stamp when the re-hash began, why) of a served bundle the re-hash refused
         self._found: tuple[str, dict | None, str] | None = None
         self._generation = 0  # moves whenever what is served changes: a verdict about an older state is dropped
-        self._table_stamp: tuple | None = None  # the served version's neighbour table files when last looked at (None: none)
-        # The table stamp each loaded model was attached with (weak: dropped with the model).
+        # The neighbour table files each loaded model was last given (None: none), weak: dropped with the model.
         self._table_stamps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _load(self, version):
@@ -59,8 +58,9 @@ class ModelLoader:
         self._attach_table(version, model)
         return model
 
-    def _attach_table(self, version, model) -> tuple | None:
-        """Serve `model`'s known items from its version's neighbour table if a usable one is there; returns the table's stamp.
+    def _attach_table(self, version, model) -> None:
+        """Serve `model`'s known items from its version's neighbour table if a usable one is there (its stamp is kept
+        either way, so the next check looks again only when the table's files change).
 
         An unusable table (corrupt, half-written, another bundle's) is logged and ignored: the model
         searches instead, with the same answers. The cluster's every-minute task builds it again.
@@ -78,7 +78,6 @@ class ModelLoader:
             reason = str(exc) if isinstance(exc, (BundleError, OSError)) else f"{type(exc).__name__}: {exc}"
             logger.warning("Model version %s answers without its neighbour table: %s", version.label, reason)
         self._table_stamps[model] = stamp
-        return stamp
 
     def refresh(self, force: bool = False) -> None:
         """Follow the database's active version; on a load failure keep the current bundle."""
@@ -121,8 +120,8 @@ class ModelLoader:
 
         if not enabled() or self._active_model is None or self._active_label != active.label:
             return
-        if engine_table.stamp(active.artifact_dir) != self._table_stamp:
-            self._table_stamp = self._attach_table(active, self._active_model)
+        if engine_table.stamp(active.artifact_dir) != self._table_stamps.get(self._active_model):
+            self._attach_table(active, self._active_model)
 
     def neighbour_table(self) -> str:
         """What this process's served version answers known items from: "table (k=…)" or "search"."""
@@ -135,7 +134,6 @@ class ModelLoader:
         self._found = None
         self._active_label, self._active_model = version.label, model
         self._stamp, self._verified_at = _stamp(version.artifact_dir), time.monotonic()
-        self._table_stamp = self._table_stamps.get(model)
         self.last_error = self.failed_label = self._failed_stamp = None
 
     def _fail(self, version, reason: str) -> None:
@@ -213,7 +211,6 @@ class ModelLoader:
                 continue
             self._active_label, self._active_model = candidate.label, model
             self._stamp, self._verified_at = _stamp(candidate.artifact_dir), time.monotonic()
-            self._table_stamp = self._table_stamps.get(model)
             break
         self._fail(broken, reason)
         from .signals import bundle_verification_failed
@@ -267,7 +264,7 @@ class ModelLoader:
         with self._lock:
             self._active_label, self._active_model = None, None
             self.last_error = self.failed_label = None
-            self._stamp = self._failed_stamp = self._table_stamp = None
+            self._stamp = self._failed_stamp = None
             self._verified_at = float("-inf")
             self._found = None
             self._generation += 1

@@ -26,7 +26,7 @@ _LOCK = ".neighbour-table.lock"
 
 
 def enabled() -> bool:
-    return bool(getattr(settings, "NEIGHBOUR_TABLE", True))
+    return settings.NEIGHBOUR_TABLE
 
 
 def load_for(version, model) -> engine_table.NeighbourTable:

@@ -138,6 +138,50 @@ def test_a_table_is_refused_when_corrupt_half_written_or_another_bundles(trained
         engine_table.load(trained_model.artifact_dir, digest, n)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda h: [h], "format"),  # not an object at all
+        (lambda h: {**h, "format": 99}, "format"),
+        (lambda h: {**h, "files": list(h["files"])}, "does not list"),
+        (lambda h: {k: v for k, v in h.items() if k != "files"}, "does not list"),
+        (lambda h: {**h, "files": {**h["files"], "extra.npy": "0" * 64}}, "does not list"),
+        (lambda h: {**h, "k": h["k"] + 1}, "do not match its header"),
+        (lambda h: {**h, "items": str(h["items"])}, "items"),
+    ],
+)
+def test_every_kind_of_wrong_header_is_refused_by_the_loader_and_the_model_searches(trained_model, tabled, change, message, caplog):
+    header = engine_table.table_dir(trained_model.artifact_dir) / "table.json"
+    header.write_text(json.dumps(change(json.loads(header.read_text()))))
+    with pytest.raises(TableError, match=message):
+        engine_table.load(trained_model.artifact_dir, trained_model.manifest_sha256, len(tabled.known_codes))
+    model = _model()  # the header changed: checked again and refused
+    assert model.neighbour_table is None and "answers without its neighbour table" in caplog.text
+    assert len(model.predict(pd.DataFrame({"ITEM_CD": model.known_codes[:3].tolist()}))) == 3
+
+
+def test_arrays_of_another_type_are_refused_even_with_matching_checksums(trained_model, tabled):
+    table = tabled.neighbour_table
+    wide = engine_table.NeighbourTable(rows=table.rows.astype(np.int64), sims=table.sims, bundle=tabled.bundle_digest)
+    engine_table.save(wide, trained_model.artifact_dir)
+    with pytest.raises(TableError, match="rows.npy holds int64, not int32"):
+        engine_table.load(trained_model.artifact_dir, trained_model.manifest_sha256, len(tabled.known_codes))
+    assert _model().neighbour_table is None
+
+
+def test_the_table_answers_only_queries_that_exclude_exactly_the_items_own_row(model_with_unrouted_items):
+    model = model_with_unrouted_items
+    positions = np.arange(len(model.known_codes))
+    emb = model.stored_embeddings(positions)
+    own = model.known_index_row[positions]
+    other = np.roll(np.where(own >= 0, own, 0), 1)  # some other index row for every item
+    for exclude in (own, other, np.full(positions.size, -1), None):
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(model.neighbours(emb, exclude, 5, positions), model.neighbors.search(emb, 5, exclude), strict=True)
+        )
+
+
 def test_a_build_that_fails_while_writing_leaves_no_table_and_the_model_searches(trained_model, monkeypatch):
     model = _model()
     real_save = np.save

@@ -156,7 +156,8 @@ def test_the_garbage_collector_is_back_on_after_every_answer(trained_model, plan
     assert gc.isenabled()
 
 
-def test_a_large_sent_answer_is_freed_by_reference_counting_before_the_collector_runs(monkeypatch):
+def test_a_large_sent_answer_is_freed_by_reference_counting_before_the_collector_runs(db, monkeypatch):
+    # `db`: closing a response sends request_finished, which tidies the database connections.
     # The collector then walks what else is alive, not the answer's tens of thousands of dicts and lists.
     import gc
     import weakref
